@@ -1,0 +1,769 @@
+//! `accounts/<name>.toml`: one customer account — credentials, jail limits and
+//! ingestion settings.
+//!
+//! Every section but the credentials is optional; a missing section switches
+//! its feature off. Each file validates on its own, so one broken account never
+//! hides the others (hot reload keeps that account's previous version).
+
+use super::{parse_duration, parse_toml, resolve, ConfigError};
+use crate::jail::JailPath;
+use crate::pipeline::{advisor, datedir, template::Template};
+use chrono_tz::Tz;
+use ipnet::IpNet;
+use russh::keys::ssh_key::AuthorizedKeys;
+use russh::keys::PublicKey;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    password_hash: Option<String>,
+    authorized_keys: Option<Vec<String>>,
+    authorized_keys_file: Option<PathBuf>,
+    allowed_ips: Option<Vec<String>>,
+    quota_bytes: Option<u64>,
+    max_file_size: Option<u64>,
+    timezone: Option<String>,
+    audio: Option<RawAudio>,
+    metadata_csv: Option<RawMetadataCsv>,
+    contact_reasons: Option<RawReasons>,
+    advisors: Option<RawAdvisors>,
+    picking: Option<RawPicking>,
+    crm: Option<RawCrm>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudio {
+    dir: Option<String>,
+    date_dirs: Option<Vec<String>>,
+    require_date_dir: Option<bool>,
+    extensions: Option<Vec<String>>,
+    filename: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawColumns {
+    Map(BTreeMap<String, String>),
+    List(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetadataCsv {
+    dir: Option<String>,
+    filename_column: Option<String>,
+    delimiter: Option<String>,
+    quote: Option<String>,
+    skip_rows: Option<usize>,
+    header: Option<bool>,
+    columns: Option<RawColumns>,
+    encoding: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    wait: Option<String>,
+    on_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReasons {
+    file: Option<PathBuf>,
+    map: Option<BTreeMap<String, String>>,
+    on_unknown: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdvisors {
+    create: Option<bool>,
+    default_team: Option<String>,
+    connector: Option<String>,
+    email: Option<String>,
+    domain: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPicking {
+    percent: Option<u32>,
+    max_per_advisor: Option<u32>,
+    window: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrm {
+    dir: Option<String>,
+    key: String,
+    delimiter: Option<String>,
+    quote: Option<String>,
+    encoding: Option<String>,
+    on_conflict: Option<String>,
+}
+
+/// A validated account, ready to serve.
+#[derive(Debug)]
+pub struct Account {
+    pub name: String,
+    /// The file it was read from.
+    pub source: PathBuf,
+    pub password_hash: Option<String>,
+    pub authorized_keys: Vec<PublicKey>,
+    pub allowed_ips: Vec<IpNet>,
+    pub quota_bytes: Option<u64>,
+    pub max_file_size: Option<u64>,
+    pub timezone: Tz,
+    pub audio: Option<AudioSettings>,
+    pub metadata_csv: Option<MetadataCsvSettings>,
+    pub contact_reasons: Option<ContactReasons>,
+    pub advisors: Option<AdvisorSettings>,
+    pub picking: Option<PickingSettings>,
+    pub crm: Option<CrmSettings>,
+    /// Files this account reads besides its own (mapping, key files): the
+    /// hot-reload watcher follows them too.
+    pub referenced_files: Vec<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct AudioSettings {
+    pub dir: JailPath,
+    pub date_dirs: Vec<String>,
+    pub require_date_dir: bool,
+    /// Lower-case, without the dot.
+    pub extensions: Vec<String>,
+    pub filename: Option<Template>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Utf8,
+    Windows1252,
+}
+
+#[derive(Debug, Clone)]
+pub struct CsvDialect {
+    pub delimiter: u8,
+    pub quote: u8,
+    pub encoding: Encoding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataUse {
+    Merge,
+    Only,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTimeout {
+    FilenameOnly,
+    Reject,
+}
+
+#[derive(Debug)]
+pub struct MetadataCsvSettings {
+    pub dir: JailPath,
+    pub filename_column: String,
+    pub dialect: CsvDialect,
+    pub skip_rows: usize,
+    pub header: bool,
+    /// Header name → metadata key (with a header row).
+    pub column_map: BTreeMap<String, String>,
+    /// Positional keys (without a header row).
+    pub column_list: Vec<String>,
+    pub use_: MetadataUse,
+    pub wait: Duration,
+    pub on_timeout: OnTimeout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnknown {
+    Keep,
+    Reject,
+}
+
+#[derive(Debug)]
+pub struct ContactReasons {
+    pub labels: HashMap<String, String>,
+    pub on_unknown: OnUnknown,
+}
+
+#[derive(Debug)]
+pub struct AdvisorSettings {
+    pub create: bool,
+    pub default_team: Option<String>,
+    pub connector: Option<String>,
+    pub email: Option<String>,
+    pub domain: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PickingSettings {
+    pub percent: Option<u32>,
+    pub max_per_advisor: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    KeepCall,
+    KeepCrm,
+}
+
+#[derive(Debug)]
+pub struct CrmSettings {
+    pub dir: JailPath,
+    pub key: String,
+    pub dialect: CsvDialect,
+    pub on_conflict: OnConflict,
+}
+
+impl Account {
+    /// The jail directories this account's ingestion uses; they are created
+    /// at first login.
+    pub fn ingest_dirs(&self) -> Vec<&JailPath> {
+        let mut dirs = Vec::new();
+        if let Some(a) = &self.audio {
+            dirs.push(&a.dir);
+        }
+        if let Some(m) = &self.metadata_csv {
+            dirs.push(&m.dir);
+        }
+        if let Some(c) = &self.crm {
+            dirs.push(&c.dir);
+        }
+        dirs
+    }
+}
+
+/// Is `name` a valid account name (`[a-z0-9][a-z0-9_-]{0,63}`)?
+pub fn valid_account_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}
+
+/// What loading one directory of account files gave.
+pub struct LoadedAccounts {
+    pub accounts: BTreeMap<String, Arc<Account>>,
+    pub errors: Vec<ConfigError>,
+    /// Key files that will be generated on first `serve` (not errors).
+    pub pending_keys: Vec<PathBuf>,
+}
+
+/// Loads every `*.toml` in `dir`. With `generate_keys`, a missing
+/// `authorized_keys_file` named `<account>_ed25519.pub` is generated as a new
+/// key pair (this is how the shipped demo account gets its client key).
+pub fn load_accounts(dir: &Path, generate_keys: bool) -> LoadedAccounts {
+    let mut out = LoadedAccounts {
+        accounts: BTreeMap::new(),
+        errors: Vec::new(),
+        pending_keys: Vec::new(),
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            out.errors.push(ConfigError::new(
+                dir,
+                "",
+                format!("cannot read the accounts directory ({e}); set server.accounts_dir"),
+            ));
+            return out;
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    for file in files {
+        match load_account(&file, dir, generate_keys) {
+            Ok((acc, pending)) => {
+                out.pending_keys.extend(pending);
+                out.accounts.insert(acc.name.clone(), Arc::new(acc));
+            }
+            Err(mut errs) => out.errors.append(&mut errs),
+        }
+    }
+    out
+}
+
+/// Loads and validates one account file.
+pub fn load_account(
+    file: &Path,
+    accounts_dir: &Path,
+    generate_keys: bool,
+) -> Result<(Account, Option<PathBuf>), Vec<ConfigError>> {
+    let name = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !valid_account_name(&name) {
+        return Err(vec![ConfigError::new(
+            file,
+            "",
+            format!("'{name}' is not a valid account name: rename the file to [a-z0-9][a-z0-9_-]{{0,63}}.toml"),
+        )]);
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| vec![ConfigError::new(file, "", format!("cannot read ({e})"))])?;
+    let raw: RawAccount = parse_toml(file, &text).map_err(|e| vec![e])?;
+    let mut v = Validator {
+        file,
+        base: accounts_dir,
+        errors: Vec::new(),
+        referenced: Vec::new(),
+    };
+    let acc = v.account(name, raw, generate_keys);
+    if v.errors.is_empty() {
+        let (mut acc, pending) = acc;
+        acc.referenced_files = v.referenced;
+        Ok((acc, pending))
+    } else {
+        Err(v.errors)
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    base: &'a Path,
+    errors: Vec<ConfigError>,
+    referenced: Vec<PathBuf>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, key: &str, msg: impl Into<String>) {
+        self.errors.push(ConfigError::new(self.file, key, msg));
+    }
+
+    fn account(
+        &mut self,
+        name: String,
+        raw: RawAccount,
+        generate_keys: bool,
+    ) -> (Account, Option<PathBuf>) {
+        let password_hash = raw.password_hash.and_then(|h| self.password_hash(h));
+        let mut keys = Vec::new();
+        for (i, line) in raw.authorized_keys.iter().flatten().enumerate() {
+            keys.extend(self.authorized_keys(&format!("authorized_keys[{i}]"), line));
+        }
+        let mut pending = None;
+        if let Some(f) = &raw.authorized_keys_file {
+            let (k, p) = self.authorized_keys_file(&name, f, generate_keys);
+            keys.extend(k);
+            pending = p;
+        }
+        if password_hash.is_none() && keys.is_empty() && pending.is_none() {
+            self.err(
+                "password_hash",
+                "the account has no credentials: set password_hash (from `depot hash-password`) or authorized_keys",
+            );
+        }
+        let allowed_ips = self.allowed_ips(raw.allowed_ips.unwrap_or_default());
+        let timezone = self.timezone(raw.timezone.as_deref().unwrap_or("UTC"));
+        let acc = Account {
+            name,
+            source: self.file.to_path_buf(),
+            password_hash,
+            authorized_keys: keys,
+            allowed_ips,
+            quota_bytes: raw.quota_bytes,
+            max_file_size: raw.max_file_size,
+            timezone,
+            audio: raw.audio.map(|a| self.audio(a)),
+            metadata_csv: raw.metadata_csv.map(|m| self.metadata_csv(m)),
+            contact_reasons: raw.contact_reasons.map(|r| self.reasons(r)),
+            advisors: raw.advisors.map(|a| self.advisors(a)),
+            picking: raw.picking.map(|p| self.picking(p)),
+            crm: raw.crm.map(|c| self.crm(c)),
+            referenced_files: Vec::new(),
+        };
+        (acc, pending)
+    }
+
+    fn password_hash(&mut self, h: String) -> Option<String> {
+        match argon2::PasswordHash::new(&h) {
+            Ok(p) if p.algorithm.as_str() == "argon2id" => Some(h),
+            Ok(p) => {
+                self.err(
+                    "password_hash",
+                    format!(
+                        "algorithm '{}' is not argon2id; make one with `depot hash-password`",
+                        p.algorithm
+                    ),
+                );
+                None
+            }
+            Err(_) => {
+                self.err(
+                    "password_hash",
+                    "not an argon2id PHC string ($argon2id$v=19$...); make one with `depot hash-password`",
+                );
+                None
+            }
+        }
+    }
+
+    fn authorized_keys(&mut self, key: &str, text: &str) -> Vec<PublicKey> {
+        let mut out = Vec::new();
+        for entry in AuthorizedKeys::new(text) {
+            match entry {
+                Ok(e) => out.push(e.public_key().clone()),
+                Err(e) => self.err(key, format!("not an OpenSSH public key line ({e})")),
+            }
+        }
+        out
+    }
+
+    fn authorized_keys_file(
+        &mut self,
+        account: &str,
+        f: &Path,
+        generate: bool,
+    ) -> (Vec<PublicKey>, Option<PathBuf>) {
+        let path = resolve(self.base, f);
+        self.referenced.push(path.clone());
+        let generable = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy() == format!("{account}_ed25519.pub"));
+        if !path.exists() && generable {
+            if !generate {
+                return (Vec::new(), Some(path));
+            }
+            let private = path.with_extension("");
+            if let Err(e) = crate::keys::generate_ed25519(&private, &format!("{account}@depot")) {
+                self.err(
+                    "authorized_keys_file",
+                    format!("cannot generate {}: {e:#}", path.display()),
+                );
+                return (Vec::new(), None);
+            }
+            tracing::info!(account, key = %private.display(), "generated client key pair for account");
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => (self.authorized_keys("authorized_keys_file", &text), None),
+            Err(e) => {
+                self.err(
+                    "authorized_keys_file",
+                    format!("cannot read {} ({e})", path.display()),
+                );
+                (Vec::new(), None)
+            }
+        }
+    }
+
+    fn allowed_ips(&mut self, list: Vec<String>) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for s in list {
+            let parsed = s
+                .parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(n) => out.push(n),
+                Err(_) => self.err(
+                    "allowed_ips",
+                    format!("'{s}' is not an IP address or CIDR network"),
+                ),
+            }
+        }
+        out
+    }
+
+    fn timezone(&mut self, tz: &str) -> Tz {
+        tz.parse::<Tz>().unwrap_or_else(|_| {
+            self.err(
+                "timezone",
+                format!("'{tz}' is not an IANA time zone such as \"Europe/Paris\""),
+            );
+            Tz::UTC
+        })
+    }
+
+    fn dir(&mut self, key: &str, v: Option<String>, default: &str) -> JailPath {
+        let s = v.unwrap_or_else(|| default.to_string());
+        match JailPath::parse(&s) {
+            Ok(p) if !p.is_root() => p,
+            _ => {
+                self.err(
+                    key,
+                    format!("'{s}' is not a directory path inside the jail such as \"{default}\""),
+                );
+                JailPath::root()
+            }
+        }
+    }
+
+    fn audio(&mut self, a: RawAudio) -> AudioSettings {
+        let dir = self.dir("audio.dir", a.dir, "/audio");
+        let date_dirs = a
+            .date_dirs
+            .unwrap_or_else(|| vec!["%Y%m%d".into(), "%Y_%m_%d".into()]);
+        for f in &date_dirs {
+            if let Err(e) = datedir::validate_date_format(f) {
+                self.err("audio.date_dirs", format!("'{f}': {e}"));
+            }
+        }
+        let extensions: Vec<String> = a
+            .extensions
+            .unwrap_or_else(|| vec!["mp3".into(), "wav".into()])
+            .into_iter()
+            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+            .collect();
+        if extensions.iter().any(|e| e.is_empty() || e.contains('/')) {
+            self.err("audio.extensions", "extensions are names like \"mp3\"");
+        }
+        let filename = a.filename.and_then(|t| match Template::compile(&t) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.err("audio.filename", e.to_string());
+                None
+            }
+        });
+        AudioSettings {
+            dir,
+            date_dirs,
+            require_date_dir: a.require_date_dir.unwrap_or(true),
+            extensions,
+            filename,
+        }
+    }
+
+    fn byte(&mut self, key: &str, v: Option<String>, default: u8) -> u8 {
+        match v {
+            None => default,
+            Some(s) if s == "\\t" => b'\t',
+            Some(s) if s.len() == 1 && s.is_ascii() => s.as_bytes()[0],
+            Some(s) => {
+                self.err(key, format!("'{s}' must be exactly one ASCII character"));
+                default
+            }
+        }
+    }
+
+    fn encoding(&mut self, key: &str, v: Option<String>) -> Encoding {
+        match v.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("utf-8") | Some("utf8") => Encoding::Utf8,
+            Some("windows-1252") | Some("cp1252") => Encoding::Windows1252,
+            Some(other) => {
+                self.err(
+                    key,
+                    format!("'{other}' is not one of \"utf-8\", \"windows-1252\""),
+                );
+                Encoding::Utf8
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, key: &str, v: Option<String>, options: &[(&str, T)]) -> T {
+        let Some(s) = v else { return options[0].1 };
+        if let Some((_, t)) = options.iter().find(|(n, _)| *n == s) {
+            return *t;
+        }
+        let names: Vec<String> = options.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        self.err(key, format!("'{s}' is not one of {}", names.join(", ")));
+        options[0].1
+    }
+
+    fn metadata_csv(&mut self, m: RawMetadataCsv) -> MetadataCsvSettings {
+        let dir = self.dir("metadata_csv.dir", m.dir, "/audio");
+        let dialect = CsvDialect {
+            delimiter: self.byte("metadata_csv.delimiter", m.delimiter, b','),
+            quote: self.byte("metadata_csv.quote", m.quote, b'"'),
+            encoding: self.encoding("metadata_csv.encoding", m.encoding),
+        };
+        let header = m.header.unwrap_or(true);
+        let skip_rows = m.skip_rows.unwrap_or(1);
+        if header && skip_rows == 0 {
+            self.err(
+                "metadata_csv.skip_rows",
+                "with header = true at least 1 row (the header) is skipped",
+            );
+        }
+        let (column_map, column_list) = match m.columns {
+            None => (BTreeMap::new(), Vec::new()),
+            Some(RawColumns::Map(map)) => (map, Vec::new()),
+            Some(RawColumns::List(list)) => (BTreeMap::new(), list),
+        };
+        if !header && column_list.is_empty() && !column_map.is_empty() {
+            self.err(
+                "metadata_csv.columns",
+                "without a header row, columns must be a positional list",
+            );
+        }
+        let use_ = self.choice(
+            "metadata_csv.use",
+            m.use_,
+            &[("merge", MetadataUse::Merge), ("only", MetadataUse::Only)],
+        );
+        let wait = parse_duration(
+            self.file,
+            "metadata_csv.wait",
+            m.wait.as_deref().unwrap_or("24h"),
+            &mut self.errors,
+        )
+        .unwrap_or(Duration::from_secs(86400));
+        let on_timeout = self.choice(
+            "metadata_csv.on_timeout",
+            m.on_timeout,
+            &[
+                ("filename_only", OnTimeout::FilenameOnly),
+                ("reject", OnTimeout::Reject),
+            ],
+        );
+        MetadataCsvSettings {
+            dir,
+            filename_column: m.filename_column.unwrap_or_else(|| "filename".into()),
+            dialect,
+            skip_rows,
+            header,
+            column_map,
+            column_list,
+            use_,
+            wait,
+            on_timeout,
+        }
+    }
+
+    fn reasons(&mut self, r: RawReasons) -> ContactReasons {
+        let mut labels = HashMap::new();
+        if let Some(f) = &r.file {
+            let path = resolve(self.base, f);
+            self.referenced.push(path.clone());
+            match read_reason_file(&path) {
+                Ok(map) => labels.extend(map),
+                Err(e) => self.err("contact_reasons.file", format!("{}: {e}", path.display())),
+            }
+        }
+        if let Some(map) = r.map {
+            labels.extend(map);
+        }
+        if r.file.is_none() && labels.is_empty() {
+            self.err("contact_reasons", "set `file` (a CSV of id,label) or `map`");
+        }
+        let on_unknown = self.choice(
+            "contact_reasons.on_unknown",
+            r.on_unknown,
+            &[("keep", OnUnknown::Keep), ("reject", OnUnknown::Reject)],
+        );
+        ContactReasons { labels, on_unknown }
+    }
+
+    fn advisors(&mut self, a: RawAdvisors) -> AdvisorSettings {
+        let create = a.create.unwrap_or(false);
+        if create && a.email.is_none() {
+            self.err(
+                "advisors.email",
+                "is mandatory when create = true, e.g. \"%firstname%.%lastname%@%domain%.com\"",
+            );
+        }
+        if let Some(f) = &a.email {
+            let domain = a.domain.as_deref().unwrap_or("");
+            if let Err(e) = advisor::validate_settings(f, domain) {
+                self.err("advisors.email", e);
+            }
+        }
+        AdvisorSettings {
+            create,
+            default_team: a.default_team,
+            connector: a.connector,
+            email: a.email,
+            domain: a.domain.unwrap_or_default(),
+        }
+    }
+
+    fn picking(&mut self, p: RawPicking) -> PickingSettings {
+        if p.percent.is_some_and(|v| v > 100) {
+            self.err("picking.percent", "must be between 0 and 100");
+        }
+        if let Some(w) = p.window {
+            if w != "day" {
+                self.err(
+                    "picking.window",
+                    format!("'{w}' is not supported; use \"day\""),
+                );
+            }
+        }
+        PickingSettings {
+            percent: p.percent,
+            max_per_advisor: p.max_per_advisor,
+        }
+    }
+
+    fn crm(&mut self, c: RawCrm) -> CrmSettings {
+        let dir = self.dir("crm.dir", c.dir, "/crm");
+        if c.key.trim().is_empty() {
+            self.err(
+                "crm.key",
+                "must name the reconciliation column, e.g. \"agent_id\"",
+            );
+        }
+        let dialect = CsvDialect {
+            delimiter: self.byte("crm.delimiter", c.delimiter, b','),
+            quote: self.byte("crm.quote", c.quote, b'"'),
+            encoding: self.encoding("crm.encoding", c.encoding),
+        };
+        let on_conflict = self.choice(
+            "crm.on_conflict",
+            c.on_conflict,
+            &[
+                ("keep_call", OnConflict::KeepCall),
+                ("keep_crm", OnConflict::KeepCrm),
+            ],
+        );
+        CrmSettings {
+            dir,
+            key: c.key,
+            dialect,
+            on_conflict,
+        }
+    }
+}
+
+/// Reads a contact-reason mapping CSV (`id,label`, header optional, `,` or
+/// `;` separated, UTF-8 with or without BOM).
+fn read_reason_file(path: &Path) -> Result<HashMap<String, String>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read ({e})"))?;
+    let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8".to_string())?;
+    let text = text.trim_start_matches('\u{feff}');
+    let first = text.lines().next().unwrap_or("");
+    let delimiter = if first.contains(';') && !first.contains(',') {
+        b';'
+    } else {
+        b','
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut map = HashMap::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| format!("line {}: {e}", i + 1))?;
+        if rec.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        if rec.len() < 2 {
+            return Err(format!(
+                "line {}: expected id{}label",
+                i + 1,
+                delimiter as char
+            ));
+        }
+        let (id, label) = (rec[0].trim(), rec[1].trim());
+        if i == 0 && id.eq_ignore_ascii_case("id") {
+            continue;
+        }
+        map.insert(id.to_string(), label.to_string());
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests;

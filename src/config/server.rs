@@ -1,0 +1,326 @@
+//! `depot.toml`: listen addresses, host keys, data and accounts directories,
+//! session limits, authentication defences and logging.
+//!
+//! Relative paths resolve against the directory depot was started in, so
+//! `cargo run --release -- serve` from the repository root finds `keys/`,
+//! `data/` and `config/accounts/`.
+
+use super::{parse_duration, parse_toml, resolve, ConfigError, ConfigErrors};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: OneOrMany,
+    host_keys: Vec<PathBuf>,
+    data_dir: PathBuf,
+    accounts_dir: PathBuf,
+    max_sessions: usize,
+    max_sessions_per_account: usize,
+    idle_timeout: String,
+    fsync: bool,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: OneOrMany::One("127.0.0.1:2222".into()),
+            host_keys: vec![PathBuf::from("keys/ssh_host_ed25519_key")],
+            data_dir: PathBuf::from("data"),
+            accounts_dir: PathBuf::from("config/accounts"),
+            max_sessions: 512,
+            max_sessions_per_account: 32,
+            idle_timeout: "10m".into(),
+            fsync: true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAuth {
+    max_attempts_per_connection: u32,
+    ban_after_failures: u32,
+    ban_window: String,
+    ban_duration: String,
+    max_concurrent_password_checks: usize,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            max_attempts_per_connection: 6,
+            ban_after_failures: 10,
+            ban_window: "5m".into(),
+            ban_duration: "15m".into(),
+            max_concurrent_password_checks: 4,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    format: String,
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Validated server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub host_keys: Vec<PathBuf>,
+    pub data_dir: PathBuf,
+    pub accounts_dir: PathBuf,
+    pub max_sessions: usize,
+    pub max_sessions_per_account: usize,
+    pub idle_timeout: Duration,
+    pub fsync: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub max_attempts_per_connection: u32,
+    pub ban_after_failures: u32,
+    pub ban_window: Duration,
+    pub ban_duration: Duration,
+    pub max_concurrent_password_checks: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// Everything `depot.toml` says, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file these settings came from.
+    pub path: PathBuf,
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+impl Settings {
+    /// Reads and validates `path`; relative paths inside resolve against `cwd`.
+    pub fn load(path: &Path, cwd: &Path) -> Result<Settings, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError::new(
+                path,
+                "",
+                format!("cannot read ({e}); pass --config PATH to name the settings file"),
+            )])
+        })?;
+        let raw: RawFile = parse_toml(path, &text).map_err(|e| ConfigErrors(vec![e]))?;
+        validate(path, cwd, raw)
+    }
+}
+
+fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErrors> {
+    let mut errors = Vec::new();
+    let listen_raw = match raw.server.listen {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    let mut listen = Vec::new();
+    for s in &listen_raw {
+        match s.parse::<SocketAddr>() {
+            Ok(a) => listen.push(a),
+            Err(_) => errors.push(ConfigError::new(
+                path,
+                "server.listen",
+                format!(
+                    "'{s}' is not an address:port such as \"127.0.0.1:2222\" or \"[::1]:2222\""
+                ),
+            )),
+        }
+    }
+    if listen_raw.is_empty() {
+        errors.push(ConfigError::new(
+            path,
+            "server.listen",
+            "needs at least one address",
+        ));
+    }
+    if raw.server.host_keys.is_empty() {
+        errors.push(ConfigError::new(
+            path,
+            "server.host_keys",
+            "needs at least one key path",
+        ));
+    }
+    for (key, v) in [
+        ("server.max_sessions", raw.server.max_sessions),
+        (
+            "server.max_sessions_per_account",
+            raw.server.max_sessions_per_account,
+        ),
+        (
+            "auth.max_concurrent_password_checks",
+            raw.auth.max_concurrent_password_checks,
+        ),
+    ] {
+        if v == 0 {
+            errors.push(ConfigError::new(path, key, "must be at least 1"));
+        }
+    }
+    if raw.auth.max_attempts_per_connection == 0 {
+        errors.push(ConfigError::new(
+            path,
+            "auth.max_attempts_per_connection",
+            "must be at least 1",
+        ));
+    }
+    let idle = parse_duration(
+        path,
+        "server.idle_timeout",
+        &raw.server.idle_timeout,
+        &mut errors,
+    );
+    let window = parse_duration(path, "auth.ban_window", &raw.auth.ban_window, &mut errors);
+    let ban = parse_duration(
+        path,
+        "auth.ban_duration",
+        &raw.auth.ban_duration,
+        &mut errors,
+    );
+    let format = match raw.log.format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            errors.push(ConfigError::new(
+                path,
+                "log.format",
+                format!("'{other}' is not one of \"text\", \"json\""),
+            ));
+            LogFormat::Text
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+        errors.push(ConfigError::new(
+            path,
+            "log.level",
+            format!(
+                "'{}' is not a level (error, warn, info, debug, trace)",
+                raw.log.level
+            ),
+        ));
+    }
+    match (idle, window, ban) {
+        (Some(idle_timeout), Some(ban_window), Some(ban_duration)) if errors.is_empty() => {
+            Ok(Settings {
+                path: path.to_path_buf(),
+                server: ServerConfig {
+                    listen,
+                    host_keys: raw
+                        .server
+                        .host_keys
+                        .iter()
+                        .map(|p| resolve(cwd, p))
+                        .collect(),
+                    data_dir: resolve(cwd, &raw.server.data_dir),
+                    accounts_dir: resolve(cwd, &raw.server.accounts_dir),
+                    max_sessions: raw.server.max_sessions,
+                    max_sessions_per_account: raw.server.max_sessions_per_account,
+                    idle_timeout,
+                    fsync: raw.server.fsync,
+                },
+                auth: AuthConfig {
+                    max_attempts_per_connection: raw.auth.max_attempts_per_connection,
+                    ban_after_failures: raw.auth.ban_after_failures,
+                    ban_window,
+                    ban_duration,
+                    max_concurrent_password_checks: raw.auth.max_concurrent_password_checks,
+                },
+                log: LogConfig {
+                    format,
+                    level: raw.log.level,
+                },
+            })
+        }
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Settings, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("depot.toml");
+        std::fs::write(&p, text).unwrap();
+        Settings::load(&p, Path::new("/srv/depot"))
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let s = load("").unwrap();
+        assert_eq!(s.server.listen, vec!["127.0.0.1:2222".parse().unwrap()]);
+        assert_eq!(s.server.data_dir, PathBuf::from("/srv/depot/data"));
+        assert_eq!(s.server.idle_timeout, Duration::from_secs(600));
+        assert!(s.server.fsync);
+    }
+
+    #[test]
+    fn list_of_listen_addresses() {
+        let s = load("[server]\nlisten = [\"127.0.0.1:0\", \"[::1]:0\"]\n").unwrap();
+        assert_eq!(s.server.listen.len(), 2);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = load("[server]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 3\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("listen_typo"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+    }
+
+    #[test]
+    fn every_error_is_reported() {
+        let e = load("[server]\nidle_timeout = \"soon\"\n[auth]\nban_window = \"x\"\n[log]\nformat = \"xml\"\n")
+            .unwrap_err();
+        assert_eq!(e.0.len(), 3, "{e}");
+        assert!(e.0.iter().any(|e| e.key == "server.idle_timeout"));
+        assert!(e.0.iter().any(|e| e.key == "auth.ban_window"));
+        assert!(e.0.iter().any(|e| e.key == "log.format"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Starting and stopping the whole service: host keys, accounts, database
+//! writer, pipeline worker and SFTP listeners, in that order; shutdown in
+//! reverse, letting uploads and ingestion in progress finish.
+
+use crate::config::{load_accounts, Settings};
+use crate::metrics::Metrics;
+use crate::sftp::{self, Accounts, Shared};
+use crate::store::{self, journal, Writer};
+use anyhow::{bail, Context, Result};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// A running depot.
+pub struct Running {
+    /// The bound listen addresses (port 0 resolved).
+    pub addrs: Vec<SocketAddr>,
+    pub shared: Arc<Shared>,
+    /// SHA256 fingerprints of the host keys, in configuration order.
+    pub fingerprints: Vec<String>,
+    shutdown: watch::Sender<bool>,
+    front: JoinHandle<()>,
+    pipeline: JoinHandle<()>,
+    db_thread: std::thread::JoinHandle<()>,
+}
+
+pub fn db_path(settings: &Settings) -> std::path::PathBuf {
+    settings.server.data_dir.join("depot.db")
+}
+
+/// Starts depot with `settings`; fails with every configuration problem.
+pub async fn start(settings: Settings) -> Result<Running> {
+    std::fs::create_dir_all(settings.server.data_dir.join("home")).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            settings.server.data_dir.display()
+        )
+    })?;
+    let mut host_keys = Vec::new();
+    let mut fingerprints = Vec::new();
+    for path in &settings.server.host_keys {
+        let (key, fresh) = crate::keys::load_or_generate_host_key(path)?;
+        let fp = crate::keys::fingerprint(key.public_key());
+        tracing::info!(path = %path.display(), fingerprint = %fp, generated = fresh, "host key");
+        fingerprints.push(fp);
+        host_keys.push(key);
+    }
+    let loaded = load_accounts(&settings.server.accounts_dir, true);
+    if !loaded.errors.is_empty() {
+        let all: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+        bail!("invalid account configuration:\n{}", all.join("\n"));
+    }
+    tracing::info!(accounts = loaded.accounts.len(), "accounts loaded");
+    let accounts: Accounts = Arc::new(loaded.accounts);
+    let (_accounts_tx, accounts_rx) = watch::channel(accounts);
+
+    let (writer, db_thread) =
+        Writer::start(&db_path(&settings)).context("cannot open the database")?;
+    let (completions, inbox) = mpsc::unbounded_channel();
+    let pending = {
+        let w = writer.clone();
+        tokio::task::spawn_blocking(move || -> store::Result<Vec<journal::Entry>> {
+            journal::pending(&store::open_read(w.path())?)
+        })
+        .await??
+    };
+    if !pending.is_empty() {
+        tracing::info!(count = pending.len(), "resuming deposits not yet ingested");
+    }
+    for e in pending {
+        let _ = completions.send(e);
+    }
+    let pipeline = tokio::spawn(crate::pipeline::worker::run(inbox, writer.clone()));
+
+    let metrics = Arc::new(Metrics::default());
+    let in_flight = Arc::new(Mutex::new(HashSet::new()));
+    let ssh_config = Arc::new(sftp::ssh_config(&settings, host_keys));
+    let listeners = sftp::bind(&settings.server.listen).await?;
+    let addrs = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect::<Vec<_>>();
+    let shared = Shared::new(
+        settings,
+        accounts_rx,
+        writer,
+        completions,
+        metrics,
+        in_flight,
+    )?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let front = tokio::spawn(sftp::run(
+        shared.clone(),
+        ssh_config,
+        listeners,
+        shutdown_rx,
+    ));
+    for a in &addrs {
+        tracing::info!(addr = %a, "listening for SFTP");
+    }
+    Ok(Running {
+        addrs,
+        shared,
+        fingerprints,
+        shutdown,
+        front,
+        pipeline,
+        db_thread,
+    })
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Stops accepting, lets uploads in progress finish, drains the
+    /// pipeline, closes the database; returns the final counters.
+    pub async fn shutdown(self) -> Result<Vec<(&'static str, u64)>> {
+        let _ = self.shutdown.send(true);
+        let _ = self.front.await;
+        let metrics = self.shared.metrics.clone();
+        // Last reference to Shared: drops its completion sender and writer.
+        drop(self.shared);
+        let _ = self.pipeline.await;
+        let db = self.db_thread;
+        tokio::task::spawn_blocking(move || db.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the database writer thread panicked"))?;
+        Ok(metrics.snapshot())
+    }
+}

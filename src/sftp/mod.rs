@@ -1,0 +1,302 @@
+//! The SFTP front: accept loop, SSH sessions, authentication, and the SFTP
+//! file-system handler that works inside each account's jail.
+//!
+//! Data flow: TCP accept (ban check, session limit) → [`ssh::Connection`]
+//! (auth) → `sftp` subsystem → [`channel`] pump → [`fs::SftpSession`], whose
+//! CLOSE/RENAME produce upload completions: fsync, a journal row committed,
+//! then OK to the client and the entry handed to the pipeline.
+
+pub mod auth;
+mod channel;
+mod fs;
+mod policy;
+mod ssh;
+mod upload;
+
+pub use policy::is_temp_name;
+
+use crate::config::{Account, Settings};
+use crate::metrics::Metrics;
+use crate::store::journal::Entry;
+use crate::store::Writer;
+use anyhow::{Context, Result};
+use auth::{BanList, PasswordChecker};
+use russh::keys::PrivateKey;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// The accounts in force, replaced whole on reload.
+pub type Accounts = Arc<BTreeMap<String, Arc<Account>>>;
+
+/// Where completed uploads go next (the pipeline's inbox).
+pub type CompletionSender = mpsc::UnboundedSender<Entry>;
+
+/// State shared by every session.
+pub struct Shared {
+    pub settings: Settings,
+    pub accounts: watch::Receiver<Accounts>,
+    pub writer: Writer,
+    pub completions: CompletionSender,
+    pub bans: Arc<BanList>,
+    pub passwords: PasswordChecker,
+    pub metrics: Arc<Metrics>,
+    /// Deposits the pipeline is working on: not to be modified meanwhile.
+    pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+    sessions_total: AtomicUsize,
+    sessions_per_account: Mutex<HashMap<String, usize>>,
+    /// Open write handles across all sessions (graceful shutdown waits on it).
+    pub open_uploads: AtomicUsize,
+    quota: Mutex<HashMap<String, Arc<std::sync::atomic::AtomicI64>>>,
+}
+
+impl Shared {
+    pub fn new(
+        settings: Settings,
+        accounts: watch::Receiver<Accounts>,
+        writer: Writer,
+        completions: CompletionSender,
+        metrics: Arc<Metrics>,
+        in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+    ) -> Result<Arc<Shared>> {
+        Ok(Arc::new(Shared {
+            bans: BanList::new(settings.auth.clone()),
+            passwords: PasswordChecker::new(settings.auth.max_concurrent_password_checks)?,
+            settings,
+            accounts,
+            writer,
+            completions,
+            metrics,
+            in_flight,
+            sessions_total: AtomicUsize::new(0),
+            sessions_per_account: Mutex::new(HashMap::new()),
+            open_uploads: AtomicUsize::new(0),
+            quota: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn account(&self, name: &str) -> Option<Arc<Account>> {
+        self.accounts.borrow().get(name).cloned()
+    }
+
+    /// Takes a per-account session slot; `None` when the account is full.
+    fn acquire_account_slot(self: &Arc<Self>, account: &str) -> Option<AccountSlot> {
+        let mut map = self
+            .sessions_per_account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(account.to_string()).or_insert(0);
+        if *n >= self.settings.server.max_sessions_per_account {
+            return None;
+        }
+        *n += 1;
+        Some(AccountSlot {
+            shared: self.clone(),
+            account: account.to_string(),
+        })
+    }
+
+    /// The account's running total of bytes stored in its jail.
+    fn quota_usage(
+        &self,
+        account: &str,
+        root: &std::path::Path,
+    ) -> Arc<std::sync::atomic::AtomicI64> {
+        let mut map = self.quota.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(account.to_string())
+            .or_insert_with(|| Arc::new(std::sync::atomic::AtomicI64::new(dir_size(root) as i64)))
+            .clone()
+    }
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// A session's claim on its account's session budget, released on drop.
+pub struct AccountSlot {
+    shared: Arc<Shared>,
+    account: String,
+}
+
+impl Drop for AccountSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .shared
+            .sessions_per_account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.account) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// The russh server configuration depot runs with.
+pub fn ssh_config(settings: &Settings, host_keys: Vec<PrivateKey>) -> russh::server::Config {
+    use russh::{cipher, MethodKind, MethodSet};
+    // aes128-gcm is what many clients ask for first; russh leaves it out by default.
+    let cipher = std::borrow::Cow::Owned(vec![
+        cipher::AES_128_GCM,
+        cipher::CHACHA20_POLY1305,
+        cipher::AES_256_GCM,
+        cipher::AES_256_CTR,
+        cipher::AES_192_CTR,
+        cipher::AES_128_CTR,
+    ]);
+    let preferred = russh::Preferred {
+        cipher,
+        ..Default::default()
+    };
+    russh::server::Config {
+        server_id: russh::SshId::Standard(std::borrow::Cow::Borrowed(concat!(
+            "SSH-2.0-depot_",
+            env!("CARGO_PKG_VERSION")
+        ))),
+        methods: MethodSet::from(
+            &[
+                MethodKind::PublicKey,
+                MethodKind::Password,
+                MethodKind::KeyboardInteractive,
+            ][..],
+        ),
+        auth_rejection_time: Duration::from_millis(200),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys: host_keys,
+        max_auth_attempts: settings.auth.max_attempts_per_connection as usize,
+        inactivity_timeout: Some(settings.server.idle_timeout),
+        keepalive_interval: None,
+        // Nagle delays every small SFTP status reply: off.
+        nodelay: true,
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 65536,
+        preferred,
+        ..Default::default()
+    }
+}
+
+/// How long shutdown waits for uploads in progress before closing sessions.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Binds every configured listen address.
+pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for a in addrs {
+        let l = TcpListener::bind(a)
+            .await
+            .with_context(|| format!("cannot listen on {a} (in use? change server.listen)"))?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// Accepts connections until `shutdown` turns true, then lets uploads in
+/// progress finish (up to [`SHUTDOWN_GRACE`]) and closes the rest.
+pub async fn run(
+    shared: Arc<Shared>,
+    config: Arc<russh::server::Config>,
+    listeners: Vec<TcpListener>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (conn_tx, mut conn_rx) = mpsc::channel::<(tokio::net::TcpStream, SocketAddr)>(64);
+    let mut acceptors = JoinSet::new();
+    for l in listeners {
+        let tx = conn_tx.clone();
+        acceptors.spawn(async move {
+            loop {
+                match l.accept().await {
+                    Ok(c) => {
+                        if tx.send(c).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(conn_tx);
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some((stream, peer)) = conn_rx.recv() => {
+                if let Some(task) = admit(&shared, &config, stream, peer) {
+                    sessions.spawn(task);
+                }
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+    acceptors.shutdown().await;
+    drain_sessions(&shared, sessions).await;
+}
+
+async fn drain_sessions(shared: &Shared, mut sessions: JoinSet<()>) {
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while !sessions.is_empty() {
+        if shared.open_uploads.load(Ordering::SeqCst) == 0 || Instant::now() >= deadline {
+            break;
+        }
+        tokio::select! {
+            _ = sessions.join_next() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    if !sessions.is_empty() {
+        tracing::info!(sessions = sessions.len(), "closing remaining sessions");
+    }
+    sessions.shutdown().await;
+}
+
+/// Decides whether to serve a new connection; returns its session task.
+fn admit(
+    shared: &Arc<Shared>,
+    config: &Arc<russh::server::Config>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+    if shared.bans.is_banned(peer.ip(), Instant::now()) {
+        tracing::debug!(ip = %peer.ip(), "refused connection from banned address");
+        return None;
+    }
+    let total = shared.sessions_total.fetch_add(1, Ordering::SeqCst);
+    if total >= shared.settings.server.max_sessions {
+        shared.sessions_total.fetch_sub(1, Ordering::SeqCst);
+        tracing::warn!(ip = %peer.ip(), max = shared.settings.server.max_sessions, "session limit reached; connection refused");
+        return None;
+    }
+    let _ = stream.set_nodelay(true);
+    let shared = shared.clone();
+    let config = config.clone();
+    Some(async move {
+        let handler = ssh::Connection::new(shared.clone(), peer);
+        match russh::server::run_stream(config, stream, handler).await {
+            Ok(session) => {
+                if let Err(e) = session.await {
+                    tracing::debug!(ip = %peer.ip(), error = %e, "session ended with an error");
+                }
+            }
+            Err(e) => tracing::debug!(ip = %peer.ip(), error = %e, "ssh handshake failed"),
+        }
+        shared.sessions_total.fetch_sub(1, Ordering::SeqCst);
+    })
+}

@@ -1,0 +1,174 @@
+//! An upload in progress on one write handle, and the completion that turns
+//! it into a journal row.
+//!
+//! The sha256 is computed as the bytes arrive when they arrive in order
+//! (the normal case, also for a resumed upload: the existing prefix is hashed
+//! from disk once). Writes out of order or overlapping make the running hash
+//! useless; then the file is hashed from disk at completion instead.
+//!
+//! Completion = fsync file data (and its directory entry) when configured,
+//! commit the journal row, hand the entry to the pipeline. Only after that
+//! does the client get OK.
+
+use super::Shared;
+use crate::jail::{Jail, JailPath};
+use crate::metrics::Metrics;
+use crate::store::journal::{self, Entry, NewEntry, Source};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+pub struct Upload {
+    hasher: Sha256,
+    /// Bytes [0, hashed) are in `hasher`.
+    hashed: u64,
+    in_order: bool,
+    /// A WRITE happened (or the file was created or truncated at open).
+    pub changed: bool,
+    /// Current file length as far as this handle knows.
+    pub len: u64,
+}
+
+impl Upload {
+    pub fn new(len_at_open: u64, created_or_truncated: bool) -> Self {
+        Upload {
+            hasher: Sha256::new(),
+            hashed: 0,
+            in_order: true,
+            changed: created_or_truncated,
+            len: len_at_open,
+        }
+    }
+
+    /// Call before writing `data` at `offset` of `file`: keeps the running
+    /// hash in step when the write continues where hashing stopped (reading
+    /// an existing prefix from disk when a resumed upload starts mid-file).
+    pub fn before_write(&mut self, file: &File, offset: u64, data: &[u8]) {
+        if !self.in_order {
+            return;
+        }
+        if offset > self.hashed && offset <= self.len {
+            if hash_range(file, self.hashed, offset, &mut self.hasher).is_err() {
+                self.in_order = false;
+                return;
+            }
+            self.hashed = offset;
+        }
+        if offset == self.hashed {
+            self.hasher.update(data);
+            self.hashed += data.len() as u64;
+        } else {
+            self.in_order = false;
+        }
+    }
+
+    pub fn after_write(&mut self, offset: u64, n: usize) {
+        self.changed = true;
+        self.len = self.len.max(offset + n as u64);
+    }
+
+    /// Something other than an in-order write changed the bytes.
+    pub fn invalidate(&mut self) {
+        self.in_order = false;
+        self.changed = true;
+    }
+
+    /// The final (size, sha256): from the running hash when it covers the
+    /// whole file, else from disk.
+    pub fn finish(self, file: &File) -> std::io::Result<(u64, String)> {
+        let size = file.metadata()?.len();
+        if self.in_order && self.hashed == size {
+            return Ok((size, hex::encode(self.hasher.finalize())));
+        }
+        hash_file(file)
+    }
+}
+
+fn hash_range(file: &File, from: u64, to: u64, h: &mut Sha256) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut pos = from;
+    while pos < to {
+        let want = ((to - pos) as usize).min(buf.len());
+        let n = file.read_at(&mut buf[..want], pos)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        h.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// (size, sha256 hex) of a whole file.
+pub fn hash_file(file: &File) -> std::io::Result<(u64, String)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    let mut r = file;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    // `read` moved the shared offset; nobody else relies on it (all I/O
+    // is positional).
+    Ok((size, hex::encode(h.finalize())))
+}
+
+/// Makes a completed deposit durable and journaled; returns the entry after
+/// it has been committed and handed to the pipeline.
+pub async fn complete(
+    shared: &Arc<Shared>,
+    jail: &Arc<Jail>,
+    account: &str,
+    path: &JailPath,
+    file: Arc<File>,
+    upload: Option<Upload>,
+) -> anyhow::Result<Entry> {
+    let fsync = shared.settings.server.fsync;
+    let jail2 = jail.clone();
+    let parent = path.parent();
+    let (size, sha256) = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
+        let digest = match upload {
+            Some(u) => u.finish(&file)?,
+            None => {
+                let f = file.try_clone()?;
+                hash_file(&f)?
+            }
+        };
+        if fsync {
+            file.sync_data()?;
+            if let Some(dir) = parent {
+                jail2.sync_dir(&dir).map_err(std::io::Error::other)?;
+            }
+        }
+        Ok(digest)
+    })
+    .await??;
+    let new = NewEntry {
+        account: account.to_string(),
+        path: path.as_str().to_string(),
+        size,
+        sha256,
+        source: Source::Sftp,
+    };
+    let entry = shared.writer.run(move |c| journal::insert(c, &new)).await?;
+    Metrics::add(&shared.metrics.completions, 1);
+    tracing::info!(
+        account,
+        path = %entry.path,
+        size = entry.size,
+        sha256 = %entry.sha256,
+        journal_id = entry.id,
+        "upload complete"
+    );
+    // The pipeline may be gone at shutdown: the row stays pending and is
+    // picked up again at the next start.
+    let _ = shared.completions.send(entry.clone());
+    Ok(entry)
+}

@@ -1,0 +1,139 @@
+//! The upload-complete journal: one row per completed deposit, committed
+//! before the client hears OK. A row is `pending` until the pipeline has
+//! turned it into a conversation or a rejection (or decided to ignore it);
+//! pending rows are handed to the pipeline again after a restart.
+
+use super::Result;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+/// How a deposit reached the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Sftp,
+    Scan,
+    Import,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Sftp => "sftp",
+            Source::Scan => "scan",
+            Source::Import => "import",
+        }
+    }
+}
+
+/// A completed deposit as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: i64,
+    pub account: String,
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub completed_at: String,
+    pub source: String,
+    pub state: String,
+    pub outcome: Option<String>,
+}
+
+/// What a new row says.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub account: String,
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub source: Source,
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn insert(conn: &Connection, e: &NewEntry) -> Result<Entry> {
+    let completed_at = now_rfc3339();
+    conn.prepare_cached(
+        "INSERT INTO journal (account, path, size, sha256, completed_at, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        e.account,
+        e.path,
+        e.size as i64,
+        e.sha256,
+        completed_at,
+        e.source.as_str()
+    ])?;
+    Ok(Entry {
+        id: conn.last_insert_rowid(),
+        account: e.account.clone(),
+        path: e.path.clone(),
+        size: e.size,
+        sha256: e.sha256.clone(),
+        completed_at,
+        source: e.source.as_str().to_string(),
+        state: "pending".into(),
+        outcome: None,
+    })
+}
+
+/// Marks a row done with its outcome (`conversation:<id>`, `rejected`,
+/// `ignored`, ...). Idempotent.
+pub fn mark_done(conn: &Connection, id: i64, outcome: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE journal SET state = 'done', outcome = ?2, done_at = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id, outcome, now_rfc3339()])?;
+    Ok(())
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        path: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        sha256: r.get(4)?,
+        completed_at: r.get(5)?,
+        source: r.get(6)?,
+        state: r.get(7)?,
+        outcome: r.get(8)?,
+    })
+}
+
+const COLUMNS: &str = "id, account, path, size, sha256, completed_at, source, state, outcome";
+
+pub fn pending(conn: &Connection) -> Result<Vec<Entry>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM journal WHERE state = 'pending' ORDER BY id"
+    ))?;
+    let rows = st.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Entry>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM journal WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+/// Every row of one account, oldest first.
+pub fn for_account(conn: &Connection, account: &str) -> Result<Vec<Entry>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM journal WHERE account = ?1 ORDER BY id"
+    ))?;
+    let rows = st.query_map([account], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Is there any journal row for this deposit? (start-up scan)
+pub fn has_path(conn: &Connection, account: &str, path: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM journal WHERE account = ?1 AND path = ?2 LIMIT 1")?
+        .query_row([account, path], |_| Ok(()))
+        .optional()?
+        .is_some())
+}

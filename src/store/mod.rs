@@ -1,0 +1,236 @@
+//! The SQLite store: one database file (WAL), schema migrations tracked by
+//! `PRAGMA user_version`, and a single writer thread.
+//!
+//! All writes go through [`Writer`]: one thread owns the write connection and
+//! runs jobs in batches — every job in its own savepoint, the batch in one
+//! transaction — so concurrent upload completions share one commit (one
+//! fsync) instead of queueing for the write lock. A job's caller hears back
+//! only after the batch is durably committed. Readers open their own
+//! connections with [`open_read`].
+
+pub mod journal;
+
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use tokio::sync::oneshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database commit failed: {0}")]
+    Commit(String),
+    #[error("the database writer has stopped")]
+    Closed,
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Append-only: a released migration is never edited, only followed.
+const MIGRATIONS: &[&str] = &[
+    // 1: the upload-complete journal.
+    "CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        completed_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        outcome TEXT,
+        done_at TEXT
+    );
+    CREATE INDEX journal_pending ON journal(id) WHERE state = 'pending';
+    CREATE INDEX journal_path ON journal(account, path);",
+];
+
+/// Opens (creating if needed) the database at `path` with depot's pragmas and
+/// brings its schema up to date.
+pub fn open(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 10000;",
+    )?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// A connection for reading (CLI listings, start-up scans).
+pub fn open_read(path: &Path) -> Result<Connection> {
+    open(path)
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+
+/// Handle to the single writer thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: std_mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+/// Most jobs that share one commit.
+const MAX_BATCH: usize = 256;
+
+impl Writer {
+    /// Opens the database and starts the writer thread. The thread ends when
+    /// every `Writer` clone is dropped, after finishing queued jobs.
+    pub fn start(path: &Path) -> Result<(Writer, std::thread::JoinHandle<()>)> {
+        let conn = open(path)?;
+        let (tx, rx) = std_mpsc::channel::<Job>();
+        let handle = std::thread::Builder::new()
+            .name("depot-db-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
+        Ok((
+            Writer {
+                jobs: tx,
+                path: path.to_path_buf(),
+            },
+            handle,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` inside a savepoint of the next batch; resolves once that
+    /// batch is committed. An error from `f` rolls back only `f`'s writes.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let rx = self.submit(f)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Writer::run`] for synchronous callers (CLI commands, blocking threads).
+    pub fn run_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let rx = self.submit(f)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<Result<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let outcome = in_savepoint(conn, f);
+            Box::new(move |commit| {
+                let r = match commit {
+                    Ok(()) => outcome,
+                    Err(e) => Err(StoreError::Commit(e)),
+                };
+                let _ = tx.send(r);
+            })
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+}
+
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, rx: std_mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "cannot begin a database transaction");
+            for job in batch {
+                // The job never ran: report the failure without running it.
+                drop(job);
+            }
+            continue;
+        }
+        let finishers: Vec<Finish> = batch.into_iter().map(|job| job(&conn)).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "database commit failed; the batch was rolled back");
+            e.to_string()
+        });
+        for finish in finishers {
+            finish(commit.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn batched_jobs_commit_and_failures_roll_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let (w, handle) = Writer::start(&db).unwrap();
+        w.run(|c| Ok(c.execute_batch("CREATE TABLE t(x INTEGER UNIQUE)")?))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let w = w.clone();
+            tasks.push(tokio::spawn(async move {
+                w.run(move |c| Ok(c.execute("INSERT INTO t VALUES (?1)", [i % 40])?))
+                    .await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            if t.await.unwrap().is_ok() {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 40);
+        drop(w);
+        handle.join().unwrap();
+        let c = open_read(&db).unwrap();
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 40);
+    }
+}
