@@ -30,6 +30,65 @@ enum Command {
     },
     /// Read a password on stdin and print its argon2id hash.
     HashPassword,
+    /// Show what a file name would yield for an account, or why it is rejected.
+    CheckName {
+        #[arg(long)]
+        account: String,
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List conversations.
+    Conversations {
+        #[arg(long)]
+        account: Option<String>,
+        /// Received on or after (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        picked: Option<bool>,
+        /// ingested, awaiting_metadata or superseded.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<u64>,
+        #[command(flatten)]
+        out: Out,
+    },
+    /// Show one conversation, whole (JSON).
+    Conversation { id: i64 },
+    /// List advisors.
+    Advisors {
+        #[arg(long)]
+        account: Option<String>,
+        #[command(flatten)]
+        out: Out,
+    },
+    /// List open rejections.
+    Rejections {
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        out: Out,
+    },
+}
+
+#[derive(clap::Args)]
+struct Out {
+    /// One JSON document.
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// CSV with a header row.
+    #[arg(long)]
+    csv: bool,
+}
+
+impl Out {
+    fn format(&self) -> depot::cli::output::Format {
+        depot::cli::output::Format::from_flags(self.json, self.csv)
+    }
 }
 
 fn main() -> ExitCode {
@@ -38,6 +97,44 @@ fn main() -> ExitCode {
         Command::Serve => depot::cli::serve::run(&cli.config).map(|_| true),
         Command::CheckConfig { json } => depot::cli::check_config::run(&cli.config, json),
         Command::HashPassword => depot::cli::hash_password::run().map(|_| true),
+        Command::CheckName {
+            account,
+            name,
+            json,
+        } => depot::cli::check_name::run(&cli.config, &account, &name, json),
+        Command::Conversations {
+            account,
+            since,
+            picked,
+            status,
+            limit,
+            out,
+        } => {
+            let filter = depot::store::queries::ConversationFilter {
+                account,
+                since,
+                picked,
+                status,
+                limit,
+            };
+            depot::cli::listings::conversations(&cli.config, &filter, out.format()).map(|_| true)
+        }
+        Command::Conversation { id } => depot::cli::listings::conversation(&cli.config, id),
+        Command::Advisors { account, out } => {
+            depot::cli::listings::advisors(&cli.config, account.as_deref(), out.format())
+                .map(|_| true)
+        }
+        Command::Rejections {
+            account,
+            since,
+            out,
+        } => depot::cli::listings::rejections(
+            &cli.config,
+            account.as_deref(),
+            since.as_deref(),
+            out.format(),
+        )
+        .map(|_| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -72,10 +72,16 @@ pub async fn start(settings: Settings) -> Result<Running> {
     for e in pending {
         let _ = completions.send(e);
     }
-    let pipeline = tokio::spawn(crate::pipeline::worker::run(inbox, writer.clone()));
-
     let metrics = Arc::new(Metrics::default());
     let in_flight = Arc::new(Mutex::new(HashSet::new()));
+    let pipeline = Arc::new(crate::pipeline::worker::Pipeline {
+        accounts: accounts_rx.clone(),
+        writer: writer.clone(),
+        data_dir: settings.server.data_dir.clone(),
+        in_flight: in_flight.clone(),
+        metrics: metrics.clone(),
+    });
+    let pipeline = tokio::spawn(crate::pipeline::worker::run(pipeline, inbox));
     let ssh_config = Arc::new(sftp::ssh_config(&settings, host_keys));
     let listeners = sftp::bind(&settings.server.listen).await?;
     let addrs = listeners

@@ -2,7 +2,10 @@
 //! them (I/O). Exit codes: 0 ok, 1 error, 2 bad usage (clap's own).
 
 pub mod check_config;
+pub mod check_name;
 pub mod hash_password;
+pub mod listings;
+pub mod output;
 pub mod serve;
 
 use crate::config::{LogFormat, Settings};

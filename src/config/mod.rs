@@ -10,9 +10,9 @@ mod account;
 mod server;
 
 pub use account::{
-    load_accounts, Account, AdvisorSettings, AudioSettings, ContactReasons, CrmSettings,
-    CsvDialect, Encoding, MetadataCsvSettings, MetadataUse, OnConflict, OnTimeout, OnUnknown,
-    PickingSettings,
+    load_account, load_accounts, valid_account_name, Account, AdvisorSettings, AudioSettings,
+    ContactReasons, CrmSettings, CsvDialect, Encoding, MetadataCsvSettings, MetadataUse,
+    OnConflict, OnTimeout, OnUnknown, PickingSettings,
 };
 pub use server::{AuthConfig, LogConfig, LogFormat, ServerConfig, Settings};
 

@@ -1,9 +1,41 @@
 //! The ingestion pipeline: each completed deposit goes through pure stages
-//! (classify → date directory → file-name metadata → contact reason →
-//! advisor → picking) and is stored as one conversation or one rejection.
+//! — classify (and date directory) → file-name metadata → contact reason →
+//! advisor — plus an audio probe, then the store decides picking and saves
+//! one conversation (or one rejection) in a single transaction.
+//!
+//! Stages are plain functions of (account settings, input) → output or a
+//! [`Rejection`]; the only I/O is in [`worker`].
 
 pub mod advisor;
+pub mod audio;
+pub mod classify;
 pub mod datedir;
+pub mod identify;
+pub mod names;
 pub mod picking;
+pub mod reason;
+pub mod report;
 pub mod template;
 pub mod worker;
+
+/// A deposit that cannot become a conversation, with the reason the
+/// customer reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The stage that refused it (`classify`, `date_directory`, `file_name`,
+    /// `audio`, `contact_reason`, `advisor`, ...).
+    pub stage: &'static str,
+    pub reason: String,
+    /// CSV line number, for CSV rows.
+    pub line: Option<u64>,
+}
+
+impl Rejection {
+    pub fn new(stage: &'static str, reason: impl Into<String>) -> Self {
+        Rejection {
+            stage,
+            reason: reason.into(),
+            line: None,
+        }
+    }
+}

@@ -13,7 +13,8 @@ mod policy;
 mod ssh;
 mod upload;
 
-pub use policy::is_temp_name;
+pub use policy::{is_temp_name, REJECTED_DIR};
+pub use upload::hash_file;
 
 use crate::config::{Account, Settings};
 use crate::metrics::Metrics;

@@ -8,7 +8,9 @@
 //! only after the batch is durably committed. Readers open their own
 //! connections with [`open_read`].
 
+pub mod conversations;
 pub mod journal;
+pub mod queries;
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,69 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX journal_pending ON journal(id) WHERE state = 'pending';
     CREATE INDEX journal_path ON journal(account, path);",
+    // 2: conversations, advisors, picking counters, rejections.
+    "CREATE TABLE advisors (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        email TEXT NOT NULL,
+        first_name TEXT NOT NULL,
+        last_name TEXT NOT NULL,
+        team TEXT,
+        connector TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (account, email)
+    );
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        path TEXT NOT NULL,
+        journal_id INTEGER NOT NULL REFERENCES journal(id),
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT,
+        deposit_date TEXT,
+        window TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        additional_metadata TEXT NOT NULL DEFAULT '{}',
+        crm TEXT,
+        flags TEXT NOT NULL DEFAULT '[]',
+        advisor_id INTEGER REFERENCES advisors(id),
+        advisor_name TEXT,
+        picking_key TEXT,
+        picked INTEGER NOT NULL,
+        picking_reason TEXT,
+        audio TEXT,
+        archive_path TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX conversations_account ON conversations(account, id);
+    CREATE UNIQUE INDEX conversations_current ON conversations(account, path) WHERE status != 'superseded';
+    CREATE TABLE picking_windows (
+        account TEXT NOT NULL, window TEXT NOT NULL,
+        arrivals INTEGER NOT NULL, picked INTEGER NOT NULL,
+        PRIMARY KEY (account, window)
+    );
+    CREATE TABLE picking_advisors (
+        account TEXT NOT NULL, window TEXT NOT NULL, advisor TEXT NOT NULL,
+        picked INTEGER NOT NULL,
+        PRIMARY KEY (account, window, advisor)
+    );
+    CREATE TABLE rejections (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        path TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        line INTEGER,
+        at TEXT NOT NULL,
+        day TEXT NOT NULL,
+        journal_id INTEGER,
+        cleared_at TEXT
+    );
+    CREATE INDEX rejections_account ON rejections(account, id);
+    CREATE INDEX rejections_path ON rejections(account, path);",
 ];
 
 /// Opens (creating if needed) the database at `path` with depot's pragmas and

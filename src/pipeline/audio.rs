@@ -1,0 +1,156 @@
+//! Audio sanity (SPEC §5, issue 3): a deposit named `.mp3`/`.wav` must really
+//! be audio. Probed with symphonia: container and codec recognised, at least
+//! one packet decoded, and the format, duration, sample rate and channels
+//! recorded on the conversation.
+
+use super::Rejection;
+use serde::Serialize;
+use std::fs::File;
+use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AudioInfo {
+    pub format: String,
+    pub duration_seconds: f64,
+    pub sample_rate: u32,
+    pub channels: u32,
+}
+
+/// Packets decoded to prove the stream is real audio (decoding the whole
+/// file would cost far more than it tells).
+const PACKETS_TO_DECODE: usize = 8;
+
+pub fn probe(file: File, extension: &str) -> Result<AudioInfo, Rejection> {
+    let bad = |why: &str| {
+        Rejection::new(
+            "audio",
+            format!("not a readable {extension} audio file: {why}"),
+        )
+    };
+    if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
+        return Err(Rejection::new("audio", "the file is empty"));
+    }
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    hint.with_extension(extension);
+    let probed = symphonia::default::get_probe()
+        .format(
+            &hint,
+            mss,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .map_err(|_| bad("unrecognised format"))?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| bad("no audio track"))?
+        .clone();
+    let params = &track.codec_params;
+    let mut decoder = symphonia::default::get_codecs()
+        .make(params, &DecoderOptions::default())
+        .map_err(|_| bad("unsupported codec"))?;
+    let sample_rate = params.sample_rate.ok_or_else(|| bad("no sample rate"))?;
+    let mut channels = params.channels.map(|c| c.count() as u32).unwrap_or(0);
+    let mut frames: u64 = 0;
+    let mut decoded = 0usize;
+    while let Ok(packet) = format.next_packet() {
+        if packet.track_id() != track.id {
+            continue;
+        }
+        frames += packet.dur;
+        if decoded < PACKETS_TO_DECODE {
+            match decoder.decode(&packet) {
+                Ok(buf) => {
+                    decoded += 1;
+                    channels = channels.max(buf.spec().channels.count() as u32);
+                }
+                Err(_) if decoded == 0 => return Err(bad("the audio data cannot be decoded")),
+                Err(_) => {}
+            }
+        }
+    }
+    if decoded == 0 || frames == 0 {
+        return Err(bad("no audio frames"));
+    }
+    let frames = params.n_frames.unwrap_or(frames);
+    Ok(AudioInfo {
+        format: extension.to_ascii_lowercase(),
+        duration_seconds: (frames as f64 / sample_rate as f64 * 1000.0).round() / 1000.0,
+        sample_rate,
+        channels,
+    })
+}
+
+/// A PCM WAV file of `seconds` of a 440 Hz tone (tests and examples).
+pub fn sine_wav(seconds: f64, sample_rate: u32) -> Vec<u8> {
+    let n = (seconds * sample_rate as f64) as u32;
+    let data_len = n * 2;
+    let mut v = Vec::with_capacity(44 + data_len as usize);
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + data_len).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    v.extend_from_slice(&1u16.to_le_bytes()); // mono
+    v.extend_from_slice(&sample_rate.to_le_bytes());
+    v.extend_from_slice(&(sample_rate * 2).to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..n {
+        let t = i as f64 / sample_rate as f64;
+        let s = ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16;
+        v.extend_from_slice(&s.to_le_bytes());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_with(bytes: &[u8]) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        use std::io::Seek;
+        f.rewind().unwrap();
+        f
+    }
+
+    #[test]
+    fn wav_is_described() {
+        let info = probe(file_with(&sine_wav(1.5, 8000)), "wav").unwrap();
+        assert_eq!(info.sample_rate, 8000);
+        assert_eq!(info.channels, 1);
+        assert!((info.duration_seconds - 1.5).abs() < 0.01, "{info:?}");
+    }
+
+    #[test]
+    fn mp3_fixture_is_described() {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tone.mp3"
+        ))
+        .unwrap();
+        let info = probe(file_with(&bytes), "mp3").unwrap();
+        assert_eq!(info.format, "mp3");
+        assert!(info.duration_seconds > 0.5, "{info:?}");
+    }
+
+    #[test]
+    fn text_and_empty_files_are_rejected() {
+        let e = probe(file_with(b"this is not audio at all\n"), "mp3").unwrap_err();
+        assert_eq!(e.stage, "audio");
+        let e = probe(file_with(b""), "wav").unwrap_err();
+        assert!(e.reason.contains("empty"));
+    }
+}

@@ -1,0 +1,43 @@
+//! Stage 3 (SPEC §5.3): metadata from the file name through the account's
+//! compiled template, the call's start time in the account's timezone, and
+//! a flag when that time falls on another day than the date directory.
+
+use super::template::stem_and_extension;
+use super::Rejection;
+use crate::config::Account;
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use std::collections::BTreeMap;
+
+/// What a file name says about a call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallInfo {
+    pub metadata: BTreeMap<String, String>,
+    pub started_at: Option<DateTime<FixedOffset>>,
+    pub flags: Vec<String>,
+}
+
+pub fn from_file_name(
+    account: &Account,
+    file_name: &str,
+    deposit_date: Option<NaiveDate>,
+) -> Result<CallInfo, Rejection> {
+    let Some(template) = account.audio.as_ref().and_then(|a| a.filename.as_ref()) else {
+        return Ok(CallInfo::default());
+    };
+    let (stem, _) = stem_and_extension(file_name);
+    let parsed = template
+        .parse(stem, account.timezone)
+        .map_err(|reason| Rejection::new("file_name", reason))?;
+    let mut flags = Vec::new();
+    if let (Some(dt), Some(day)) = (parsed.datetime, deposit_date) {
+        let local = dt.with_timezone(&account.timezone).date_naive();
+        if local != day {
+            flags.push(format!("datetime_not_on_deposit_date ({local} vs {day})"));
+        }
+    }
+    Ok(CallInfo {
+        metadata: parsed.fields,
+        started_at: parsed.datetime,
+        flags,
+    })
+}

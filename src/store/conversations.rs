@@ -1,0 +1,282 @@
+//! Writing outcomes: a conversation (with its advisor, picking decision and
+//! counters, archive copy and journal row) or a rejection — each in one
+//! savepoint of the writer's transaction, so a crash or a re-delivered
+//! journal row never stores or counts anything twice.
+
+use super::journal::{self, now_rfc3339};
+use super::{Result, StoreError};
+use crate::pipeline::audio::AudioInfo;
+use crate::pipeline::identify::AdvisorRef;
+use crate::pipeline::picking::{decide, PickingRule, WindowCounts};
+use crate::pipeline::Rejection;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Everything the stages worked out for one audio deposit.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub account: String,
+    pub path: String,
+    pub journal_id: i64,
+    pub size: u64,
+    pub sha256: String,
+    pub received_at: String,
+    pub started_at: Option<String>,
+    pub deposit_date: Option<String>,
+    /// The picking window: the call's day in the account's timezone.
+    pub window: String,
+    pub metadata: BTreeMap<String, String>,
+    pub flags: Vec<String>,
+    pub advisor: AdvisorRef,
+    pub audio: Option<AudioInfo>,
+    /// `None`: no `[picking]`, everything is picked.
+    pub picking: Option<PickingRule>,
+    /// Where the worker hard-linked the audio, and the archive directory
+    /// and extension of its final name `<conversation id>.<ext>`.
+    pub archive: Option<(PathBuf, PathBuf, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Conversation {
+        id: i64,
+        picked: bool,
+    },
+    /// Same path and content as the current conversation: nothing changed.
+    Unchanged {
+        id: i64,
+    },
+}
+
+/// The current (not superseded) conversation of a deposit, with its sha256.
+pub fn current(conn: &Connection, account: &str, path: &str) -> Result<Option<(i64, String)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, sha256 FROM conversations WHERE account = ?1 AND path = ?2 AND status != 'superseded'",
+        )?
+        .query_row([account, path], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
+    let previous = current(conn, &d.account, &d.path)?;
+    if let Some((id, sha)) = &previous {
+        if *sha == d.sha256 {
+            journal::mark_done(conn, d.journal_id, &format!("unchanged:{id}"))?;
+            return Ok(Stored::Unchanged { id: *id });
+        }
+        supersede(conn, *id)?;
+    }
+    let advisor_id = match &d.advisor {
+        AdvisorRef::ByEmail(a) => Some(advisor_id(conn, &d.account, a)?),
+        _ => None,
+    };
+    let key = d.advisor.picking_key();
+    let (picked, reason) = pick(conn, d, key.as_deref())?;
+    let now = now_rfc3339();
+    conn.prepare_cached(
+        "INSERT INTO conversations (account, path, journal_id, size, sha256, received_at, status,
+            started_at, deposit_date, window, metadata, flags, advisor_id, advisor_name, picking_key,
+            picked, picking_reason, audio, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ingested', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?
+    .execute(params![
+        d.account,
+        d.path,
+        d.journal_id,
+        d.size as i64,
+        d.sha256,
+        d.received_at,
+        d.started_at,
+        d.deposit_date,
+        d.window,
+        json(&d.metadata)?,
+        json(&d.flags)?,
+        advisor_id,
+        match &d.advisor {
+            AdvisorRef::Named(n) => Some(n.clone()),
+            _ => None,
+        },
+        key,
+        picked,
+        reason,
+        d.audio.as_ref().map(json).transpose()?,
+        now,
+    ])?;
+    let id = conn.last_insert_rowid();
+    if let Some((tmp, dir, ext)) = &d.archive {
+        let dest = dir.join(format!("{id}.{ext}"));
+        std::fs::rename(tmp, &dest)
+            .map_err(|e| StoreError::Commit(format!("archive {}: {e}", dest.display())))?;
+        conn.prepare_cached("UPDATE conversations SET archive_path = ?2 WHERE id = ?1")?
+            .execute(params![id, dest.display().to_string()])?;
+    }
+    conn.prepare_cached(
+        "UPDATE rejections SET cleared_at = ?3 WHERE account = ?1 AND path = ?2 AND cleared_at IS NULL",
+    )?
+    .execute(params![d.account, d.path, now])?;
+    journal::mark_done(conn, d.journal_id, &format!("conversation:{id}"))?;
+    Ok(Stored::Conversation { id, picked })
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Commit(e.to_string()))
+}
+
+/// Marks a conversation superseded and takes it out of its window's counts.
+fn supersede(conn: &Connection, id: i64) -> Result<()> {
+    let (account, window, picked, key): (String, String, bool, Option<String>) = conn
+        .prepare_cached(
+            "SELECT account, window, picked, picking_key FROM conversations WHERE id = ?1",
+        )?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    conn.prepare_cached("UPDATE conversations SET status = 'superseded' WHERE id = ?1")?
+        .execute([id])?;
+    conn.prepare_cached(
+        "UPDATE picking_windows SET arrivals = max(arrivals - 1, 0), picked = max(picked - ?3, 0)
+         WHERE account = ?1 AND window = ?2",
+    )?
+    .execute(params![account, window, picked as i64])?;
+    if let (true, Some(k)) = (picked, key) {
+        conn.prepare_cached(
+            "UPDATE picking_advisors SET picked = max(picked - 1, 0) WHERE account = ?1 AND window = ?2 AND advisor = ?3",
+        )?
+        .execute(params![account, window, k])?;
+    }
+    Ok(())
+}
+
+/// Finds or creates the advisor; the unique (account, email) constraint
+/// makes concurrent first sightings converge on one row.
+fn advisor_id(
+    conn: &Connection,
+    account: &str,
+    a: &crate::pipeline::identify::NewAdvisor,
+) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO advisors (account, email, first_name, last_name, team, connector, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (account, email) DO NOTHING",
+    )?
+    .execute(params![
+        account,
+        a.email,
+        a.first_name,
+        a.last_name,
+        a.team,
+        a.connector,
+        now_rfc3339()
+    ])?;
+    Ok(conn
+        .prepare_cached("SELECT id FROM advisors WHERE account = ?1 AND email = ?2")?
+        .query_row([account, &a.email], |r| r.get(0))?)
+}
+
+/// Takes the picking decision and updates the window's counters.
+fn pick(conn: &Connection, d: &Draft, key: Option<&str>) -> Result<(bool, Option<&'static str>)> {
+    let (arrivals, picked): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT arrivals, picked FROM picking_windows WHERE account = ?1 AND window = ?2",
+        )?
+        .query_row([&d.account, &d.window], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, 0));
+    let advisor_picked: i64 = match key {
+        Some(k) => conn
+            .prepare_cached("SELECT picked FROM picking_advisors WHERE account = ?1 AND window = ?2 AND advisor = ?3")?
+            .query_row([&d.account, &d.window, k], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0),
+        None => 0,
+    };
+    let decision = match &d.picking {
+        None => Ok(()),
+        Some(rule) => {
+            // Calls without a known advisor are not subject to the cap.
+            let rule = PickingRule {
+                percent: rule.percent,
+                max_per_advisor: key.and(rule.max_per_advisor),
+            };
+            decide(
+                &rule,
+                &WindowCounts {
+                    arrivals_before: arrivals as u64,
+                    picked: picked as u64,
+                    advisor_picked: advisor_picked as u64,
+                },
+            )
+        }
+    };
+    let is_picked = decision.is_ok();
+    conn.prepare_cached(
+        "INSERT INTO picking_windows (account, window, arrivals, picked) VALUES (?1, ?2, 1, ?3)
+         ON CONFLICT (account, window) DO UPDATE SET arrivals = arrivals + 1, picked = picked + ?3",
+    )?
+    .execute(params![d.account, d.window, is_picked as i64])?;
+    if let (true, Some(k)) = (is_picked, key) {
+        conn.prepare_cached(
+            "INSERT INTO picking_advisors (account, window, advisor, picked) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT (account, window, advisor) DO UPDATE SET picked = picked + 1",
+        )?
+        .execute(params![d.account, d.window, k])?;
+    }
+    Ok((is_picked, decision.err().map(|r| r.as_str())))
+}
+
+/// Records a rejection and closes its journal row. `day` is the rejection's
+/// date in the account's timezone (it names the customer's report file).
+pub fn reject(
+    conn: &Connection,
+    account: &str,
+    path: &str,
+    journal_id: Option<i64>,
+    r: &Rejection,
+    day: &str,
+) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO rejections (account, path, stage, reason, line, at, day, journal_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        account,
+        path,
+        r.stage,
+        r.reason,
+        r.line.map(|l| l as i64),
+        now_rfc3339(),
+        day,
+        journal_id
+    ])?;
+    let id = conn.last_insert_rowid();
+    if let Some(j) = journal_id {
+        journal::mark_done(conn, j, &format!("rejected:{id}"))?;
+    }
+    Ok(id)
+}
+
+/// One row of a customer's rejection report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    pub path: String,
+    pub stage: String,
+    pub reason: String,
+    pub line: Option<i64>,
+    pub at: String,
+}
+
+/// The rejections of one account on one (local) day, oldest first.
+pub fn report(conn: &Connection, account: &str, day: &str) -> Result<Vec<ReportRow>> {
+    let mut st = conn.prepare_cached(
+        "SELECT path, stage, reason, line, at FROM rejections WHERE account = ?1 AND day = ?2 ORDER BY id",
+    )?;
+    let rows = st.query_map([account, day], |r| {
+        Ok(ReportRow {
+            path: r.get(0)?,
+            stage: r.get(1)?,
+            reason: r.get(2)?,
+            line: r.get(3)?,
+            at: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
