@@ -280,3 +280,6 @@ pub fn report(conn: &Connection, account: &str, day: &str) -> Result<Vec<ReportR
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,191 @@
+use super::*;
+use crate::pipeline::identify::NewAdvisor;
+use crate::store::journal::{insert, NewEntry, Source};
+
+fn db() -> (tempfile::TempDir, Connection) {
+    let d = tempfile::tempdir().unwrap();
+    let c = crate::store::open(&d.path().join("t.db")).unwrap();
+    (d, c)
+}
+
+fn advisor(name: &str) -> AdvisorRef {
+    AdvisorRef::ByEmail(NewAdvisor {
+        email: format!("{name}@acme.com"),
+        first_name: name.into(),
+        last_name: "X".into(),
+        team: None,
+        connector: None,
+    })
+}
+
+fn draft(
+    c: &Connection,
+    path: &str,
+    sha: &str,
+    adv: AdvisorRef,
+    rule: Option<PickingRule>,
+) -> Draft {
+    let e = insert(
+        c,
+        &NewEntry {
+            account: "acme".into(),
+            path: path.into(),
+            size: 1,
+            sha256: sha.into(),
+            source: Source::Sftp,
+        },
+    )
+    .unwrap();
+    Draft {
+        account: "acme".into(),
+        path: path.into(),
+        journal_id: e.id,
+        size: 1,
+        sha256: sha.into(),
+        received_at: e.completed_at,
+        started_at: None,
+        deposit_date: None,
+        window: "2026-02-11".into(),
+        metadata: BTreeMap::new(),
+        flags: vec![],
+        advisor: adv,
+        audio: None,
+        picking: rule,
+        archive: None,
+    }
+}
+
+fn picked_sequence(c: &Connection, advisors: &[&str], rule: PickingRule) -> Vec<bool> {
+    advisors
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            match store(
+                c,
+                &draft(
+                    c,
+                    &format!("/a/{i}.mp3"),
+                    &format!("s{i}"),
+                    advisor(a),
+                    Some(rule),
+                ),
+            )
+            .unwrap()
+            {
+                Stored::Conversation { picked, .. } => picked,
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect()
+}
+
+fn counters(c: &Connection) -> (i64, i64) {
+    c.query_row("SELECT arrivals, picked FROM picking_windows", [], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .unwrap()
+}
+
+#[test]
+fn ten_calls_at_twenty_percent_pick_the_fifth_and_tenth() {
+    let (_d, c) = db();
+    let names: Vec<String> = (0..10).map(|i| format!("a{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let rule = PickingRule {
+        percent: Some(20),
+        max_per_advisor: None,
+    };
+    let picks = picked_sequence(&c, &refs, rule);
+    let picked: Vec<usize> = picks
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| **p)
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(picked, vec![5, 10]);
+    assert_eq!(counters(&c), (10, 2));
+}
+
+#[test]
+fn advisor_cap_alone_and_with_percent() {
+    let (_d, c) = db();
+    let rule = PickingRule {
+        percent: None,
+        max_per_advisor: Some(3),
+    };
+    let picks = picked_sequence(&c, &["ann"; 5], rule);
+    assert_eq!(picks.iter().filter(|p| **p).count(), 3);
+
+    let (_d, c) = db();
+    let rule = PickingRule {
+        percent: Some(20),
+        max_per_advisor: Some(3),
+    };
+    let picks = picked_sequence(&c, &["ann"; 5], rule);
+    assert_eq!(picks.iter().filter(|p| **p).count(), 1);
+    let reasons: Vec<Option<String>> = c
+        .prepare("SELECT picking_reason FROM conversations ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(reasons[0].as_deref(), Some("over_percent"));
+    assert_eq!(reasons[4], None);
+}
+
+#[test]
+fn redelivered_entry_and_identical_reupload_change_nothing() {
+    let (_d, c) = db();
+    let rule = PickingRule {
+        percent: Some(50),
+        max_per_advisor: None,
+    };
+    let d = draft(&c, "/a/x.mp3", "same", advisor("ann"), Some(rule));
+    let first = store(&c, &d).unwrap();
+    let Stored::Conversation { id, .. } = first else {
+        panic!()
+    };
+    assert_eq!(store(&c, &d).unwrap(), Stored::Unchanged { id });
+    let again = draft(&c, "/a/x.mp3", "same", advisor("ann"), Some(rule));
+    assert_eq!(store(&c, &again).unwrap(), Stored::Unchanged { id });
+    assert_eq!(counters(&c), (1, 0));
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM advisors", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn new_content_supersedes_and_clears_rejections() {
+    let (_d, c) = db();
+    let bad = Rejection::new("audio", "not audio");
+    reject(&c, "acme", "/a/x.mp3", None, &bad, "2026-02-11").unwrap();
+    let d1 = draft(&c, "/a/x.mp3", "v1", advisor("ann"), None);
+    let Stored::Conversation { id: id1, .. } = store(&c, &d1).unwrap() else {
+        panic!()
+    };
+    let d2 = draft(&c, "/a/x.mp3", "v2", advisor("ann"), None);
+    let Stored::Conversation { id: id2, .. } = store(&c, &d2).unwrap() else {
+        panic!()
+    };
+    assert_ne!(id1, id2);
+    let status: String = c
+        .query_row(
+            "SELECT status FROM conversations WHERE id = ?1",
+            [id1],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(status, "superseded");
+    assert_eq!(counters(&c), (1, 1));
+    let open: i64 = c
+        .query_row(
+            "SELECT count(*) FROM rejections WHERE cleared_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(open, 0);
+    assert_eq!(report(&c, "acme", "2026-02-11").unwrap().len(), 1);
+}
