@@ -74,13 +74,13 @@ pub async fn start(settings: Settings) -> Result<Running> {
     }
     let metrics = Arc::new(Metrics::default());
     let in_flight = Arc::new(Mutex::new(HashSet::new()));
-    let pipeline = Arc::new(crate::pipeline::worker::Pipeline {
-        accounts: accounts_rx.clone(),
-        writer: writer.clone(),
-        data_dir: settings.server.data_dir.clone(),
-        in_flight: in_flight.clone(),
-        metrics: metrics.clone(),
-    });
+    let pipeline = crate::pipeline::worker::Pipeline::new(
+        accounts_rx.clone(),
+        writer.clone(),
+        settings.server.data_dir.clone(),
+        in_flight.clone(),
+        metrics.clone(),
+    );
     let pipeline = tokio::spawn(crate::pipeline::worker::run(pipeline, inbox));
     let ssh_config = Arc::new(sftp::ssh_config(&settings, host_keys));
     let listeners = sftp::bind(&settings.server.listen).await?;

@@ -4,7 +4,7 @@
 //! recorded on the conversation.
 
 use super::Rejection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fs::File;
 use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::formats::FormatOptions;
@@ -12,7 +12,7 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AudioInfo {
     pub format: String,
     pub duration_seconds: f64,

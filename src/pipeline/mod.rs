@@ -7,9 +7,15 @@
 //! [`Rejection`]; the only I/O is in [`worker`].
 
 pub mod advisor;
+pub mod archive;
 pub mod audio;
+pub mod audio_flow;
 pub mod classify;
+pub mod crm;
+pub mod csv_flow;
+pub mod csvfile;
 pub mod datedir;
+pub mod enrich;
 pub mod identify;
 pub mod names;
 pub mod picking;

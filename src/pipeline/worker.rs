@@ -6,20 +6,23 @@
 //! store batches their commits); entries for the same deposit run in order.
 //! A transient failure (database busy, disk error) is retried, never turned
 //! into a rejection; a row still failing stays pending for the next start.
+//! A timer completes audio whose metadata CSV row did not come in time (the
+//! deadline is stored, so it holds across restarts).
 
 use super::classify::{classify, Kind};
-use super::{audio, identify, names, reason, Rejection};
+use super::crm::CrmTable;
+use super::Rejection;
 use crate::config::Account;
-use crate::jail::{Jail, JailPath, OpenOptions};
+use crate::jail::JailPath;
 use crate::metrics::Metrics;
 use crate::sftp::Accounts;
-use crate::store::conversations::{self, Draft, Stored};
 use crate::store::journal::{self, Entry};
-use crate::store::Writer;
-use anyhow::{anyhow, Context};
-use chrono::{NaiveDate, Utc};
+use crate::store::{conversations, Writer};
+use anyhow::anyhow;
+use chrono::Utc;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -28,6 +31,11 @@ use tokio::task::JoinSet;
 /// Deposits ingested at the same time.
 const CONCURRENCY: usize = 4;
 const RETRIES: u32 = 5;
+/// How often the wait for metadata rows is checked.
+const TIMER: Duration = Duration::from_millis(500);
+
+/// The latest CRM snapshot per account, loaded once, swapped whole.
+pub type CrmCache = Mutex<HashMap<String, Option<(i64, Arc<CrmTable>)>>>;
 
 /// What the worker needs from the rest of depot.
 pub struct Pipeline {
@@ -36,9 +44,45 @@ pub struct Pipeline {
     pub data_dir: PathBuf,
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
     pub metrics: Arc<Metrics>,
+    pub crm: CrmCache,
+    timer_busy: AtomicBool,
 }
 
-enum Failure {
+impl Pipeline {
+    pub fn new(
+        accounts: watch::Receiver<Accounts>,
+        writer: Writer,
+        data_dir: PathBuf,
+        in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Pipeline> {
+        Arc::new(Pipeline {
+            accounts,
+            writer,
+            data_dir,
+            in_flight,
+            metrics,
+            crm: Mutex::new(HashMap::new()),
+            timer_busy: AtomicBool::new(false),
+        })
+    }
+
+    pub fn account(&self, name: &str) -> Option<Arc<Account>> {
+        self.accounts.borrow().get(name).cloned()
+    }
+
+    pub fn jail_root(&self, account: &str) -> PathBuf {
+        self.data_dir.join("home").join(account)
+    }
+
+    pub fn archive_root(&self, account: &str) -> PathBuf {
+        self.data_dir.join("archive").join(account)
+    }
+}
+
+/// Why a stage stopped: the deposit is refused, or the attempt failed for a
+/// reason that may pass (retry).
+pub enum Failure {
     Rejected(Rejection),
     Transient(anyhow::Error),
 }
@@ -49,46 +93,58 @@ impl From<Rejection> for Failure {
     }
 }
 
-impl<E: Into<anyhow::Error>> From<E> for TransientError {
-    fn from(e: E) -> Self {
-        TransientError(e.into())
-    }
-}
-
-struct TransientError(anyhow::Error);
-
-impl From<TransientError> for Failure {
-    fn from(e: TransientError) -> Self {
-        Failure::Transient(e.0)
-    }
+/// Turns any error into a transient failure: `.map_err(transient)`.
+pub fn transient<E: Into<anyhow::Error>>(e: E) -> Failure {
+    Failure::Transient(e.into())
 }
 
 type Key = (String, String);
 
 /// Runs until every sender is dropped and the queue is drained.
 pub async fn run(p: Arc<Pipeline>, mut inbox: mpsc::UnboundedReceiver<Entry>) {
-    let mut tasks: JoinSet<Key> = JoinSet::new();
+    let mut tasks: JoinSet<Option<Key>> = JoinSet::new();
     let mut waiting: HashMap<Key, VecDeque<Entry>> = HashMap::new();
+    let mut timer = tokio::time::interval(TIMER);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut open = true;
     loop {
         tokio::select! {
-            Some(entry) = inbox.recv(), if tasks.len() < CONCURRENCY => {
-                let key = (entry.account.clone(), entry.path.clone());
-                match waiting.get_mut(&key) {
-                    Some(queue) => queue.push_back(entry),
-                    None => {
-                        waiting.insert(key, VecDeque::new());
-                        tasks.spawn(process(p.clone(), entry));
+            msg = inbox.recv(), if open && tasks.len() < CONCURRENCY => match msg {
+                Some(entry) => {
+                    let key = (entry.account.clone(), entry.path.clone());
+                    match waiting.get_mut(&key) {
+                        Some(queue) => queue.push_back(entry),
+                        None => {
+                            waiting.insert(key, VecDeque::new());
+                            tasks.spawn(process(p.clone(), entry));
+                        }
                     }
                 }
-            }
+                None => open = false,
+            },
             Some(done) = tasks.join_next() => {
-                let Ok(key) = done else { continue };
+                let Ok(Some(key)) = done else { continue };
                 match waiting.get_mut(&key).and_then(|q| q.pop_front()) {
                     Some(next) => { tasks.spawn(process(p.clone(), next)); }
                     None => { waiting.remove(&key); }
                 }
             }
+            _ = timer.tick(), if open => {
+                if !p.timer_busy.swap(true, Ordering::SeqCst) {
+                    let p = p.clone();
+                    tasks.spawn(async move {
+                        if let Err(e) = super::audio_flow::expire_waits(&p).await {
+                            tracing::warn!(error = %format!("{e:#}"), "checking metadata waits failed; will retry");
+                        }
+                        p.timer_busy.store(false, Ordering::SeqCst);
+                        None
+                    });
+                }
+            }
             else => break,
+        }
+        if !open && tasks.is_empty() {
+            break;
         }
     }
 }
@@ -105,7 +161,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn process(p: Arc<Pipeline>, entry: Entry) -> Key {
+async fn process(p: Arc<Pipeline>, entry: Entry) -> Option<Key> {
     let key = (entry.account.clone(), entry.path.clone());
     p.in_flight
         .lock()
@@ -114,7 +170,7 @@ async fn process(p: Arc<Pipeline>, entry: Entry) -> Key {
     let _guard = InFlight(&p.in_flight, key.clone());
     for attempt in 0..RETRIES {
         match ingest(&p, &entry).await {
-            Ok(()) => return key,
+            Ok(()) => return Some(key),
             Err(e) => {
                 tracing::warn!(journal_id = entry.id, path = %entry.path, attempt, error = %format!("{e:#}"), "ingestion failed; retrying");
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
@@ -122,34 +178,32 @@ async fn process(p: Arc<Pipeline>, entry: Entry) -> Key {
         }
     }
     tracing::error!(journal_id = entry.id, path = %entry.path, "ingestion keeps failing; the deposit stays pending and is retried at the next start");
-    key
+    Some(key)
 }
 
 /// Ingests one entry; `Err` only for transient failures.
 async fn ingest(p: &Pipeline, entry: &Entry) -> anyhow::Result<()> {
-    let account = p.accounts.borrow().get(&entry.account).cloned();
-    let Some(account) = account else {
+    let Some(account) = p.account(&entry.account) else {
         return mark(p, entry.id, "ignored: account no longer configured").await;
     };
     let path = JailPath::parse(&entry.path).map_err(|e| anyhow!("journal path: {e}"))?;
-    let kind = match classify(&account, &path) {
-        Ok(k) => k,
-        Err(r) => return reject(p, &account, entry, r).await,
-    };
-    match kind {
-        Kind::Ignored(why) => mark(p, entry.id, &format!("ignored: {why}")).await,
-        Kind::MetadataCsv | Kind::CrmCsv => mark(p, entry.id, "received: csv").await,
-        Kind::Audio { deposit_date } => {
-            match ingest_audio(p, &account, entry, &path, deposit_date).await {
-                Ok(()) => Ok(()),
-                Err(Failure::Rejected(r)) => reject(p, &account, entry, r).await,
-                Err(Failure::Transient(e)) => Err(e),
-            }
+    let outcome = match classify(&account, &path) {
+        Err(r) => Err(Failure::Rejected(r)),
+        Ok(Kind::Ignored(why)) => return mark(p, entry.id, &format!("ignored: {why}")).await,
+        Ok(Kind::MetadataCsv) => super::csv_flow::metadata_csv(p, &account, entry).await,
+        Ok(Kind::CrmCsv) => super::csv_flow::crm_csv(p, &account, entry).await,
+        Ok(Kind::Audio { deposit_date }) => {
+            super::audio_flow::audio(p, &account, entry, &path, deposit_date).await
         }
+    };
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(Failure::Rejected(r)) => reject(p, &account, entry, r).await,
+        Err(Failure::Transient(e)) => Err(e),
     }
 }
 
-async fn mark(p: &Pipeline, id: i64, outcome: &str) -> anyhow::Result<()> {
+pub async fn mark(p: &Pipeline, id: i64, outcome: &str) -> anyhow::Result<()> {
     let outcome = outcome.to_string();
     p.writer
         .run(move |c| journal::mark_done(c, id, &outcome))
@@ -157,207 +211,66 @@ async fn mark(p: &Pipeline, id: i64, outcome: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ingest_audio(
-    p: &Pipeline,
-    account: &Arc<Account>,
-    entry: &Entry,
-    path: &JailPath,
-    deposit_date: Option<NaiveDate>,
-) -> Result<(), Failure> {
-    let (acc, e) = (account.name.clone(), entry.path.clone());
-    let current = p
-        .writer
-        .run(move |c| conversations::current(c, &acc, &e))
-        .await
-        .map_err(TransientError::from)?;
-    if let Some((id, sha)) = current {
-        if sha == entry.sha256 {
-            mark(p, entry.id, &format!("unchanged:{id}"))
-                .await
-                .map_err(TransientError)?;
-            return Ok(());
-        }
-    }
-    let file_name = path.file_name().unwrap_or_default().to_string();
-    let mut call = names::from_file_name(account, &file_name, deposit_date)?;
-    reason::label(
-        account.contact_reasons.as_ref(),
-        &mut call.metadata,
-        &mut call.flags,
-    )?;
-    let advisor = identify::identify(account.advisors.as_ref(), &call.metadata)?;
-    let tz = account.timezone;
-    let window = call
-        .started_at
-        .map(|d| d.with_timezone(&tz).date_naive())
-        .or(deposit_date)
-        .unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive());
-    let ext = file_name
-        .rsplit('.')
-        .next()
-        .unwrap_or("bin")
-        .to_ascii_lowercase();
-    let staged = stage_archive(p, account, entry, path, &ext, window).await?;
-    let audio_info = {
-        let (tmp, ext) = (staged.tmp.clone(), ext.clone());
-        tokio::task::spawn_blocking(move || -> Result<audio::AudioInfo, Failure> {
-            let f = std::fs::File::open(&tmp).map_err(TransientError::from)?;
-            Ok(audio::probe(f, &ext)?)
-        })
-        .await
-        .map_err(TransientError::from)?
-    };
-    let audio_info = match audio_info {
-        Ok(a) => a,
-        Err(f) => {
-            let _ = std::fs::remove_file(&staged.tmp);
-            return Err(f);
-        }
-    };
-    let draft = Draft {
-        account: account.name.clone(),
-        path: entry.path.clone(),
-        journal_id: entry.id,
-        size: entry.size,
-        sha256: entry.sha256.clone(),
-        received_at: entry.completed_at.clone(),
-        started_at: call.started_at.map(|d| d.to_rfc3339()),
-        deposit_date: deposit_date.map(|d| d.to_string()),
-        window: window.to_string(),
-        metadata: call.metadata,
-        flags: call.flags,
-        advisor,
-        audio: Some(audio_info),
-        picking: account
-            .picking
-            .as_ref()
-            .map(|s| super::picking::PickingRule {
-                percent: s.percent,
-                max_per_advisor: s.max_per_advisor,
-            }),
-        archive: Some((staged.tmp.clone(), staged.dir, ext)),
-    };
-    let stored = p.writer.run(move |c| conversations::store(c, &draft)).await;
-    match stored {
-        Ok(Stored::Conversation { id, picked }) => {
-            Metrics::add(&p.metrics.conversations, 1);
-            tracing::info!(account = %account.name, conversation_id = id, path = %entry.path, picked, "conversation stored");
-            Ok(())
-        }
-        Ok(Stored::Unchanged { .. }) => {
-            let _ = std::fs::remove_file(&staged.tmp);
-            Ok(())
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&staged.tmp);
-            Err(TransientError::from(e).into())
-        }
-    }
+/// Today in the account's timezone (names the rejection report file).
+pub fn today(account: &Account) -> String {
+    Utc::now()
+        .with_timezone(&account.timezone)
+        .date_naive()
+        .to_string()
 }
 
-struct Staged {
-    tmp: PathBuf,
-    dir: PathBuf,
-}
-
-/// Hard-links (or copies) the deposit into the archive under a temporary
-/// name and checks it holds exactly the journaled bytes. The store renames
-/// it to `<conversation id>.<ext>` in the same transaction that stores the
-/// conversation.
-async fn stage_archive(
+/// Records rejections of one deposit (a CSV may have several rows refused)
+/// and rewrites the customer's report for today.
+pub async fn reject_many(
     p: &Pipeline,
     account: &Account,
     entry: &Entry,
-    path: &JailPath,
-    ext: &str,
-    window: NaiveDate,
-) -> Result<Staged, Failure> {
-    let archive = p.data_dir.join("archive").join(&account.name);
-    let dir = archive.join(window.format("%Y/%m/%d").to_string());
-    let tmp = archive
-        .join(".incoming")
-        .join(format!("j{}.{ext}", entry.id));
-    let jail_root = p.data_dir.join("home").join(&account.name);
-    let (path, sha, tmp2, dir2) = (path.clone(), entry.sha256.clone(), tmp.clone(), dir.clone());
-    tokio::task::spawn_blocking(move || -> Result<(), Failure> {
-        std::fs::create_dir_all(&dir2).map_err(TransientError::from)?;
-        link_or_copy(&jail_root, &path, &tmp2).map_err(TransientError)?;
-        let f = std::fs::File::open(&tmp2).map_err(TransientError::from)?;
-        let (_, now) = crate::sftp::hash_file(&f).map_err(TransientError::from)?;
-        if now != sha {
-            let _ = std::fs::remove_file(&tmp2);
-            return Err(Failure::Rejected(Rejection::new(
-                "receive",
-                "the file changed after its upload completed; the newer upload is ingested instead",
-            )));
-        }
-        Ok(())
-    })
-    .await
-    .map_err(TransientError::from)??;
-    Ok(Staged { tmp, dir })
-}
-
-fn link_or_copy(jail_root: &Path, path: &JailPath, dest: &Path) -> anyhow::Result<()> {
-    if let Some(d) = dest.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let _ = std::fs::remove_file(dest);
-    let jail = Jail::open(jail_root).context("open jail")?;
-    let mut src = jail
-        .open_file(
-            path,
-            &OpenOptions {
-                read: true,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| anyhow!("open deposit: {e}"))?;
-    // Link through the opened descriptor, so no path (and no symlink swapped
-    // in since) is followed.
-    let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&src));
-    let linked = rustix::fs::linkat(
-        rustix::fs::CWD,
-        proc_path.as_str(),
-        rustix::fs::CWD,
-        dest,
-        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    rs: Vec<Rejection>,
+    close: bool,
+) -> anyhow::Result<()> {
+    let day = today(account);
+    let (acc, path, id, day2, rs2) = (
+        account.name.clone(),
+        entry.path.clone(),
+        entry.id,
+        day.clone(),
+        rs.clone(),
     );
-    if linked.is_err() {
-        let mut out = std::fs::File::create(dest)?;
-        std::io::copy(&mut src, &mut out)?;
-        out.sync_all()?;
+    let rows = p
+        .writer
+        .run(move |c| {
+            for r in &rs2 {
+                conversations::reject(c, &acc, &path, None, r, &day2)?;
+            }
+            if close {
+                journal::mark_done(c, id, "rejected")?;
+            }
+            conversations::report(c, &acc, &day2)
+        })
+        .await?;
+    for r in &rs {
+        Metrics::add(&p.metrics.rejections, 1);
+        tracing::info!(account = %account.name, path = %entry.path, stage = r.stage, line = r.line, reason = %r.reason, "deposit rejected");
     }
-    Ok(())
+    write_report(p, account, day, rows).await
 }
 
-async fn reject(
+pub async fn reject(
     p: &Pipeline,
     account: &Account,
     entry: &Entry,
     r: Rejection,
 ) -> anyhow::Result<()> {
-    let day = Utc::now()
-        .with_timezone(&account.timezone)
-        .date_naive()
-        .to_string();
-    let (acc, path, id, day2, r2) = (
-        account.name.clone(),
-        entry.path.clone(),
-        entry.id,
-        day.clone(),
-        r.clone(),
-    );
-    let rows = p
-        .writer
-        .run(move |c| {
-            conversations::reject(c, &acc, &path, Some(id), &r2, &day2)?;
-            conversations::report(c, &acc, &day2)
-        })
-        .await?;
-    Metrics::add(&p.metrics.rejections, 1);
-    tracing::info!(account = %account.name, path = %entry.path, stage = r.stage, reason = %r.reason, "deposit rejected");
-    let root = p.data_dir.join("home").join(&account.name);
+    reject_many(p, account, entry, vec![r], true).await
+}
+
+pub async fn write_report(
+    p: &Pipeline,
+    account: &Account,
+    day: String,
+    rows: Vec<conversations::ReportRow>,
+) -> anyhow::Result<()> {
+    let root = p.jail_root(&account.name);
     tokio::task::spawn_blocking(move || super::report::write(&root, &day, &rows)).await??;
     Ok(())
 }

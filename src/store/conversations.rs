@@ -6,6 +6,7 @@
 use super::journal::{self, now_rfc3339};
 use super::{Result, StoreError};
 use crate::pipeline::audio::AudioInfo;
+use crate::pipeline::enrich::CrmOutcome;
 use crate::pipeline::identify::AdvisorRef;
 use crate::pipeline::picking::{decide, PickingRule, WindowCounts};
 use crate::pipeline::Rejection;
@@ -35,6 +36,14 @@ pub struct Draft {
     /// Where the worker hard-linked the audio, and the archive directory
     /// and extension of its final name `<conversation id>.<ext>`.
     pub archive: Option<(PathBuf, PathBuf, String)>,
+    /// Additional metadata from the CRM and what the join found.
+    pub additional_metadata: BTreeMap<String, String>,
+    pub crm: Option<CrmOutcome>,
+    /// `Some(deadline)`: stored as `awaiting_metadata` until its metadata
+    /// CSV row arrives (no advisor, no picking yet).
+    pub wait_until: Option<String>,
+    /// Completes this awaiting conversation instead of storing a new one.
+    pub existing: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +69,9 @@ pub fn current(conn: &Connection, account: &str, path: &str) -> Result<Option<(i
 }
 
 pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
+    if let Some(id) = d.existing {
+        return finish_awaiting(conn, id, d);
+    }
     let previous = current(conn, &d.account, &d.path)?;
     if let Some((id, sha)) = &previous {
         if *sha == d.sha256 {
@@ -68,18 +80,18 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
         }
         supersede(conn, *id)?;
     }
-    let advisor_id = match &d.advisor {
-        AdvisorRef::ByEmail(a) => Some(advisor_id(conn, &d.account, a)?),
-        _ => None,
+    let awaiting = d.wait_until.is_some();
+    let (advisor_id, key, picked, reason) = match awaiting {
+        true => (None, None, false, None),
+        false => decide_for(conn, d)?,
     };
-    let key = d.advisor.picking_key();
-    let (picked, reason) = pick(conn, d, key.as_deref())?;
     let now = now_rfc3339();
     conn.prepare_cached(
         "INSERT INTO conversations (account, path, journal_id, size, sha256, received_at, status,
             started_at, deposit_date, window, metadata, flags, advisor_id, advisor_name, picking_key,
-            picked, picking_reason, audio, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ingested', ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            picked, picking_reason, audio, created_at, additional_metadata, crm, wait_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?19, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+            ?20, ?21, ?22)",
     )?
     .execute(params![
         d.account,
@@ -103,6 +115,10 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
         reason,
         d.audio.as_ref().map(json).transpose()?,
         now,
+        if awaiting { "awaiting_metadata" } else { "ingested" },
+        json(&d.additional_metadata)?,
+        d.crm.as_ref().map(json).transpose()?,
+        d.wait_until,
     ])?;
     let id = conn.last_insert_rowid();
     if let Some((tmp, dir, ext)) = &d.archive {
@@ -118,6 +134,103 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
     .execute(params![d.account, d.path, now])?;
     journal::mark_done(conn, d.journal_id, &format!("conversation:{id}"))?;
     Ok(Stored::Conversation { id, picked })
+}
+
+type Decision = (Option<i64>, Option<String>, bool, Option<&'static str>);
+
+/// Advisor (found or created) and picking decision for a complete call.
+fn decide_for(conn: &Connection, d: &Draft) -> Result<Decision> {
+    let advisor_id = match &d.advisor {
+        AdvisorRef::ByEmail(a) => Some(advisor_id(conn, &d.account, a)?),
+        _ => None,
+    };
+    let key = d.advisor.picking_key();
+    let (picked, reason) = pick(conn, d, key.as_deref())?;
+    Ok((advisor_id, key, picked, reason))
+}
+
+/// Completes an `awaiting_metadata` conversation with its full metadata.
+fn finish_awaiting(conn: &Connection, id: i64, d: &Draft) -> Result<Stored> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM conversations WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    if status.as_deref() != Some("awaiting_metadata") {
+        return Ok(Stored::Unchanged { id });
+    }
+    let (advisor_id, key, picked, reason) = decide_for(conn, d)?;
+    conn.prepare_cached(
+        "UPDATE conversations SET status = 'ingested', started_at = ?2, window = ?3, metadata = ?4,
+            flags = ?5, advisor_id = ?6, advisor_name = ?7, picking_key = ?8, picked = ?9,
+            picking_reason = ?10, additional_metadata = ?11, crm = ?12, wait_until = NULL
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        d.started_at,
+        d.window,
+        json(&d.metadata)?,
+        json(&d.flags)?,
+        advisor_id,
+        match &d.advisor {
+            AdvisorRef::Named(n) => Some(n.clone()),
+            _ => None,
+        },
+        key,
+        picked,
+        reason,
+        json(&d.additional_metadata)?,
+        d.crm.as_ref().map(json).transpose()?,
+    ])?;
+    Ok(Stored::Conversation { id, picked })
+}
+
+/// The parts of an awaiting conversation needed to complete it.
+#[derive(Debug, Clone)]
+pub struct Awaiting {
+    pub id: i64,
+    pub account: String,
+    pub path: String,
+    pub journal_id: i64,
+    pub size: u64,
+    pub sha256: String,
+    pub received_at: String,
+    pub deposit_date: Option<String>,
+    pub audio: Option<AudioInfo>,
+    pub archive_path: Option<String>,
+}
+
+pub fn awaiting(conn: &Connection, id: i64) -> Result<Option<Awaiting>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, account, path, journal_id, size, sha256, received_at, deposit_date, audio, archive_path
+             FROM conversations WHERE id = ?1 AND status = 'awaiting_metadata'",
+        )?
+        .query_row([id], |r| {
+            Ok(Awaiting {
+                id: r.get(0)?,
+                account: r.get(1)?,
+                path: r.get(2)?,
+                journal_id: r.get(3)?,
+                size: r.get::<_, i64>(4)? as u64,
+                sha256: r.get(5)?,
+                received_at: r.get(6)?,
+                deposit_date: r.get(7)?,
+                audio: r.get::<_, Option<String>>(8)?.and_then(|j| serde_json::from_str(&j).ok()),
+                archive_path: r.get(9)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Turns an awaiting conversation into a rejection (its wait ran out and
+/// the account says `on_timeout = "reject"`, or its metadata is unusable).
+pub fn reject_awaiting(conn: &Connection, a: &Awaiting, r: &Rejection, day: &str) -> Result<i64> {
+    conn.prepare_cached(
+        "DELETE FROM conversations WHERE id = ?1 AND status = 'awaiting_metadata'",
+    )?
+    .execute([a.id])?;
+    reject(conn, &a.account, &a.path, Some(a.journal_id), r, day)
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {

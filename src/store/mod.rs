@@ -11,6 +11,7 @@
 pub mod conversations;
 pub mod journal;
 pub mod queries;
+pub mod snapshots;
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -109,6 +110,29 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX rejections_account ON rejections(account, id);
     CREATE INDEX rejections_path ON rejections(account, path);",
+    // 3: metadata CSV rows, CRM snapshots, the wait for metadata.
+    "CREATE TABLE metadata_rows (
+        account TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        source_path TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (account, file_name)
+    );
+    CREATE TABLE crm_snapshots (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        path TEXT NOT NULL,
+        file TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        duplicate_keys INTEGER NOT NULL,
+        loaded_at TEXT NOT NULL,
+        journal_id INTEGER
+    );
+    CREATE TABLE crm_latest (account TEXT PRIMARY KEY, snapshot_id INTEGER NOT NULL);
+    ALTER TABLE conversations ADD COLUMN wait_until TEXT;
+    CREATE INDEX conversations_awaiting ON conversations(status, wait_until) WHERE status = 'awaiting_metadata';",
 ];
 
 /// Opens (creating if needed) the database at `path` with depot's pragmas and

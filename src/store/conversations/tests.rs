@@ -52,6 +52,10 @@ fn draft(
         audio: None,
         picking: rule,
         archive: None,
+        additional_metadata: BTreeMap::new(),
+        crm: None,
+        wait_until: None,
+        existing: None,
     }
 }
 

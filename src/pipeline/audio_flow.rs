@@ -1,0 +1,369 @@
+//! An audio deposit through the stages: file-name metadata (unless the
+//! account's metadata comes only from CSV), the metadata CSV row (or a wait
+//! for it), contact reason, advisor, CRM enrichment, audio probe, archive,
+//! then one stored conversation. Also completes audio that was waiting for
+//! its CSV row, when the row arrives or the wait runs out.
+
+use super::worker::{mark, today, transient, write_report, Failure, Pipeline};
+use super::{audio, enrich, identify, names, reason, Rejection};
+use crate::config::{Account, MetadataUse, OnTimeout};
+use crate::jail::JailPath;
+use crate::metrics::Metrics;
+use crate::store::conversations::{self, Awaiting, Draft, Stored};
+use crate::store::journal::Entry;
+use crate::store::snapshots;
+use chrono::{NaiveDate, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Metadata from the file name, unless `metadata_csv.use = "only"`.
+fn base_call(
+    account: &Account,
+    file_name: &str,
+    deposit_date: Option<NaiveDate>,
+) -> Result<names::CallInfo, Rejection> {
+    match &account.metadata_csv {
+        Some(m) if m.use_ == MetadataUse::Only => Ok(names::CallInfo::default()),
+        _ => names::from_file_name(account, file_name, deposit_date),
+    }
+}
+
+/// Adds (or overrides with) the CSV row's fields.
+fn merge_row(account: &Account, call: &mut names::CallInfo, row: &BTreeMap<String, String>) {
+    let filename_key = account
+        .metadata_csv
+        .as_ref()
+        .map(|m| m.filename_column.as_str())
+        .unwrap_or("filename");
+    for (k, v) in row {
+        if k != filename_key {
+            call.metadata.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// The common tail for every complete call: label, advisor, CRM, window.
+async fn complete_call(
+    p: &Pipeline,
+    account: &Account,
+    mut call: names::CallInfo,
+    deposit_date: Option<NaiveDate>,
+    draft: &mut Draft,
+) -> Result<(), Failure> {
+    reason::label(
+        account.contact_reasons.as_ref(),
+        &mut call.metadata,
+        &mut call.flags,
+    )?;
+    draft.advisor = identify::identify(account.advisors.as_ref(), &call.metadata)?;
+    if let Some(crm) = &account.crm {
+        let latest = super::csv_flow::latest_crm(p, account)
+            .await
+            .map_err(transient)?;
+        let (additional, outcome) = enrich::enrich(
+            crm,
+            latest.as_ref().map(|(id, t)| (*id, t.as_ref())),
+            &call.metadata,
+        );
+        draft.additional_metadata = additional;
+        draft.crm = Some(outcome);
+    }
+    let tz = account.timezone;
+    draft.window = call
+        .started_at
+        .map(|d| d.with_timezone(&tz).date_naive())
+        .or(deposit_date)
+        .unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive())
+        .to_string();
+    draft.started_at = call.started_at.map(|d| d.to_rfc3339());
+    draft.metadata = call.metadata;
+    draft.flags = call.flags;
+    draft.picking = account
+        .picking
+        .as_ref()
+        .map(|s| super::picking::PickingRule {
+            percent: s.percent,
+            max_per_advisor: s.max_per_advisor,
+        });
+    Ok(())
+}
+
+fn empty_draft(
+    account: &Account,
+    path: &str,
+    journal_id: i64,
+    size: u64,
+    sha256: &str,
+    received_at: &str,
+) -> Draft {
+    Draft {
+        account: account.name.clone(),
+        path: path.to_string(),
+        journal_id,
+        size,
+        sha256: sha256.to_string(),
+        received_at: received_at.to_string(),
+        started_at: None,
+        deposit_date: None,
+        window: String::new(),
+        metadata: BTreeMap::new(),
+        flags: Vec::new(),
+        advisor: identify::AdvisorRef::Unknown,
+        audio: None,
+        picking: None,
+        archive: None,
+        additional_metadata: BTreeMap::new(),
+        crm: None,
+        wait_until: None,
+        existing: None,
+    }
+}
+
+pub async fn audio(
+    p: &Pipeline,
+    account: &Arc<Account>,
+    entry: &Entry,
+    path: &JailPath,
+    deposit_date: Option<NaiveDate>,
+) -> Result<(), Failure> {
+    let (acc, e) = (account.name.clone(), entry.path.clone());
+    let current = p
+        .writer
+        .run(move |c| conversations::current(c, &acc, &e))
+        .await
+        .map_err(transient)?;
+    if let Some((id, sha)) = current {
+        if sha == entry.sha256 {
+            return mark(p, entry.id, &format!("unchanged:{id}"))
+                .await
+                .map_err(Failure::Transient);
+        }
+    }
+    let file_name = path.file_name().unwrap_or_default().to_string();
+    let mut call = base_call(account, &file_name, deposit_date)?;
+    let row = match &account.metadata_csv {
+        None => None,
+        Some(_) => {
+            let (acc, f) = (account.name.clone(), file_name.clone());
+            p.writer
+                .run(move |c| snapshots::metadata_row(c, &acc, &f))
+                .await
+                .map_err(transient)?
+        }
+    };
+    if let Some(r) = &row {
+        merge_row(account, &mut call, r);
+    }
+    let mut draft = empty_draft(
+        account,
+        &entry.path,
+        entry.id,
+        entry.size,
+        &entry.sha256,
+        &entry.completed_at,
+    );
+    draft.deposit_date = deposit_date.map(|d| d.to_string());
+    let waits = account.metadata_csv.as_ref().filter(|_| row.is_none());
+    match waits {
+        Some(m) => {
+            let deadline = Utc::now()
+                + chrono::Duration::from_std(m.wait).unwrap_or(chrono::Duration::days(1));
+            draft.wait_until = Some(deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+            draft.started_at = call.started_at.map(|d| d.to_rfc3339());
+            draft.metadata = call.metadata;
+            draft.flags = call.flags;
+            draft.window = deposit_date
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| today(account));
+        }
+        None => complete_call(p, account, call, deposit_date, &mut draft).await?,
+    }
+    let window = NaiveDate::parse_from_str(&draft.window, "%Y-%m-%d")
+        .unwrap_or_else(|_| Utc::now().date_naive());
+    let ext = file_name
+        .rsplit('.')
+        .next()
+        .unwrap_or("bin")
+        .to_ascii_lowercase();
+    let archive = p.archive_root(&account.name);
+    let dir = archive.join(window.format("%Y/%m/%d").to_string());
+    let tmp = archive
+        .join(".incoming")
+        .join(format!("j{}.{ext}", entry.id));
+    let (root, jp, t, d, sha, ext2) = (
+        p.jail_root(&account.name),
+        path.clone(),
+        tmp.clone(),
+        dir.clone(),
+        entry.sha256.clone(),
+        ext.clone(),
+    );
+    let probed =
+        tokio::task::spawn_blocking(move || -> Result<Option<audio::AudioInfo>, Failure> {
+            std::fs::create_dir_all(&d).map_err(transient)?;
+            if !super::archive::stage(&root, &jp, &t, &sha).map_err(transient)? {
+                return Ok(None);
+            }
+            let f = std::fs::File::open(&t).map_err(transient)?;
+            match audio::probe(f, &ext2) {
+                Ok(info) => Ok(Some(info)),
+                Err(r) => {
+                    let _ = std::fs::remove_file(&t);
+                    Err(r.into())
+                }
+            }
+        })
+        .await
+        .map_err(transient)??;
+    let Some(info) = probed else {
+        return mark(
+            p,
+            entry.id,
+            "stale: the file changed after this upload; a newer completion covers it",
+        )
+        .await
+        .map_err(Failure::Transient);
+    };
+    draft.audio = Some(info);
+    draft.archive = Some((tmp.clone(), dir, ext));
+    let awaiting = draft.wait_until.is_some();
+    match p.writer.run(move |c| conversations::store(c, &draft)).await {
+        Ok(Stored::Conversation { id, picked }) => {
+            Metrics::add(&p.metrics.conversations, 1);
+            if awaiting {
+                tracing::info!(account = %account.name, conversation_id = id, path = %entry.path, "conversation awaiting its metadata CSV row");
+            } else {
+                tracing::info!(account = %account.name, conversation_id = id, path = %entry.path, picked, "conversation stored");
+            }
+            Ok(())
+        }
+        Ok(Stored::Unchanged { .. }) => {
+            let _ = std::fs::remove_file(&tmp);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(transient(e))
+        }
+    }
+}
+
+/// Completes an awaiting conversation with its CSV row, or (`row = None`)
+/// as its wait ran out, per `on_timeout`.
+pub async fn complete_awaiting(
+    p: &Pipeline,
+    account: &Account,
+    id: i64,
+    row: Option<BTreeMap<String, String>>,
+) -> anyhow::Result<()> {
+    let Some(a) = p
+        .writer
+        .run(move |c| conversations::awaiting(c, id))
+        .await?
+    else {
+        return Ok(());
+    };
+    let timed_out = row.is_none();
+    if timed_out
+        && account
+            .metadata_csv
+            .as_ref()
+            .is_some_and(|m| m.on_timeout == OnTimeout::Reject)
+    {
+        let wait = account
+            .metadata_csv
+            .as_ref()
+            .map(|m| humantime::format_duration(m.wait).to_string())
+            .unwrap_or_default();
+        let r = Rejection::new(
+            "metadata_csv",
+            format!("no metadata CSV row named this file within {wait}"),
+        );
+        return reject_awaiting(p, account, &a, r).await;
+    }
+    let path = JailPath::parse(&a.path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let file_name = path.file_name().unwrap_or_default().to_string();
+    let deposit_date = a
+        .deposit_date
+        .as_deref()
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let mut call = match base_call(account, &file_name, deposit_date) {
+        Ok(c) => c,
+        Err(r) => return reject_awaiting(p, account, &a, r).await,
+    };
+    match &row {
+        Some(r) => merge_row(account, &mut call, r),
+        None => call.flags.push("metadata_csv_timeout".into()),
+    }
+    let mut draft = empty_draft(
+        account,
+        &a.path,
+        a.journal_id,
+        a.size,
+        &a.sha256,
+        &a.received_at,
+    );
+    draft.existing = Some(a.id);
+    draft.deposit_date = a.deposit_date.clone();
+    match complete_call(p, account, call, deposit_date, &mut draft).await {
+        Ok(()) => {}
+        Err(Failure::Rejected(r)) => return reject_awaiting(p, account, &a, r).await,
+        Err(Failure::Transient(e)) => return Err(e),
+    }
+    if let Stored::Conversation { id, picked } = p
+        .writer
+        .run(move |c| conversations::store(c, &draft))
+        .await?
+    {
+        tracing::info!(account = %account.name, conversation_id = id, path = %a.path, picked, timed_out, "conversation completed with its metadata");
+    }
+    Ok(())
+}
+
+async fn reject_awaiting(
+    p: &Pipeline,
+    account: &Account,
+    a: &Awaiting,
+    r: Rejection,
+) -> anyhow::Result<()> {
+    let day = today(account);
+    let (a2, r2, day2) = (a.clone(), r.clone(), day.clone());
+    let rows = p
+        .writer
+        .run(move |c| {
+            conversations::reject_awaiting(c, &a2, &r2, &day2)?;
+            conversations::report(c, &a2.account, &day2)
+        })
+        .await?;
+    if let Some(archived) = &a.archive_path {
+        let _ = std::fs::remove_file(archived);
+    }
+    Metrics::add(&p.metrics.rejections, 1);
+    tracing::info!(account = %account.name, path = %a.path, stage = r.stage, reason = %r.reason, "deposit rejected");
+    write_report(p, account, day, rows).await
+}
+
+/// Applies `on_timeout` to every conversation whose wait has run out.
+pub async fn expire_waits(p: &Pipeline) -> anyhow::Result<()> {
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let due = p
+        .writer
+        .run(move |c| snapshots::awaiting_due(c, &now))
+        .await?;
+    for id in due {
+        let Some(a) = p
+            .writer
+            .run(move |c| conversations::awaiting(c, id))
+            .await?
+        else {
+            continue;
+        };
+        match p.account(&a.account) {
+            Some(account) => complete_awaiting(p, &account, id, None).await?,
+            None => {
+                tracing::warn!(conversation_id = id, account = %a.account, "awaiting conversation of an account no longer configured")
+            }
+        }
+    }
+    Ok(())
+}

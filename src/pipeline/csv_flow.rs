@@ -1,0 +1,260 @@
+//! CSV deposits (SPEC §5.4, §5.7): metadata CSV rows stored per audio file
+//! name (completing audio that waited for them), and CRM files turned into
+//! snapshots — the newest accepted one becomes the account's latest,
+//! atomically; a file that fails is rejected whole and the previous
+//! snapshot stays.
+
+use super::crm::{self, CrmTable};
+use super::csvfile::{self, CsvError, Layout};
+use super::worker::{mark, reject_many, transient, Failure, Pipeline};
+use super::Rejection;
+use crate::config::Account;
+use crate::jail::{Jail, JailPath, OpenOptions};
+use crate::store::journal::{self, Entry};
+use crate::store::snapshots;
+use anyhow::anyhow;
+use std::io::Read;
+use std::sync::Arc;
+
+/// Reads a deposit whole and checks it is the journaled content
+/// (`None`: it changed or was deleted since; a newer completion covers it).
+async fn read_deposit(
+    p: &Pipeline,
+    account: &Account,
+    entry: &Entry,
+) -> Result<Option<Vec<u8>>, Failure> {
+    let root = p.jail_root(&account.name);
+    let (path, sha) = (entry.path.clone(), entry.sha256.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Vec<u8>>> {
+        let jail = Jail::open(&root)?;
+        let jp = JailPath::parse(&path).map_err(|e| anyhow!("{e}"))?;
+        let mut f = match jail.open_file(
+            &jp,
+            &OpenOptions {
+                read: true,
+                ..Default::default()
+            },
+        ) {
+            Ok(f) => f,
+            Err(crate::jail::JailError::NotFound) => return Ok(None),
+            Err(e) => return Err(anyhow!("{e}")),
+        };
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)?;
+        use sha2::Digest;
+        let now = hex::encode(sha2::Sha256::digest(&bytes));
+        Ok((now == sha).then_some(bytes))
+    })
+    .await
+    .map_err(transient)?
+    .map_err(Failure::Transient)
+}
+
+pub async fn metadata_csv(
+    p: &Pipeline,
+    account: &Arc<Account>,
+    entry: &Entry,
+) -> Result<(), Failure> {
+    let Some(settings) = &account.metadata_csv else {
+        return Err(transient(anyhow!("account has no [metadata_csv]")));
+    };
+    let Some(bytes) = read_deposit(p, account, entry).await? else {
+        return mark(p, entry.id, "stale: changed after this upload")
+            .await
+            .map_err(Failure::Transient);
+    };
+    let layout = Layout {
+        skip_rows: settings.skip_rows,
+        header: settings.header,
+        column_map: settings.column_map.clone(),
+        column_list: settings.column_list.clone(),
+        filename_column: settings.filename_column.clone(),
+    };
+    let dialect = settings.dialect.clone();
+    let parsed = tokio::task::spawn_blocking(move || csvfile::parse(&bytes, &dialect, &layout))
+        .await
+        .map_err(transient)?;
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            let (reason, line) = match e {
+                CsvError::Decode(r) | CsvError::Header(r) => (r, None),
+                CsvError::Syntax { line, reason } => (reason, Some(line)),
+            };
+            let mut r = Rejection::new("metadata_csv", reason);
+            r.line = line;
+            return Err(r.into());
+        }
+    };
+    let rows: Vec<(String, std::collections::BTreeMap<String, String>, u64)> = parsed
+        .rows
+        .into_iter()
+        .map(|r| (r.file_name, r.fields, r.line))
+        .collect();
+    let (acc, src, id, rows2) = (
+        account.name.clone(),
+        entry.path.clone(),
+        entry.id,
+        rows.clone(),
+    );
+    let kept = rows.len();
+    let refused = parsed.errors.len();
+    p.writer
+        .run(move |c| {
+            for (file, fields, line) in &rows2 {
+                snapshots::put_metadata_row(c, &acc, file, fields, &src, *line)?;
+            }
+            journal::mark_done(
+                c,
+                id,
+                &format!("metadata_csv: {} rows, {} refused", rows2.len(), refused),
+            )
+        })
+        .await
+        .map_err(transient)?;
+    tracing::info!(account = %account.name, path = %entry.path, rows = kept, refused, "metadata CSV stored");
+    if refused > 0 {
+        let rs = parsed
+            .errors
+            .into_iter()
+            .map(|e| Rejection {
+                stage: "metadata_csv",
+                reason: e.reason,
+                line: Some(e.line),
+            })
+            .collect();
+        reject_many(p, account, entry, rs, false)
+            .await
+            .map_err(Failure::Transient)?;
+    }
+    for (file, fields, _) in rows {
+        let (acc, f) = (account.name.clone(), file.clone());
+        let waiting = p
+            .writer
+            .run(move |c| snapshots::awaiting_for_file(c, &acc, &f))
+            .await
+            .map_err(transient)?;
+        for conv in waiting {
+            super::audio_flow::complete_awaiting(p, account, conv, Some(fields.clone()))
+                .await
+                .map_err(Failure::Transient)?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Result<(), Failure> {
+    let Some(settings) = &account.crm else {
+        return Err(transient(anyhow!("account has no [crm]")));
+    };
+    let Some(bytes) = read_deposit(p, account, entry).await? else {
+        return mark(p, entry.id, "stale: changed after this upload")
+            .await
+            .map_err(Failure::Transient);
+    };
+    let (dialect, key) = (settings.dialect.clone(), settings.key.clone());
+    let started = std::time::Instant::now();
+    let table = tokio::task::spawn_blocking(move || crm::load(&bytes, &dialect, &key))
+        .await
+        .map_err(transient)?
+        .map_err(|reason| {
+            Rejection::new(
+                "crm",
+                format!("CRM file not loaded, the previous snapshot stays: {reason}"),
+            )
+        })?;
+    let archive = p.archive_root(&account.name).join("crm");
+    let tmp = archive.join(format!(".j{}.csv", entry.id));
+    let (root, jp, t, sha) = (
+        p.jail_root(&account.name),
+        JailPath::parse(&entry.path).map_err(|e| transient(anyhow!("{e}")))?,
+        tmp.clone(),
+        entry.sha256.clone(),
+    );
+    let staged = tokio::task::spawn_blocking(move || super::archive::stage(&root, &jp, &t, &sha))
+        .await
+        .map_err(transient)?
+        .map_err(Failure::Transient)?;
+    if !staged {
+        return mark(p, entry.id, "stale: changed after this upload")
+            .await
+            .map_err(Failure::Transient);
+    }
+    let (acc, path, jid, rows, dups) = (
+        account.name.clone(),
+        entry.path.clone(),
+        entry.id,
+        table.row_count,
+        table.duplicate_keys,
+    );
+    let snapshot = p
+        .writer
+        .run(move |c| {
+            let id = snapshots::add_snapshot(c, &acc, &path, rows, dups, jid)?;
+            let dest = archive.join(format!("{id}.csv"));
+            std::fs::rename(&tmp, &dest)
+                .map_err(|e| crate::store::StoreError::Commit(format!("archive CRM file: {e}")))?;
+            snapshots::set_snapshot_file(c, id, &dest.display().to_string())?;
+            journal::mark_done(c, jid, &format!("crm_snapshot:{id}"))?;
+            Ok(id)
+        })
+        .await
+        .map_err(transient)?;
+    tracing::info!(
+        account = %account.name,
+        path = %entry.path,
+        snapshot,
+        rows = table.row_count,
+        duplicate_keys = table.duplicate_keys,
+        load_ms = started.elapsed().as_millis() as u64,
+        "CRM snapshot is now the latest"
+    );
+    p.crm
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(account.name.clone(), Some((snapshot, Arc::new(table))));
+    Ok(())
+}
+
+/// The account's latest CRM snapshot, loaded from its archived file the
+/// first time it is needed after a start.
+pub async fn latest_crm(
+    p: &Pipeline,
+    account: &Account,
+) -> anyhow::Result<Option<(i64, Arc<CrmTable>)>> {
+    if let Some(cached) = p
+        .crm
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&account.name)
+    {
+        return Ok(cached.clone());
+    }
+    let acc = account.name.clone();
+    let latest = p
+        .writer
+        .run(move |c| snapshots::latest_snapshot(c, &acc))
+        .await?;
+    let loaded = match (latest, &account.crm) {
+        (Some(s), Some(settings)) => {
+            let (dialect, key, file) = (
+                settings.dialect.clone(),
+                settings.key.clone(),
+                s.file.clone(),
+            );
+            let table = tokio::task::spawn_blocking(move || -> anyhow::Result<CrmTable> {
+                let bytes = std::fs::read(&file)?;
+                crm::load(&bytes, &dialect, &key)
+                    .map_err(|e| anyhow!("reloading CRM snapshot {file}: {e}"))
+            })
+            .await??;
+            Some((s.id, Arc::new(table)))
+        }
+        _ => None,
+    };
+    p.crm
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(account.name.clone(), loaded.clone());
+    Ok(loaded)
+}

@@ -1,0 +1,142 @@
+//! Metadata CSV rows (keyed by account and audio file name) and CRM
+//! snapshots. A CRM snapshot's rows live in its archived CSV file, loaded
+//! into memory once; SQLite keeps which snapshot is the latest, so swapping
+//! it is one row update.
+
+use super::journal::now_rfc3339;
+use super::Result;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
+
+/// Upserts a metadata row: a later row for the same file replaces it.
+pub fn put_metadata_row(
+    conn: &Connection,
+    account: &str,
+    file_name: &str,
+    fields: &BTreeMap<String, String>,
+    source: &str,
+    line: u64,
+) -> Result<()> {
+    let json =
+        serde_json::to_string(fields).map_err(|e| super::StoreError::Commit(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO metadata_rows (account, file_name, fields, source_path, line, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (account, file_name) DO UPDATE SET fields = ?3, source_path = ?4, line = ?5, updated_at = ?6",
+    )?
+    .execute(params![account, file_name, json, source, line as i64, now_rfc3339()])?;
+    Ok(())
+}
+
+pub fn metadata_row(
+    conn: &Connection,
+    account: &str,
+    file_name: &str,
+) -> Result<Option<BTreeMap<String, String>>> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT fields FROM metadata_rows WHERE account = ?1 AND file_name = ?2")?
+        .query_row([account, file_name], |r| r.get(0))
+        .optional()?;
+    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub id: i64,
+    pub account: String,
+    pub path: String,
+    pub file: String,
+    pub rows: i64,
+    pub duplicate_keys: i64,
+    pub loaded_at: String,
+    pub latest: bool,
+}
+
+/// Records a new snapshot and makes it the account's latest, atomically.
+pub fn add_snapshot(
+    conn: &Connection,
+    account: &str,
+    path: &str,
+    rows: usize,
+    duplicate_keys: usize,
+    journal_id: i64,
+) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO crm_snapshots (account, path, file, rows, duplicate_keys, loaded_at, journal_id)
+         VALUES (?1, ?2, '', ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![account, path, rows as i64, duplicate_keys as i64, now_rfc3339(), journal_id])?;
+    let id = conn.last_insert_rowid();
+    conn.prepare_cached(
+        "INSERT INTO crm_latest (account, snapshot_id) VALUES (?1, ?2)
+         ON CONFLICT (account) DO UPDATE SET snapshot_id = ?2",
+    )?
+    .execute(params![account, id])?;
+    Ok(id)
+}
+
+pub fn set_snapshot_file(conn: &Connection, id: i64, file: &str) -> Result<()> {
+    conn.prepare_cached("UPDATE crm_snapshots SET file = ?2 WHERE id = ?1")?
+        .execute(params![id, file])?;
+    Ok(())
+}
+
+const SNAPSHOT_SELECT: &str =
+    "SELECT s.id, s.account, s.path, s.file, s.rows, s.duplicate_keys, s.loaded_at,
+    l.snapshot_id IS NOT NULL FROM crm_snapshots s
+    LEFT JOIN crm_latest l ON l.account = s.account AND l.snapshot_id = s.id";
+
+fn snapshot(r: &rusqlite::Row<'_>) -> rusqlite::Result<Snapshot> {
+    Ok(Snapshot {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        path: r.get(2)?,
+        file: r.get(3)?,
+        rows: r.get(4)?,
+        duplicate_keys: r.get(5)?,
+        loaded_at: r.get(6)?,
+        latest: r.get(7)?,
+    })
+}
+
+pub fn latest_snapshot(conn: &Connection, account: &str) -> Result<Option<Snapshot>> {
+    Ok(conn
+        .prepare_cached(&format!("{SNAPSHOT_SELECT} WHERE l.account = ?1"))?
+        .query_row([account], snapshot)
+        .optional()?)
+}
+
+pub fn snapshots(conn: &Connection, account: Option<&str>) -> Result<Vec<Snapshot>> {
+    let mut st = conn.prepare(&format!(
+        "{SNAPSHOT_SELECT} WHERE ?1 IS NULL OR s.account = ?1 ORDER BY s.id"
+    ))?;
+    let rows = st.query_map([account], snapshot)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Conversations of `account` waiting for the metadata row of `file_name`.
+pub fn awaiting_for_file(conn: &Connection, account: &str, file_name: &str) -> Result<Vec<i64>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, path FROM conversations WHERE account = ?1 AND status = 'awaiting_metadata'",
+    )?;
+    let rows = st.query_map([account], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, path) = row?;
+        if path.rsplit('/').next() == Some(file_name) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// Awaiting conversations whose wait has run out at `now` (RFC 3339).
+pub fn awaiting_due(conn: &Connection, now: &str) -> Result<Vec<i64>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id FROM conversations WHERE status = 'awaiting_metadata' AND wait_until <= ?1 ORDER BY id",
+    )?;
+    let rows = st.query_map([now], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
