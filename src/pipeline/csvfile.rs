@@ -1,34 +1,667 @@
-//! Metadata CSV reader (being written; interface only).
-pub use crate::config::{CsvDialect, Encoding};
-use std::collections::BTreeMap;
+//! Metadata CSV files (SPEC §5.4): the bytes of one uploaded CSV in, one
+//! metadata row per audio file name out, plus the rows that must be reported
+//! back to the customer as rejections.
+//!
+//! Pure: no I/O, nothing logged; the caller stores the rows and records the
+//! errors. Invariants of a successful [`parse`]: every [`Row`] has a non-empty
+//! `file_name` that is a bare name (no directory part) and is also stored under
+//! `filename_column` in its `fields`; file names in `rows` are unique (the last
+//! row for a name wins, kept at its own position); every line number is the
+//! 1-based line on which the record starts in the file, even after quoted
+//! newlines and blank lines. A whole-file problem (encoding, header) is a
+//! [`CsvError`]; a bad row is a [`RowError`] and never stops the other rows.
+//! Blank records (every field empty after trimming) are skipped everywhere,
+//! and do not count towards `skip_rows`. The decoding and record-reading
+//! helpers are shared with the CRM loader (`super::crm`).
 
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use csv::{Position, StringRecord};
+use thiserror::Error;
+
+pub use crate::config::{CsvDialect, Encoding};
+
+/// Where the data sits in a metadata CSV and what its columns are called.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
+    /// Records to skip at the top (CSV records, not lines; blank ones don't count).
     pub skip_rows: usize,
+    /// The last skipped record holds the column names (`skip_rows` 0 counts as 1).
     pub header: bool,
+    /// Header name -> metadata key (`header = true`); unmapped columns keep their name.
     pub column_map: BTreeMap<String, String>,
+    /// Positional keys (`header = false`); further columns are named `column_N` (1-based).
     pub column_list: Vec<String>,
+    /// The (mapped) key naming the audio file.
     pub filename_column: String,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
+    /// 1-based line on which the record starts.
     pub line: u64,
+    /// Final path component of the file name column.
     pub file_name: String,
+    /// Every key of the row, the file name key included.
     pub fields: BTreeMap<String, String>,
 }
+
+/// A row that was left out; `reason` is shown to the customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
     pub line: u64,
     pub reason: String,
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Parsed {
     pub rows: Vec<Row>,
     pub errors: Vec<RowError>,
 }
+
+/// Why a whole file was rejected; the message is shown to the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CsvError {
+    #[error("{0}")]
     Decode(String),
+    #[error("{0}")]
     Header(String),
+    #[error("line {line}: {reason}")]
     Syntax { line: u64, reason: String },
 }
-pub fn parse(_bytes: &[u8], _dialect: &CsvDialect, _layout: &Layout) -> Result<Parsed, CsvError> {
-    Err(CsvError::Header(
-        "metadata CSVs are not supported yet".into(),
-    ))
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Decodes a whole file. A UTF-8 BOM is stripped and then means UTF-8 whatever
+/// the configured encoding (those three bytes never start a real Windows-1252
+/// CSV, and re-reading UTF-8 as Windows-1252 would garble every accent).
+pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, CsvError> {
+    decode_borrowed(bytes, encoding).map(Cow::into_owned)
+}
+
+/// [`decode`] without copying valid UTF-8 (a CRM file can be large).
+pub(crate) fn decode_borrowed(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, CsvError> {
+    if let Some(rest) = bytes.strip_prefix(UTF8_BOM) {
+        return decode_utf8(rest, UTF8_BOM.len());
+    }
+    match encoding {
+        Encoding::Utf8 => decode_utf8(bytes, 0),
+        Encoding::Windows1252 => {
+            let (text, had_errors) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes);
+            if had_errors {
+                return Err(CsvError::Decode("not valid Windows-1252".to_owned()));
+            }
+            Ok(text)
+        }
+    }
+}
+
+/// `base` is how many bytes were stripped before `bytes`, so the offset in the
+/// message is the one in the customer's file.
+fn decode_utf8(bytes: &[u8], base: usize) -> Result<Cow<'_, str>, CsvError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(Cow::Borrowed(text)),
+        Err(err) => {
+            let at = err.valid_up_to();
+            let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+            Err(CsvError::Decode(format!(
+                "not valid UTF-8 at byte {} (line {line}); is the file Windows-1252?",
+                base + at
+            )))
+        }
+    }
+}
+
+/// Parses a metadata CSV; see the module comment for what is guaranteed.
+pub fn parse(bytes: &[u8], dialect: &CsvDialect, layout: &Layout) -> Result<Parsed, CsvError> {
+    let text = decode_borrowed(bytes, dialect.encoding)?;
+    let mut records = Records::new(&text, dialect);
+    let skip = if layout.header {
+        layout.skip_rows.max(1)
+    } else {
+        layout.skip_rows
+    };
+    let mut keys = None;
+    for skipped in 1..=skip {
+        if records.next()?.is_none() {
+            if layout.header {
+                return Err(CsvError::Header(format!(
+                    "no header row: it should be row {skip}, but the file has only {} rows",
+                    skipped - 1
+                )));
+            }
+            return Ok(Parsed::default());
+        }
+        if layout.header && skipped == skip {
+            keys = Some(header_keys(records.record(), layout)?);
+        }
+    }
+
+    let mut rows: Vec<Option<Row>> = Vec::new();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut errors = Vec::new();
+    while let Some(line) = records.next()? {
+        match build_row(records.record(), line, layout, &mut keys) {
+            Ok(row) => {
+                if let Some(earlier) = by_name.insert(row.file_name.clone(), rows.len()) {
+                    rows[earlier] = None;
+                }
+                rows.push(Some(row));
+            }
+            Err(reason) => errors.push(RowError { line, reason }),
+        }
+    }
+    Ok(Parsed {
+        rows: rows.into_iter().flatten().collect(),
+        errors,
+    })
+}
+
+/// Mapped keys of the header record; the filename key must be among them.
+fn header_keys(record: &StringRecord, layout: &Layout) -> Result<Vec<String>, CsvError> {
+    let keys = column_keys(record, &layout.column_map).map_err(CsvError::Header)?;
+    if keys.contains(&layout.filename_column) {
+        return Ok(keys);
+    }
+    // Name the column as the customer wrote it, not as it is mapped.
+    let wanted = layout
+        .column_map
+        .iter()
+        .find(|(_, key)| **key == layout.filename_column)
+        .map_or(layout.filename_column.as_str(), |(name, _)| name.as_str());
+    let names: Vec<&str> = record.iter().map(str::trim).collect();
+    Err(CsvError::Header(format!(
+        "no '{wanted}' column in the header (columns: {})",
+        names.join(", ")
+    )))
+}
+
+/// One data record to a row. `keys` is fixed by the header, or (positional
+/// layout) by the first record wide enough for `column_list`.
+fn build_row(
+    record: &StringRecord,
+    line: u64,
+    layout: &Layout,
+    keys: &mut Option<Vec<String>>,
+) -> Result<Row, String> {
+    let found = record.len();
+    let keys = match keys {
+        Some(keys) => keys,
+        None if found < layout.column_list.len() => {
+            return Err(wrong_width(layout.column_list.len(), found));
+        }
+        None => keys.insert(positional_keys(&layout.column_list, found)),
+    };
+    if found != keys.len() {
+        return Err(wrong_width(keys.len(), found));
+    }
+    let mut fields: BTreeMap<String, String> = keys
+        .iter()
+        .zip(record.iter())
+        .map(|(key, value)| (key.clone(), value.trim().to_owned()))
+        .collect();
+    let file_name = fields
+        .get(&layout.filename_column)
+        .map(|value| base_name(value).to_owned())
+        .unwrap_or_default();
+    if file_name.is_empty() {
+        return Err(format!(
+            "no file name in column '{}'",
+            layout.filename_column
+        ));
+    }
+    fields.insert(layout.filename_column.clone(), file_name.clone());
+    Ok(Row {
+        line,
+        file_name,
+        fields,
+    })
+}
+
+fn wrong_width(expected: usize, found: usize) -> String {
+    format!("expected {expected} columns, found {found}")
+}
+
+fn positional_keys(list: &[String], width: usize) -> Vec<String> {
+    (0..width)
+        .map(|i| list.get(i).cloned().unwrap_or_else(|| column_n(i)))
+        .collect()
+}
+
+fn column_n(index: usize) -> String {
+    format!("column_{}", index + 1)
+}
+
+/// The final path component, whichever separator the customer's system uses.
+fn base_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path).trim()
+}
+
+/// Keys for a header record: trimmed names through `map`, an empty name
+/// becomes `column_N`. Two columns with the same key would make rows
+/// ambiguous, so that is an error (its text is shown to the customer).
+pub(crate) fn column_keys(
+    record: &StringRecord,
+    map: &BTreeMap<String, String>,
+) -> Result<Vec<String>, String> {
+    let mut seen = BTreeSet::new();
+    let mut keys = Vec::with_capacity(record.len());
+    for (i, name) in record.iter().map(str::trim).enumerate() {
+        let key = match map.get(name) {
+            Some(key) => key.clone(),
+            None if name.is_empty() => column_n(i),
+            None => name.to_owned(),
+        };
+        if !seen.insert(key.clone()) {
+            return Err(format!(
+                "column '{key}' appears twice in the header (again as column {})",
+                i + 1
+            ));
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// Non-blank records of a decoded CSV, one reused buffer, with the line each
+/// record really starts on (csv's own position points before skipped blank
+/// lines).
+pub(crate) struct Records<'a> {
+    text: &'a str,
+    reader: csv::Reader<&'a [u8]>,
+    record: StringRecord,
+}
+
+impl<'a> Records<'a> {
+    pub(crate) fn new(text: &'a str, dialect: &CsvDialect) -> Self {
+        let reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(dialect.delimiter)
+            .quote(dialect.quote)
+            .double_quote(true)
+            .from_reader(text.as_bytes());
+        Records {
+            text,
+            reader,
+            record: StringRecord::new(),
+        }
+    }
+
+    /// Reads the next non-blank record; returns its line, `None` at the end.
+    pub(crate) fn next(&mut self) -> Result<Option<u64>, CsvError> {
+        loop {
+            match self.reader.read_record(&mut self.record) {
+                Ok(false) => return Ok(None),
+                Ok(true) if self.record.iter().all(|f| f.trim().is_empty()) => continue,
+                Ok(true) => return Ok(Some(self.line(self.record.position()))),
+                Err(err) => {
+                    let line = self.line(err.position());
+                    let reason = match err.kind() {
+                        csv::ErrorKind::Utf8 { err, .. } => {
+                            format!("field {} is not valid text", err.field() + 1)
+                        }
+                        _ => err.to_string(),
+                    };
+                    return Err(CsvError::Syntax { line, reason });
+                }
+            }
+        }
+    }
+
+    /// The record read by the last successful `next`.
+    pub(crate) fn record(&self) -> &StringRecord {
+        &self.record
+    }
+
+    /// Line of the first byte at or after `pos` that is not a line break.
+    fn line(&self, pos: Option<&Position>) -> u64 {
+        let Some(pos) = pos else { return 0 };
+        let from = usize::try_from(pos.byte()).map_or(self.text.len(), |b| b.min(self.text.len()));
+        let breaks = self.text.as_bytes()[from..]
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .filter(|&&b| b == b'\n')
+            .count();
+        pos.line() + breaks as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The shared sample: a quoted `;`, doubled quotes and an embedded newline.
+    const SAMPLE: &str = "Filename;Advisor;Comment\n\
+        a.mp3;Jean;\"said \"\"hello\"\"; then left\"\n\
+        b.mp3; Zoé ;\"two\nlines\"\n\
+        c.mp3;Ana;plain\n";
+
+    fn utf8() -> CsvDialect {
+        CsvDialect {
+            delimiter: b';',
+            quote: b'"',
+            encoding: Encoding::Utf8,
+        }
+    }
+
+    fn cp1252() -> CsvDialect {
+        CsvDialect {
+            encoding: Encoding::Windows1252,
+            ..utf8()
+        }
+    }
+
+    fn with_header(skip_rows: usize) -> Layout {
+        Layout {
+            skip_rows,
+            header: true,
+            column_map: [("Filename", "filename"), ("Advisor", "advisor_firstname")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            column_list: Vec::new(),
+            filename_column: "filename".to_owned(),
+        }
+    }
+
+    fn positional() -> Layout {
+        Layout {
+            skip_rows: 0,
+            header: false,
+            column_map: BTreeMap::new(),
+            column_list: vec!["filename".to_owned(), "advisor_firstname".to_owned()],
+            filename_column: "filename".to_owned(),
+        }
+    }
+
+    fn row(line: u64, pairs: &[(&str, &str)]) -> Row {
+        let fields: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Row {
+            line,
+            file_name: fields["filename"].clone(),
+            fields,
+        }
+    }
+
+    fn sample_row(line: u64, file: &str, advisor: &str, comment: &str) -> Row {
+        row(
+            line,
+            &[
+                ("filename", file),
+                ("advisor_firstname", advisor),
+                ("Comment", comment),
+            ],
+        )
+    }
+
+    fn sample_rows(first_line: u64) -> Vec<Row> {
+        vec![
+            sample_row(first_line, "a.mp3", "Jean", "said \"hello\"; then left"),
+            sample_row(first_line + 1, "b.mp3", "Zoé", "two\nlines"),
+            sample_row(first_line + 3, "c.mp3", "Ana", "plain"),
+        ]
+    }
+
+    fn ok(rows: Vec<Row>, errors: &[(u64, &str)]) -> Result<Parsed, CsvError> {
+        let errors = errors
+            .iter()
+            .map(|(line, reason)| RowError {
+                line: *line,
+                reason: reason.to_string(),
+            })
+            .collect();
+        Ok(Parsed { rows, errors })
+    }
+
+    /// Windows-1252 bytes for the few non-ASCII characters the tests use.
+    fn to_cp1252(text: &str) -> Vec<u8> {
+        text.chars()
+            .map(|c| match c {
+                'é' => 0xE9,
+                'ç' => 0xE7,
+                'û' => 0xFB,
+                '€' => 0x80,
+                c if c.is_ascii() => c as u8,
+                c => panic!("no Windows-1252 byte for {c} in this test"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parse_cases() {
+        let crlf_1252 = "Filename;Advisor;Comment\r\n\
+            a.mp3;François;\"coût 12€; payé\"\r\n\
+            b.mp3;Zoé;\"two\r\nlines\"\r\n";
+        // (name, file, dialect, layout, expected)
+        type Case = (
+            &'static str,
+            Vec<u8>,
+            CsvDialect,
+            Layout,
+            Result<Parsed, CsvError>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "semicolon, quoted ; and newline, doubled quotes",
+                SAMPLE.into(),
+                utf8(),
+                with_header(1),
+                ok(sample_rows(2), &[]),
+            ),
+            (
+                "windows-1252 with CRLF",
+                to_cp1252(crlf_1252),
+                cp1252(),
+                with_header(1),
+                ok(
+                    vec![
+                        sample_row(2, "a.mp3", "François", "coût 12€; payé"),
+                        sample_row(3, "b.mp3", "Zoé", "two\r\nlines"),
+                    ],
+                    &[],
+                ),
+            ),
+            (
+                "UTF-8 BOM",
+                [UTF8_BOM, SAMPLE.as_bytes()].concat(),
+                utf8(),
+                with_header(1),
+                ok(sample_rows(2), &[]),
+            ),
+            (
+                "UTF-8 BOM wins over a windows-1252 setting",
+                [UTF8_BOM, SAMPLE.as_bytes()].concat(),
+                cp1252(),
+                with_header(1),
+                ok(sample_rows(2), &[]),
+            ),
+            (
+                "title row, then the header",
+                format!("Export 11/02/2026;;\n{SAMPLE}").into(),
+                utf8(),
+                with_header(2),
+                ok(sample_rows(3), &[]),
+            ),
+            (
+                "short row is an error, the others are kept",
+                "Filename;Advisor;Comment\n\"x\ny\";Jean;c\nb.mp3;Ana\nc.mp3;Ana;ok\n".into(),
+                utf8(),
+                with_header(1),
+                ok(
+                    vec![
+                        sample_row(2, "x\ny", "Jean", "c"),
+                        sample_row(5, "c.mp3", "Ana", "ok"),
+                    ],
+                    &[(4, "expected 3 columns, found 2")],
+                ),
+            ),
+            (
+                "positional columns, extra ones named column_N, directories stripped",
+                "rec/2026/a.mp3;Jean;x;y\nC:\\rec\\b.wav;Ana;;\n;Nobody;x;y\nc.mp3;Ana;x\n".into(),
+                utf8(),
+                positional(),
+                ok(
+                    vec![
+                        row(
+                            1,
+                            &[
+                                ("filename", "a.mp3"),
+                                ("advisor_firstname", "Jean"),
+                                ("column_3", "x"),
+                                ("column_4", "y"),
+                            ],
+                        ),
+                        row(
+                            2,
+                            &[
+                                ("filename", "b.wav"),
+                                ("advisor_firstname", "Ana"),
+                                ("column_3", ""),
+                                ("column_4", ""),
+                            ],
+                        ),
+                    ],
+                    &[
+                        (3, "no file name in column 'filename'"),
+                        (4, "expected 4 columns, found 3"),
+                    ],
+                ),
+            ),
+            (
+                "positional row narrower than the list",
+                "a.mp3\n".into(),
+                utf8(),
+                positional(),
+                ok(vec![], &[(1, "expected 2 columns, found 1")]),
+            ),
+            (
+                "duplicate file name: the last row wins, at its position",
+                "Filename;Advisor;Comment\na.mp3;Jean;1\nb.mp3;Ana;2\ndir/a.mp3;Luc;3\n".into(),
+                utf8(),
+                with_header(1),
+                ok(
+                    vec![
+                        sample_row(3, "b.mp3", "Ana", "2"),
+                        sample_row(4, "a.mp3", "Luc", "3"),
+                    ],
+                    &[],
+                ),
+            ),
+            (
+                "blank lines in the middle and at the end",
+                "Filename;Advisor;Comment\n\na.mp3;Jean;1\r\n\r\n  \n;;\nb.mp3;Ana;2\n\n\n \n"
+                    .into(),
+                utf8(),
+                with_header(1),
+                ok(
+                    vec![
+                        sample_row(3, "a.mp3", "Jean", "1"),
+                        sample_row(7, "b.mp3", "Ana", "2"),
+                    ],
+                    &[],
+                ),
+            ),
+            (
+                "invalid UTF-8",
+                b"Filename;Advisor\na.mp3;Fran\xE7ois\n".to_vec(),
+                utf8(),
+                with_header(1),
+                Err(CsvError::Decode(
+                    "not valid UTF-8 at byte 27 (line 2); is the file Windows-1252?".into(),
+                )),
+            ),
+            (
+                "header without the file name column",
+                "File;Advisor\na.mp3;Jean\n".into(),
+                utf8(),
+                with_header(1),
+                Err(CsvError::Header(
+                    "no 'Filename' column in the header (columns: File, Advisor)".into(),
+                )),
+            ),
+            (
+                "header naming one key twice",
+                "Filename;filename\na.mp3;b.mp3\n".into(),
+                utf8(),
+                with_header(1),
+                Err(CsvError::Header(
+                    "column 'filename' appears twice in the header (again as column 2)".into(),
+                )),
+            ),
+            (
+                "empty file with a header expected",
+                "\n\n".into(),
+                utf8(),
+                with_header(1),
+                Err(CsvError::Header(
+                    "no header row: it should be row 1, but the file has only 0 rows".into(),
+                )),
+            ),
+            (
+                "header only",
+                "Filename;Advisor\r\n".into(),
+                utf8(),
+                with_header(1),
+                ok(vec![], &[]),
+            ),
+        ];
+        for (name, bytes, dialect, layout, want) in cases {
+            assert_eq!(parse(&bytes, &dialect, &layout), want, "case: {name}");
+        }
+    }
+
+    #[test]
+    fn decode_cases() {
+        let cases: Vec<(&[u8], Encoding, Result<&str, CsvError>)> = vec![
+            (b"abc", Encoding::Utf8, Ok("abc")),
+            (b"\xEF\xBB\xBFabc", Encoding::Utf8, Ok("abc")),
+            (
+                b"\xEF\xBB\xBFcaf\xC3\xA9",
+                Encoding::Windows1252,
+                Ok("café"),
+            ),
+            (b"caf\xE9 \x80", Encoding::Windows1252, Ok("café €")),
+            (
+                b"\xEF\xBB\xBFa\nb\xFF",
+                Encoding::Utf8,
+                Err(CsvError::Decode(
+                    "not valid UTF-8 at byte 6 (line 2); is the file Windows-1252?".into(),
+                )),
+            ),
+        ];
+        for (bytes, encoding, want) in cases {
+            assert_eq!(
+                decode(bytes, encoding).as_deref(),
+                want.as_ref().map(|s| *s),
+                "input: {bytes:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            delimiter in any::<u8>(),
+            quote in any::<u8>(),
+            header in any::<bool>(),
+            skip_rows in 0usize..3,
+            latin in any::<bool>(),
+        ) {
+            let dialect = CsvDialect {
+                delimiter,
+                quote,
+                encoding: if latin { Encoding::Windows1252 } else { Encoding::Utf8 },
+            };
+            let layout = Layout { skip_rows, header, ..with_header(0) };
+            let _ = parse(&bytes, &dialect, &layout);
+            let _ = parse(&bytes, &dialect, &Layout { skip_rows, ..positional() });
+        }
+    }
 }
