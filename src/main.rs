@@ -64,6 +64,13 @@ enum Command {
         #[command(flatten)]
         out: Out,
     },
+    /// List CRM snapshots (the latest is the one calls are joined with).
+    Crm {
+        #[arg(long)]
+        account: Option<String>,
+        #[command(flatten)]
+        out: Out,
+    },
     /// List open rejections.
     Rejections {
         #[arg(long)]
@@ -123,6 +130,9 @@ fn main() -> ExitCode {
         Command::Advisors { account, out } => {
             depot::cli::listings::advisors(&cli.config, account.as_deref(), out.format())
                 .map(|_| true)
+        }
+        Command::Crm { account, out } => {
+            depot::cli::listings::crm(&cli.config, account.as_deref(), out.format()).map(|_| true)
         }
         Command::Rejections {
             account,

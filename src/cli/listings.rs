@@ -90,3 +90,28 @@ pub fn rejections(
         format,
     )
 }
+
+pub fn crm(config: &Path, account: Option<&str>, format: Format) -> Result<()> {
+    let rows: Vec<serde_json::Value> = crate::store::snapshots::snapshots(&open(config)?, account)?
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id, "account": s.account, "path": s.path, "file": s.file, "rows": s.rows,
+                "duplicate_keys": s.duplicate_keys, "loaded_at": s.loaded_at, "latest": s.latest,
+            })
+        })
+        .collect();
+    print(
+        &rows,
+        &[
+            ("id", "id"),
+            ("account", "account"),
+            ("path", "path"),
+            ("rows", "rows"),
+            ("duplicate_keys", "duplicate_keys"),
+            ("loaded_at", "loaded_at"),
+            ("latest", "latest"),
+        ],
+        format,
+    )
+}
