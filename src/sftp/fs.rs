@@ -18,7 +18,7 @@ use russh_sftp::protocol::{
 use russh_sftp::server::StatusReply;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -120,6 +120,39 @@ fn attrs_of(m: &std::fs::Metadata) -> FileAttributes {
         atime: Some(m.atime().clamp(0, u32::MAX as i64) as u32),
         mtime: Some(m.mtime().clamp(0, u32::MAX as i64) as u32),
     }
+}
+
+/// A file with several links is also an archived copy of an ingested
+/// deposit: give the customer's name a fresh copy (empty when about to be
+/// truncated) so writing to it never changes the archive.
+fn break_link(jail: &Jail, p: &JailPath, empty: bool) -> Result<(), JailError> {
+    let name = p.file_name().unwrap_or("file");
+    let tmp = p
+        .parent()
+        .unwrap_or_else(JailPath::root)
+        .join(&format!(".{name}.depot-copy"))?;
+    let mut out = jail.open_file(
+        &tmp,
+        &OpenOptions {
+            write: true,
+            create: true,
+            truncate: true,
+            mode: 0o644,
+            ..Default::default()
+        },
+    )?;
+    if !empty {
+        let mut src = jail.open_file(
+            p,
+            &OpenOptions {
+                read: true,
+                ..Default::default()
+            },
+        )?;
+        std::io::copy(&mut src, &mut out)?;
+    }
+    out.sync_all()?;
+    jail.rename(&tmp, p, true)
 }
 
 fn to_time(secs: Option<u32>) -> Option<SystemTime> {
@@ -273,7 +306,11 @@ impl SftpSession {
             self.check_upload_allowed(&path, &attrs)?;
         }
         let opts = OpenOptions {
-            read: pflags.contains(OpenFlags::READ) || !write,
+            // Upload handles are always readable: completion hashes the
+            // file through this fd (a resumed upload's existing prefix, or
+            // the whole file after out-of-order writes), and OpenSSH's
+            // `reput` opens with WRITE|APPEND only.
+            read: true,
             write,
             create: pflags.contains(OpenFlags::CREATE),
             truncate: pflags.contains(OpenFlags::TRUNCATE),
@@ -284,7 +321,11 @@ impl SftpSession {
         let jail = self.jail.clone();
         let p = path.clone();
         let (file, before, len) = blocking(move || {
-            let before = jail.stat(&p).ok().map(|m| m.len());
+            let before_meta = jail.stat(&p).ok();
+            let before = before_meta.as_ref().map(|m| m.len());
+            if write && before_meta.is_some_and(|m| m.is_file() && m.nlink() > 1) {
+                break_link(&jail, &p, opts.truncate).map_err(fail)?;
+            }
             let file = jail.open_file(&p, &opts).map_err(fail)?;
             let len = file.metadata().map_err(|e| io_fail(&e))?.len();
             Ok((file, before, len))
