@@ -1,6 +1,14 @@
-//! In-process counters, printed at shutdown (and, later, served over HTTP).
+//! In-process counters, printed at shutdown, and saved every few seconds
+//! into the database so `depot stats` (another process) can read them while
+//! the server runs (later also served over HTTP).
 
+use crate::store::{self, Writer};
+use rusqlite::{params, Connection};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 #[derive(Default, Debug)]
 pub struct Metrics {
@@ -32,5 +40,120 @@ impl Metrics {
             ("auth_failures", g(&self.auth_failures)),
             ("bans", g(&self.bans)),
         ]
+    }
+}
+
+/// How often a running server saves its counters for `depot stats`.
+pub const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// Counters saved by a server, as read back by another process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub started_at: String,
+    pub updated_at: String,
+    /// False once the server saved its final counters at shutdown.
+    pub running: bool,
+    pub counters: Vec<(String, u64)>,
+}
+
+/// Replaces the saved counters with `counters` (one server at a time owns
+/// the table; a new start overwrites the previous run's values).
+pub fn save(
+    conn: &Connection,
+    started_at: &str,
+    running: bool,
+    counters: &[(&'static str, u64)],
+) -> store::Result<()> {
+    let now = crate::store::journal::now_rfc3339();
+    conn.execute("DELETE FROM server_counters", [])?;
+    let mut st = conn.prepare_cached(
+        "INSERT INTO server_counters (name, value, started_at, updated_at) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    st.execute(params!["running", running as i64, started_at, now])?;
+    for (name, value) in counters {
+        st.execute(params![name, *value as i64, started_at, now])?;
+    }
+    Ok(())
+}
+
+/// The last saved counters, if a server ever saved any.
+pub fn load(conn: &Connection) -> store::Result<Option<Saved>> {
+    let mut st = conn.prepare_cached(
+        "SELECT name, value, started_at, updated_at FROM server_counters ORDER BY rowid",
+    )?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let Some((_, _, started_at, updated_at)) = rows.first().cloned() else {
+        return Ok(None);
+    };
+    let mut saved = Saved {
+        started_at,
+        updated_at,
+        running: false,
+        counters: Vec::new(),
+    };
+    for (name, value, _, _) in rows {
+        match name.as_str() {
+            "running" => saved.running = value != 0,
+            _ => saved.counters.push((name, value.max(0) as u64)),
+        }
+    }
+    Ok(Some(saved))
+}
+
+/// Saves `metrics` every [`SAVE_EVERY`] until `stop` fires, then once more
+/// as final (the caller stops it after the pipeline has drained).
+pub fn spawn_saver(
+    metrics: Arc<Metrics>,
+    writer: Writer,
+    stop: oneshot::Receiver<()>,
+) -> JoinHandle<()> {
+    let started_at = crate::store::journal::now_rfc3339();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SAVE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            let running = tokio::select! {
+                _ = &mut stop => false,
+                _ = tick.tick() => true,
+            };
+            let (snap, at) = (metrics.snapshot(), started_at.clone());
+            if let Err(e) = writer.run(move |c| save(c, &at, running, &snap)).await {
+                tracing::warn!(error = %e, "cannot save counters");
+            }
+            if !running {
+                return;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_counters_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("t.db")).unwrap();
+        assert_eq!(load(&conn).unwrap(), None);
+        let m = Metrics::default();
+        Metrics::add(&m.sessions, 3);
+        save(&conn, "t0", true, &m.snapshot()).unwrap();
+        let s = load(&conn).unwrap().unwrap();
+        assert!(s.running);
+        assert_eq!(s.started_at, "t0");
+        assert!(s.counters.contains(&("sessions".to_string(), 3)));
+        save(&conn, "t0", false, &m.snapshot()).unwrap();
+        assert!(!load(&conn).unwrap().unwrap().running);
     }
 }

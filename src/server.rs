@@ -1,6 +1,8 @@
-//! Starting and stopping the whole service: host keys, accounts, database
-//! writer, pipeline worker and SFTP listeners, in that order; shutdown in
-//! reverse, letting uploads and ingestion in progress finish.
+//! Starting and stopping the whole service: host keys, accounts (and their
+//! hot-reload watcher), database writer, pending journal rows and the
+//! start-up scan, pipeline worker, counters saver and SFTP listeners, in that
+//! order; shutdown in reverse, letting uploads and ingestion in progress
+//! finish.
 
 use crate::config::{load_accounts, Settings};
 use crate::metrics::Metrics;
@@ -10,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// A running depot.
@@ -22,7 +24,12 @@ pub struct Running {
     pub fingerprints: Vec<String>,
     shutdown: watch::Sender<bool>,
     front: JoinHandle<()>,
+    /// The account watcher (owns the accounts sender); `None` if the file
+    /// system refused to be watched.
+    watcher: Option<JoinHandle<()>>,
     pipeline: JoinHandle<()>,
+    saver: JoinHandle<()>,
+    saver_stop: oneshot::Sender<()>,
     db_thread: std::thread::JoinHandle<()>,
 }
 
@@ -54,7 +61,19 @@ pub async fn start(settings: Settings) -> Result<Running> {
     }
     tracing::info!(accounts = loaded.accounts.len(), "accounts loaded");
     let accounts: Accounts = Arc::new(loaded.accounts);
-    let (_accounts_tx, accounts_rx) = watch::channel(accounts);
+    let (accounts_tx, accounts_rx) = watch::channel(accounts);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let watcher = match crate::config::watch::spawn(
+        settings.server.accounts_dir.clone(),
+        accounts_tx,
+        shutdown_rx.clone(),
+    ) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!(error = %e, dir = %settings.server.accounts_dir.display(), "cannot watch the accounts directory; account changes need a restart");
+            None
+        }
+    };
 
     let (writer, db_thread) =
         Writer::start(&db_path(&settings)).context("cannot open the database")?;
@@ -72,7 +91,35 @@ pub async fn start(settings: Settings) -> Result<Running> {
     for e in pending {
         let _ = completions.send(e);
     }
+    // Before the listeners start: no upload is in progress while it looks.
+    let found = {
+        let (w, data, accounts) = (
+            writer.clone(),
+            settings.server.data_dir.clone(),
+            accounts_rx.borrow().clone(),
+        );
+        tokio::task::spawn_blocking(move || crate::pipeline::scan::scan(&data, &accounts, &w))
+            .await?
+    };
+    match found {
+        Ok(found) => {
+            if !found.is_empty() {
+                tracing::info!(
+                    count = found.len(),
+                    "start-up scan found deposits with no journal row"
+                );
+            }
+            for e in found {
+                let _ = completions.send(e);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "start-up scan failed; unjournaled files wait for the next start")
+        }
+    }
     let metrics = Arc::new(Metrics::default());
+    let (saver_stop, stop_rx) = oneshot::channel();
+    let saver = crate::metrics::spawn_saver(metrics.clone(), writer.clone(), stop_rx);
     let in_flight = Arc::new(Mutex::new(HashSet::new()));
     let pipeline = crate::pipeline::worker::Pipeline::new(
         accounts_rx.clone(),
@@ -96,7 +143,6 @@ pub async fn start(settings: Settings) -> Result<Running> {
         metrics,
         in_flight,
     )?;
-    let (shutdown, shutdown_rx) = watch::channel(false);
     let front = tokio::spawn(sftp::run(
         shared.clone(),
         ssh_config,
@@ -112,7 +158,10 @@ pub async fn start(settings: Settings) -> Result<Running> {
         fingerprints,
         shutdown,
         front,
+        watcher,
         pipeline,
+        saver,
+        saver_stop,
         db_thread,
     })
 }
@@ -127,10 +176,15 @@ impl Running {
     pub async fn shutdown(self) -> Result<Vec<(&'static str, u64)>> {
         let _ = self.shutdown.send(true);
         let _ = self.front.await;
+        if let Some(w) = self.watcher {
+            let _ = w.await;
+        }
         let metrics = self.shared.metrics.clone();
         // Last reference to Shared: drops its completion sender and writer.
         drop(self.shared);
         let _ = self.pipeline.await;
+        let _ = self.saver_stop.send(());
+        let _ = self.saver.await;
         let db = self.db_thread;
         tokio::task::spawn_blocking(move || db.join())
             .await?

@@ -8,6 +8,7 @@
 
 mod account;
 mod server;
+pub mod watch;
 
 pub use account::{
     load_account, load_accounts, valid_account_name, Account, AdvisorSettings, AudioSettings,
@@ -15,6 +16,7 @@ pub use account::{
     OnConflict, OnTimeout, OnUnknown, PickingSettings,
 };
 pub use server::{AuthConfig, LogConfig, LogFormat, ServerConfig, Settings};
+pub use watch::Accounts;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -21,6 +21,7 @@ pub mod names;
 pub mod picking;
 pub mod reason;
 pub mod report;
+pub mod scan;
 pub mod template;
 pub mod worker;
 

@@ -320,6 +320,7 @@ impl SftpSession {
         };
         let jail = self.jail.clone();
         let p = path.clone();
+        let mark = write && is_final(&self.account, &path);
         let (file, before, len) = blocking(move || {
             let before_meta = jail.stat(&p).ok();
             let before = before_meta.as_ref().map(|m| m.len());
@@ -327,6 +328,9 @@ impl SftpSession {
                 break_link(&jail, &p, opts.truncate).map_err(fail)?;
             }
             let file = jail.open_file(&p, &opts).map_err(fail)?;
+            if mark {
+                super::upload::mark_partial(&file);
+            }
             let len = file.metadata().map_err(|e| io_fail(&e))?.len();
             Ok((file, before, len))
         })

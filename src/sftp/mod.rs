@@ -13,8 +13,8 @@ mod policy;
 mod ssh;
 mod upload;
 
-pub use policy::{is_temp_name, REJECTED_DIR};
-pub use upload::hash_file;
+pub use policy::{is_final, is_temp_name, REJECTED_DIR};
+pub use upload::{hash_file, is_partial};
 
 use crate::config::{Account, Settings};
 use crate::metrics::Metrics;
@@ -23,7 +23,7 @@ use crate::store::Writer;
 use anyhow::{Context, Result};
 use auth::{BanList, PasswordChecker};
 use russh::keys::PrivateKey;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,8 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-/// The accounts in force, replaced whole on reload.
-pub type Accounts = Arc<BTreeMap<String, Arc<Account>>>;
+pub use crate::config::Accounts;
 
 /// Where completed uploads go next (the pipeline's inbox).
 pub type CompletionSender = mpsc::UnboundedSender<Entry>;

@@ -1,6 +1,10 @@
 //! One SSH connection: authentication (password, public key,
 //! keyboard-interactive mapped to password), then the `sftp` subsystem.
 //! Nothing else (shells, exec, forwarding) is offered.
+//!
+//! Once logged in, a small task per connection watches the accounts in force
+//! and disconnects the session when its account is removed (SPEC §3);
+//! a changed account keeps serving its open sessions.
 
 use super::auth::{ip_allowed, FailureOutcome};
 use super::{AccountSlot, Shared};
@@ -21,6 +25,8 @@ pub struct Connection {
     slot: Option<AccountSlot>,
     channels: HashMap<ChannelId, Channel<Msg>>,
     opened_at: Instant,
+    /// Closes the session if its account is removed; stopped on drop.
+    removal_watch: Option<tokio::task::AbortHandle>,
 }
 
 impl Connection {
@@ -32,6 +38,7 @@ impl Connection {
             slot: None,
             channels: HashMap::new(),
             opened_at: Instant::now(),
+            removal_watch: None,
         }
     }
 
@@ -120,8 +127,37 @@ impl Connection {
     }
 }
 
+/// Disconnects `handle` when `account` leaves the accounts in force. Ends
+/// quietly when the accounts channel closes (server shutdown).
+async fn close_when_removed(
+    mut accounts: tokio::sync::watch::Receiver<super::Accounts>,
+    account: String,
+    ip: std::net::IpAddr,
+    handle: russh::server::Handle,
+) {
+    loop {
+        if !accounts.borrow_and_update().contains_key(&account) {
+            tracing::info!(account = %account, ip = %ip, "account removed; closing its session");
+            let _ = handle
+                .disconnect(
+                    russh::Disconnect::ByApplication,
+                    "account closed".into(),
+                    String::new(),
+                )
+                .await;
+            return;
+        }
+        if accounts.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 impl Drop for Connection {
     fn drop(&mut self) {
+        if let Some(w) = &self.removal_watch {
+            w.abort();
+        }
         if let Some(a) = &self.account {
             tracing::info!(
                 account = %a.name,
@@ -135,6 +171,19 @@ impl Drop for Connection {
 
 impl russh::server::Handler for Connection {
     type Error = russh::Error;
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(a) = &self.account {
+            let task = tokio::spawn(close_when_removed(
+                self.shared.accounts.clone(),
+                a.name.clone(),
+                self.peer.ip(),
+                session.handle(),
+            ));
+            self.removal_watch = Some(task.abort_handle());
+        }
+        Ok(())
+    }
 
     async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
         Ok(Self::reject())

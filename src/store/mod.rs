@@ -133,6 +133,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE crm_latest (account TEXT PRIMARY KEY, snapshot_id INTEGER NOT NULL);
     ALTER TABLE conversations ADD COLUMN wait_until TEXT;
     CREATE INDEX conversations_awaiting ON conversations(status, wait_until) WHERE status = 'awaiting_metadata';",
+    // 4: the running server's in-process counters, saved every few seconds
+    // so `depot stats` can read them from another process.
+    "CREATE TABLE server_counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );",
 ];
 
 /// Opens (creating if needed) the database at `path` with depot's pragmas and
