@@ -1,0 +1,12 @@
+//! Integration tests of the ingestion pipeline: a real depot in a temp dir,
+//! uploads through OpenSSH `sftp -b`, and the outcome checked where an
+//! operator or a customer would see it — rows in SQLite, the `depot` CLI's
+//! JSON, the archive on disk, `/rejected/` in the jail.
+
+#[path = "../sftp/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+#[allow(dead_code)]
+mod support;
+
+mod audio;

@@ -1,0 +1,231 @@
+//! What the pipeline tests add to the SFTP harness: customer accounts with
+//! ingestion settings, uploads of local files, and the outcomes read back
+//! the way an operator reads them (SQLite through `depot::store::queries`,
+//! the `depot` binary's JSON, files on disk). Every wait is a poll under a
+//! deadline, never a sleep.
+
+use crate::harness::{AccountSpec, TestConfig, TestResult, TestServer};
+use depot::store::queries::{self, ConversationFilter};
+use serde_json::Value as Json;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The seed example's file name (SPEC §5.3).
+pub const SEED: &str = "2026_02_11_15_20_33_Jean-Pierre_Dupont_Entrant_478_0682316817_163.mp3";
+
+pub const TEMPLATE: &str = "{datetime:%Y_%m_%d_%H_%M_%S}_{advisor_firstname}_{advisor_lastname}_{channel}_{advisor_extension}_{called_line}_{contact_reason}";
+
+/// How long ingestion of a handful of files may take.
+pub const INGEST: Duration = Duration::from_secs(30);
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The real MP3 fixture's bytes.
+pub fn tone_mp3() -> Vec<u8> {
+    std::fs::read(fixture("tone.mp3")).expect("tests/fixtures/tone.mp3")
+}
+
+/// A short valid WAV; `seed` varies its length so contents differ.
+pub fn small_wav(seed: u32) -> Vec<u8> {
+    depot::pipeline::audio::sine_wav(0.05 + f64::from(seed % 50) * 0.001, 8000)
+}
+
+/// A customer shaped like the seed: Europe/Paris, date directories under
+/// `/audio`, the seed's file-name template, the reason mapping file
+/// (163 → Résiliation), advisors created as
+/// `%firstname%.%lastname%@acme.com` in team Support via Recorder. `more`
+/// appends further sections (`[picking]`, `[metadata_csv]`, `[crm]`).
+pub fn customer(name: &str, more: &str) -> AccountSpec {
+    let mut extra = String::new();
+    writeln!(extra, "timezone = \"Europe/Paris\"").unwrap();
+    writeln!(
+        extra,
+        "[audio]\ndir = \"/audio\"\ndate_dirs = [\"%Y%m%d\", \"%Y_%m_%d\"]\nextensions = [\"mp3\", \"wav\"]\nfilename = {TEMPLATE:?}"
+    )
+    .unwrap();
+    writeln!(
+        extra,
+        "[contact_reasons]\nfile = {:?}\n",
+        fixture("acme-reasons.csv").display().to_string()
+    )
+    .unwrap();
+    writeln!(
+        extra,
+        "[advisors]\ncreate = true\ndefault_team = \"Support\"\nconnector = \"Recorder\"\nemail = \"%firstname%.%lastname%@%domain%.com\"\ndomain = \"acme\""
+    )
+    .unwrap();
+    extra.push_str(more);
+    AccountSpec {
+        extra,
+        ..AccountSpec::audio(name)
+    }
+}
+
+pub async fn start(accounts: Vec<AccountSpec>) -> TestResult<TestServer> {
+    TestServer::start_with(TestConfig {
+        accounts,
+        ..Default::default()
+    })
+    .await
+}
+
+/// Writes `bytes` to a local scratch file for the client to `put`.
+pub fn local_file(server: &TestServer, name: &str, bytes: &[u8]) -> TestResult<PathBuf> {
+    let p = server.local(name);
+    std::fs::write(&p, bytes)?;
+    Ok(p)
+}
+
+/// Uploads `(local name, bytes, remote path)` files in one `sftp -b`
+/// session, creating the remote directories first.
+pub async fn upload(
+    server: &TestServer,
+    account: &str,
+    files: &[(&str, &[u8], &str)],
+) -> TestResult {
+    let mut batch = String::new();
+    let mut dirs: Vec<&str> = Vec::new();
+    for (_, _, remote) in files {
+        let dir = &remote[..remote.rfind('/').unwrap_or(0)];
+        if !dir.is_empty() && !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    for d in dirs {
+        // `-`: an existing directory is not an error.
+        writeln!(batch, "-mkdir {d}")?;
+    }
+    for (name, bytes, remote) in files {
+        let local = local_file(server, &format!("{account}-{name}"), bytes)?;
+        writeln!(batch, "put {} {remote}", local.display())?;
+    }
+    server.sftp_ok(account, &batch).await?;
+    Ok(())
+}
+
+/// Polls `probe` until it yields a value or `limit` passes.
+pub async fn until<T>(
+    limit: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> TestResult<Option<T>>,
+) -> TestResult<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = probe()? {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("timed out after {limit:?} waiting for: {what}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn db(server: &TestServer) -> TestResult<rusqlite::Connection> {
+    Ok(depot::store::open_read(&server.db_path())?)
+}
+
+/// Every conversation of `account` (superseded ones too), by id.
+pub fn conversations(server: &TestServer, account: &str) -> TestResult<Vec<Json>> {
+    let filter = ConversationFilter {
+        account: Some(account.into()),
+        ..Default::default()
+    };
+    Ok(queries::conversations(&db(server)?, &filter)?)
+}
+
+pub fn rejections(server: &TestServer, account: &str) -> TestResult<Vec<Json>> {
+    Ok(queries::rejections(&db(server)?, Some(account), None)?)
+}
+
+pub fn advisors(server: &TestServer, account: &str) -> TestResult<Vec<Json>> {
+    Ok(queries::advisors(&db(server)?, Some(account))?)
+}
+
+/// Waits until every journal row of `account` is done (each upload has
+/// become a conversation, a rejection or was ignored).
+pub async fn settled(server: &TestServer, account: &str) -> TestResult {
+    until(INGEST, "every journal row done", || {
+        let rows = server.journal(account)?;
+        Ok((!rows.is_empty() && rows.iter().all(|r| r.state == "done")).then_some(()))
+    })
+    .await
+}
+
+/// Waits for the conversation of `path` whose status is `status`.
+pub async fn conversation_with_status(
+    server: &TestServer,
+    account: &str,
+    path: &str,
+    status: &str,
+) -> TestResult<Json> {
+    until(INGEST, &format!("{path} {status}"), || {
+        Ok(conversations(server, account)?
+            .into_iter()
+            .find(|c| c["path"] == path && c["status"] == status))
+    })
+    .await
+}
+
+/// Waits for an open rejection of `path`.
+pub async fn rejection_of(
+    server: &TestServer,
+    account: &str,
+    path: &str,
+    limit: Duration,
+) -> TestResult<Json> {
+    until(limit, &format!("a rejection of {path}"), || {
+        Ok(rejections(server, account)?
+            .into_iter()
+            .find(|r| r["path"] == path))
+    })
+    .await
+}
+
+/// Runs the real `depot` binary on the server's config (relative paths
+/// resolve against the temp dir, as for an operator in the install dir)
+/// and parses its `--json` output.
+pub async fn cli_json(server: &TestServer, args: &[&str]) -> TestResult<Json> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
+        .arg("--config")
+        .arg(&server.config_path)
+        .args(args)
+        .arg("--json")
+        .current_dir(server.tmp.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "depot {args:?} failed ({}): {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(serde_json::from_str(&stdout)
+        .map_err(|e| format!("depot {args:?} printed no JSON ({e}): {stdout}"))?)
+}
+
+/// The account's `(arrivals, picked)` in one picking window.
+pub fn window_counts(server: &TestServer, account: &str, window: &str) -> TestResult<(i64, i64)> {
+    Ok(db(server)?.query_row(
+        "SELECT arrivals, picked FROM picking_windows WHERE account = ?1 AND window = ?2",
+        [account, window],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}
+
+/// Today in Europe/Paris (the day naming the customer's rejection report).
+pub fn paris_today() -> String {
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Paris)
+        .date_naive()
+        .to_string()
+}
