@@ -88,8 +88,14 @@ pub fn scan(data_dir: &Path, accounts: &Accounts, writer: &Writer) -> store::Res
                 read: true,
                 ..Default::default()
             };
-            let digest = jail
-                .open_file(&path, &read)
+            let file = jail.open_file(&path, &read);
+            // An upload cut off by a crash or a dropped connection: not a
+            // deposit (the client may resume it).
+            if file.as_ref().is_ok_and(crate::sftp::is_partial) {
+                tracing::info!(account = %account.name, path = %path, "partial upload left by an interrupted transfer; not ingested");
+                continue;
+            }
+            let digest = file
                 .map_err(std::io::Error::other)
                 .and_then(|f| hash_file(&f));
             match digest {
