@@ -10,3 +10,6 @@ mod harness;
 mod support;
 
 mod audio;
+mod crm;
+mod metadata;
+mod picking;
