@@ -11,7 +11,7 @@ use super::Rejection;
 use crate::config::Account;
 use crate::jail::{Jail, JailPath, OpenOptions};
 use crate::store::journal::{self, Entry};
-use crate::store::snapshots;
+use crate::store::{conversations, snapshots};
 use anyhow::anyhow;
 use std::io::Read;
 use std::sync::Arc;
@@ -101,6 +101,9 @@ pub async fn metadata_csv(
     let refused = parsed.errors.len();
     p.writer
         .run(move |c| {
+            // This version replaces the earlier ones: their row errors no
+            // longer apply (this version's own are recorded next).
+            conversations::clear_rejections(c, &acc, &src)?;
             for (file, fields, line) in &rows2 {
                 snapshots::put_metadata_row(c, &acc, file, fields, &src, *line)?;
             }
@@ -191,6 +194,7 @@ pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Res
         .writer
         .run(move |c| {
             let id = snapshots::add_snapshot(c, &acc, &path, rows, dups, jid)?;
+            conversations::clear_rejections(c, &acc, &path)?;
             let dest = archive.join(format!("{id}.csv"));
             std::fs::rename(&tmp, &dest)
                 .map_err(|e| crate::store::StoreError::Commit(format!("archive CRM file: {e}")))?;

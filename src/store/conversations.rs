@@ -128,10 +128,7 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
         conn.prepare_cached("UPDATE conversations SET archive_path = ?2 WHERE id = ?1")?
             .execute(params![id, dest.display().to_string()])?;
     }
-    conn.prepare_cached(
-        "UPDATE rejections SET cleared_at = ?3 WHERE account = ?1 AND path = ?2 AND cleared_at IS NULL",
-    )?
-    .execute(params![d.account, d.path, now])?;
+    clear_rejections(conn, &d.account, &d.path)?;
     journal::mark_done(conn, d.journal_id, &format!("conversation:{id}"))?;
     Ok(Stored::Conversation { id, picked })
 }
@@ -237,15 +234,22 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Commit(e.to_string()))
 }
 
-/// Marks a conversation superseded and takes it out of its window's counts.
+/// Marks a conversation superseded and takes it out of its window's counts
+/// (only an ingested one was ever counted: a call still waiting for its
+/// metadata row had no picking decision yet).
 fn supersede(conn: &Connection, id: i64) -> Result<()> {
-    let (account, window, picked, key): (String, String, bool, Option<String>) = conn
-        .prepare_cached(
-            "SELECT account, window, picked, picking_key FROM conversations WHERE id = ?1",
+    let (account, window, picked, key, status): (String, String, bool, Option<String>, String) =
+        conn.prepare_cached(
+            "SELECT account, window, picked, picking_key, status FROM conversations WHERE id = ?1",
         )?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        .query_row([id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
     conn.prepare_cached("UPDATE conversations SET status = 'superseded' WHERE id = ?1")?
         .execute([id])?;
+    if status != "ingested" {
+        return Ok(());
+    }
     conn.prepare_cached(
         "UPDATE picking_windows SET arrivals = max(arrivals - 1, 0), picked = max(picked - ?3, 0)
          WHERE account = ?1 AND window = ?2",
@@ -365,6 +369,16 @@ pub fn reject(
         journal::mark_done(conn, j, &format!("rejected:{id}"))?;
     }
     Ok(id)
+}
+
+/// Closes the open rejections of a deposit: it was re-uploaded and this
+/// version was accepted (SPEC §5.11). The day's report keeps them.
+pub fn clear_rejections(conn: &Connection, account: &str, path: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE rejections SET cleared_at = ?3 WHERE account = ?1 AND path = ?2 AND cleared_at IS NULL",
+    )?
+    .execute(params![account, path, now_rfc3339()])?;
+    Ok(())
 }
 
 /// One row of a customer's rejection report.

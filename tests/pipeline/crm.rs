@@ -172,3 +172,51 @@ async fn uhive_seed_snapshots_and_joins() -> TestResult {
     assert_eq!(last[0]["additional_metadata"]["team_name"], "diamond");
     Ok(())
 }
+
+/// Regression: a CRM file fixed and re-uploaded under the same name became
+/// the latest snapshot but its earlier rejection stayed open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_crm_file_clears_its_rejection() -> TestResult {
+    let server = start(vec![uhive()]).await?;
+    let broken = "id,team_name\ncindy,onyx\n";
+    upload(
+        &server,
+        "uhive",
+        &[("b.csv", broken.as_bytes(), "/crm/agents.csv")],
+    )
+    .await?;
+    rejection_of(&server, "uhive", "/crm/agents.csv", INGEST).await?;
+    upload(
+        &server,
+        "uhive",
+        &[("v1.csv", CRM_V1.as_bytes(), "/crm/agents.csv")],
+    )
+    .await?;
+    let v1 = latest_snapshot(&server, None).await?;
+    assert_eq!(v1["rows"], 4);
+    let open = rejections(&server, "uhive")?;
+    assert!(open.is_empty(), "{open:#?}");
+    Ok(())
+}
+
+/// The latest snapshot is found again after a restart (it lives in the
+/// archive, not only in memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latest_snapshot_survives_a_restart() -> TestResult {
+    let mut server = start(vec![uhive()]).await?;
+    upload(
+        &server,
+        "uhive",
+        &[("v1.csv", CRM_V1.as_bytes(), "/crm/agents.csv")],
+    )
+    .await?;
+    let v1 = latest_snapshot(&server, None).await?;
+    server.restart().await?;
+    let c = calls(&server, "calls.csv", &[(1, "cindy")]).await?;
+    assert_eq!(
+        c[0]["crm"],
+        json!({"status": "matched", "snapshot": v1["id"]})
+    );
+    assert_eq!(c[0]["additional_metadata"]["city"], "Helsinki");
+    Ok(())
+}

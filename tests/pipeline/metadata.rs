@@ -304,3 +304,86 @@ async fn opaque_names_take_their_metadata_only_from_the_csv() -> TestResult {
     assert!(rejections(&server, "opaque")?.is_empty());
     Ok(())
 }
+
+/// Regression: replacing an audio that was still waiting for its row took
+/// an arrival out of the picking window although a waiting call was never
+/// counted, so later calls were picked against too small a count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_a_waiting_audio_does_not_uncount_the_window() -> TestResult {
+    let server = start(vec![customer(
+        "acme",
+        &format!(
+            "{}[picking]\npercent = 50\n",
+            metadata_section("wait = \"1h\"\n")
+        ),
+    )])
+    .await?;
+    let first = audio_path(SEED);
+    let csv = format!("{HEADER}\n{SEED};Jean-Pierre;Dupont;Entrant;478;0682316817;163;\n");
+    upload(
+        &server,
+        "acme",
+        &[("m1.csv", csv.as_bytes(), "/audio/m1.csv")],
+    )
+    .await?;
+    processed(&server, "acme", "/audio/m1.csv").await?;
+    upload(&server, "acme", &[("a.wav", &small_wav(1), &first)]).await?;
+    conversation_with_status(&server, "acme", &first, "ingested").await?;
+    assert_eq!(window_counts(&server, "acme", "2026-02-11")?, (1, 0));
+
+    // A second call waits for its row, and is replaced while it waits.
+    let name = "2026_02_11_16_00_00_Ana_Lima_Entrant_479_0682316817_164.wav";
+    let second = audio_path(name);
+    upload(&server, "acme", &[("b1.wav", &small_wav(2), &second)]).await?;
+    conversation_with_status(&server, "acme", &second, "awaiting_metadata").await?;
+    upload(&server, "acme", &[("b2.wav", &small_wav(3), &second)]).await?;
+    until(INGEST, "the first version superseded", || {
+        let c = conversations(&server, "acme")?;
+        Ok((c.iter().filter(|c| c["path"] == second.as_str()).count() == 2).then_some(()))
+    })
+    .await?;
+    assert_eq!(window_counts(&server, "acme", "2026-02-11")?, (1, 0));
+
+    let csv = format!("{HEADER}\n{name};Ana;Lima;Entrant;479;0682316817;164;\n");
+    upload(
+        &server,
+        "acme",
+        &[("m2.csv", csv.as_bytes(), "/audio/m2.csv")],
+    )
+    .await?;
+    let c = conversation_with_status(&server, "acme", &second, "ingested").await?;
+    assert_eq!(c["sha256"], sha256_hex(&small_wav(3)));
+    assert_eq!(c["picked"], true, "2nd of 2 at 50%: {c:#}");
+    assert_eq!(window_counts(&server, "acme", "2026-02-11")?, (2, 1));
+    Ok(())
+}
+
+/// Regression: a CSV re-uploaded without the bad row kept its old
+/// rejection open in `depot rejections` (SPEC §5.11: a rejected deposit
+/// re-uploaded successfully clears it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_csv_clears_its_rejection() -> TestResult {
+    let server = start(vec![account("acme", "wait = \"1h\"\n")]).await?;
+    let bad = format!("{HEADER}\nshort.mp3;Ana\n");
+    upload(
+        &server,
+        "acme",
+        &[("bad.csv", bad.as_bytes(), "/audio/m.csv")],
+    )
+    .await?;
+    let r = rejection_of(&server, "acme", "/audio/m.csv", INGEST).await?;
+    assert_eq!(r["line"], 2, "{r:#}");
+    let good = format!("{HEADER}\nshort.mp3;Ana;Lima;Entrant;479;0682316817;164;\n");
+    upload(
+        &server,
+        "acme",
+        &[("good.csv", good.as_bytes(), "/audio/m.csv")],
+    )
+    .await?;
+    processed(&server, "acme", "/audio/m.csv").await?;
+    let open = rejections(&server, "acme")?;
+    assert!(open.is_empty(), "{open:#?}");
+    let listed = cli_json(&server, &["rejections", "--account", "acme"]).await?;
+    assert_eq!(listed, serde_json::json!([]));
+    Ok(())
+}

@@ -63,10 +63,15 @@ async fn twenty_percent_of_ten_then_reuploads() -> TestResult {
     // longer counted.
     let fixed = small_wav(33);
     upload(&server, "acme", &[("fixed.wav", &fixed, &paths[2])]).await?;
-    let new = conversation_with_status(&server, "acme", &paths[2], "ingested").await?;
+    let new = until(INGEST, "the new version", || {
+        Ok(conversations(&server, "acme")?
+            .into_iter()
+            .find(|c| c["sha256"] == sha256_hex(&fixed)))
+    })
+    .await?;
+    assert_eq!(new["status"], "ingested", "{new:#}");
     let old = &convs[2];
     assert_ne!(new["id"], old["id"]);
-    assert_eq!(new["sha256"], sha256_hex(&fixed));
     let now = conversations(&server, "acme")?;
     assert_eq!(now.len(), 11);
     let old_now = now

@@ -193,3 +193,45 @@ fn new_content_supersedes_and_clears_rejections() {
     assert_eq!(open, 0);
     assert_eq!(report(&c, "acme", "2026-02-11").unwrap().len(), 1);
 }
+
+#[test]
+fn replacing_a_waiting_call_keeps_the_window_counts() {
+    let (_d, c) = db();
+    let rule = PickingRule {
+        percent: Some(50),
+        max_per_advisor: None,
+    };
+    store(
+        &c,
+        &draft(&c, "/a/done.mp3", "d", advisor("ann"), Some(rule)),
+    )
+    .unwrap();
+    assert_eq!(counters(&c), (1, 0));
+    let mut waiting = draft(&c, "/a/w.mp3", "w1", AdvisorRef::Unknown, Some(rule));
+    waiting.wait_until = Some("2999-01-01T00:00:00.000Z".into());
+    store(&c, &waiting).unwrap();
+    let mut replaced = draft(&c, "/a/w.mp3", "w2", AdvisorRef::Unknown, Some(rule));
+    replaced.wait_until = waiting.wait_until.clone();
+    store(&c, &replaced).unwrap();
+    // Neither waiting version was ever counted, so nothing is taken out.
+    assert_eq!(counters(&c), (1, 0));
+}
+
+#[test]
+fn clearing_rejections_of_a_path() {
+    let (_d, c) = db();
+    let bad = Rejection::new("crm", "no key column");
+    reject(&c, "acme", "/crm/a.csv", None, &bad, "2026-02-11").unwrap();
+    reject(&c, "acme", "/crm/b.csv", None, &bad, "2026-02-11").unwrap();
+    clear_rejections(&c, "acme", "/crm/a.csv").unwrap();
+    let open: Vec<String> = c
+        .prepare("SELECT path FROM rejections WHERE cleared_at IS NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(open, ["/crm/b.csv"]);
+    // The customer's report for the day still lists both.
+    assert_eq!(report(&c, "acme", "2026-02-11").unwrap().len(), 2);
+}
