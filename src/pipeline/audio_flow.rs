@@ -330,11 +330,17 @@ async fn reject_awaiting(
     let (a2, r2, day2) = (a.clone(), r.clone(), day.clone());
     let rows = p
         .writer
-        .run(move |c| {
-            conversations::reject_awaiting(c, &a2, &r2, &day2)?;
-            conversations::report(c, &a2.account, &day2)
-        })
+        .run(
+            move |c| match conversations::reject_awaiting(c, &a2, &r2, &day2)? {
+                Some(_) => conversations::report(c, &a2.account, &day2).map(Some),
+                None => Ok(None),
+            },
+        )
         .await?;
+    let Some(rows) = rows else {
+        // Its metadata row completed it in the meantime: nothing to reject.
+        return Ok(());
+    };
     if let Some(archived) = &a.archive_path {
         let _ = std::fs::remove_file(archived);
     }

@@ -222,12 +222,21 @@ pub fn awaiting(conn: &Connection, id: i64) -> Result<Option<Awaiting>> {
 
 /// Turns an awaiting conversation into a rejection (its wait ran out and
 /// the account says `on_timeout = "reject"`, or its metadata is unusable).
-pub fn reject_awaiting(conn: &Connection, a: &Awaiting, r: &Rejection, day: &str) -> Result<i64> {
-    conn.prepare_cached(
-        "DELETE FROM conversations WHERE id = ?1 AND status = 'awaiting_metadata'",
-    )?
-    .execute([a.id])?;
-    reject(conn, &a.account, &a.path, Some(a.journal_id), r, day)
+/// `None` when it is no longer awaiting (its row arrived and completed it
+/// meanwhile): nothing is recorded, and its archive copy must stay.
+pub fn reject_awaiting(
+    conn: &Connection,
+    a: &Awaiting,
+    r: &Rejection,
+    day: &str,
+) -> Result<Option<i64>> {
+    let deleted = conn
+        .prepare_cached("DELETE FROM conversations WHERE id = ?1 AND status = 'awaiting_metadata'")?
+        .execute([a.id])?;
+    if deleted == 0 {
+        return Ok(None);
+    }
+    reject(conn, &a.account, &a.path, Some(a.journal_id), r, day).map(Some)
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {

@@ -57,6 +57,15 @@ async fn seed_example_in_both_date_directory_styles() -> TestResult {
         let secs = audio["duration_seconds"].as_f64().ok_or("no duration")?;
         assert!(secs > 0.5 && secs < 10.0, "{c:#}");
     }
+    // `depot check-name` predicts what ingestion did.
+    let predicted = cli_json(&server, &["check-name", "--account", "acme", &paths[0]]).await?;
+    assert_eq!(
+        predicted["metadata"], listed[0]["metadata"],
+        "{predicted:#}"
+    );
+    assert_eq!(predicted["started_at"], listed[0]["started_at"]);
+    assert_eq!(predicted["advisor"]["email"], listed[0]["advisor"]["email"]);
+
     // One advisor for both calls.
     assert_eq!(listed[0]["advisor"]["id"], listed[1]["advisor"]["id"]);
     let advisors = cli_json(&server, &["advisors", "--account", "acme"]).await?;
@@ -157,6 +166,13 @@ async fn bad_audio_is_rejected_and_reported_read_only() -> TestResult {
     let run = server.sftp("acme", &format!("rm {report}\n")).await?;
     assert!(!run.success, "{}", run.output());
     assert_eq!(std::fs::read(&on_disk)?, before);
+
+    // Fixed and re-uploaded: the rejection leaves the operator's listing.
+    upload(&server, "acme", &[("fixed.mp3", &tone_mp3(), text_mp3)]).await?;
+    conversation_with_status(&server, "acme", text_mp3, "ingested").await?;
+    let open = cli_json(&server, &["rejections", "--account", "acme"]).await?;
+    assert_eq!(open.as_array().map(Vec::len), Some(1), "{open:#}");
+    assert_eq!(open[0]["path"], empty_wav);
     Ok(())
 }
 

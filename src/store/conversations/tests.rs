@@ -235,3 +235,28 @@ fn clearing_rejections_of_a_path() {
     // The customer's report for the day still lists both.
     assert_eq!(report(&c, "acme", "2026-02-11").unwrap().len(), 2);
 }
+
+#[test]
+fn a_completed_call_is_not_rejected_by_a_late_timeout() {
+    let (_d, c) = db();
+    let mut waiting = draft(&c, "/a/w.mp3", "w", AdvisorRef::Unknown, None);
+    waiting.wait_until = Some("2000-01-01T00:00:00.000Z".into());
+    let Stored::Conversation { id, .. } = store(&c, &waiting).unwrap() else {
+        panic!()
+    };
+    let seen = awaiting(&c, id).unwrap().unwrap();
+    // Its row arrives and completes it before the timer's rejection runs.
+    let mut done = draft(&c, "/a/w.mp3", "w", advisor("ann"), None);
+    done.existing = Some(id);
+    store(&c, &done).unwrap();
+    let r = Rejection::new("metadata_csv", "no row in time");
+    assert_eq!(reject_awaiting(&c, &seen, &r, "2026-02-11").unwrap(), None);
+    let (status, rejections): (String, i64) = c
+        .query_row(
+            "SELECT status, (SELECT count(*) FROM rejections) FROM conversations WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), rejections), ("ingested", 0));
+}
