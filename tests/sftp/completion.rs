@@ -1,0 +1,305 @@
+//! Completion semantics (SPEC §4.5): what produces a journal row and what
+//! does not. A row is written only when a deposit's bytes are final: a
+//! write handle closed after writing on a final name, or a rename from a
+//! temporary name to a final one.
+
+use crate::harness::*;
+use russh_sftp::protocol::{FileAttributes, OpenFlags};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const DIR: &str = "/audio/20260211";
+
+fn times(t: u32) -> FileAttributes {
+    FileAttributes {
+        atime: Some(t),
+        mtime: Some(t),
+        ..Default::default()
+    }
+}
+
+fn bytes_in(server: &TestServer) -> u64 {
+    server
+        .running()
+        .shared
+        .metrics
+        .bytes_in
+        .load(Ordering::Relaxed)
+}
+
+/// Waits until the server has torn down every upload handle (after a
+/// client vanished), so "no row" is checked after the fact, not before.
+async fn uploads_settled(server: &TestServer) -> TestResult {
+    let shared = server.running().shared.clone();
+    eventually(Duration::from_secs(10), "open uploads to drop to 0", || {
+        shared.open_uploads.load(Ordering::SeqCst) == 0
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filepart_then_rename_journals_the_final_name_once() -> TestResult {
+    let mut server = TestServer::start().await?;
+    let body = content(700_000, 2);
+    let local = server.local("a.mp3");
+    std::fs::write(&local, &body)?;
+    let temp = format!("{DIR}/a.mp3.filepart");
+    let fin = format!("{DIR}/a.mp3");
+    server
+        .sftp_ok(
+            "acme",
+            &format!(
+                "mkdir {DIR}\nput {} {temp}\nrename {temp} {fin}\n",
+                local.display()
+            ),
+        )
+        .await?;
+    let rows = server.journal("acme")?;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].path, fin);
+    assert_eq!(
+        (rows[0].size, rows[0].sha256.as_str()),
+        (body.len() as u64, sha256_hex(&body).as_str())
+    );
+    assert_eq!(std::fs::read(server.jail("acme").join(&fin[1..]))?, body);
+    assert!(!server.jail("acme").join(&temp[1..]).exists());
+
+    // The same through the raw protocol with posix-rename onto an existing
+    // final name (WinSCP/rclone overwrite an earlier upload this way).
+    let body2 = content(123_456, 3);
+    let client = server.raw_sftp("acme").await?;
+    let h = client
+        .sftp
+        .open(
+            &temp,
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            FileAttributes::default(),
+        )
+        .await?
+        .handle;
+    for (i, chunk) in body2.chunks(32 * 1024).enumerate() {
+        client
+            .sftp
+            .write(&h, (i * 32 * 1024) as u64, chunk.to_vec())
+            .await?;
+    }
+    client.sftp.close(&h).await?;
+    assert_eq!(
+        server.journal("acme")?.len(),
+        1,
+        "the temp name was journaled"
+    );
+    let req = russh_sftp::ser::to_bytes(&russh_sftp::extensions::HardlinkExtension {
+        oldpath: temp.clone(),
+        newpath: fin.clone(),
+    })?;
+    // Renaming onto a deposit the pipeline is still ingesting is refused
+    // (SPEC §4.4): wait until it is done with the first upload.
+    let in_flight = server.running().shared.in_flight.clone();
+    eventually(
+        Duration::from_secs(10),
+        "the first upload to leave ingestion",
+        || in_flight.lock().map(|s| s.is_empty()).unwrap_or(false),
+    )
+    .await?;
+    let reply = client
+        .sftp
+        .extended("posix-rename@openssh.com", req.to_vec())
+        .await?;
+    match reply {
+        russh_sftp::protocol::Packet::Status(st)
+            if st.status_code == russh_sftp::protocol::StatusCode::Ok => {}
+        other => return Err(format!("posix-rename refused: {other:?}").into()),
+    }
+    client.cut().await;
+    let rows = server.journal("acme")?;
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows[1].path, fin);
+    assert_eq!(rows[1].sha256, sha256_hex(&body2));
+    assert_eq!(rows[1].size, body2.len() as u64);
+    assert!(rows.iter().all(|r| !r.path.ends_with(".filepart")));
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_upload_is_not_journaled_and_reput_completes_it() -> TestResult {
+    let mut server = TestServer::start().await?;
+    let body = content(2 * 1024 * 1024 + 333, 4);
+    let half = body.len() / 2;
+    let path = format!("{DIR}/resumed.mp3");
+    let client = server.raw_sftp("acme").await?;
+    client.sftp.mkdir(DIR, FileAttributes::default()).await?;
+    let h = client
+        .sftp
+        .open(
+            &path,
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            FileAttributes::default(),
+        )
+        .await?
+        .handle;
+    for (i, chunk) in body[..half].chunks(32 * 1024).enumerate() {
+        client
+            .sftp
+            .write(&h, (i * 32 * 1024) as u64, chunk.to_vec())
+            .await?;
+    }
+    // The connection drops mid-upload: no CLOSE ever arrives.
+    client.cut().await;
+    uploads_settled(&server).await?;
+    assert!(
+        server.journal("acme")?.is_empty(),
+        "a dropped upload was journaled"
+    );
+    let on_disk = server.jail("acme").join(&path[1..]);
+    assert_eq!(
+        std::fs::read(&on_disk)?,
+        &body[..half],
+        "the partial file is kept for resuming"
+    );
+
+    let local = server.local("resumed.mp3");
+    std::fs::write(&local, &body)?;
+    server
+        .sftp_ok("acme", &format!("reput {} {path}\n", local.display()))
+        .await?;
+    // Only the missing half crossed the wire: reput resumed, not restarted.
+    assert_eq!(bytes_in(&server), body.len() as u64);
+    assert_eq!(std::fs::read(&on_disk)?, body);
+    let rows = server.journal("acme")?;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].path, path);
+    assert_eq!(rows[0].size, body.len() as u64);
+    assert_eq!(rows[0].sha256, sha256_hex(&body));
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reput_after_a_half_file_placed_by_hand() -> TestResult {
+    let mut server = TestServer::start().await?;
+    let body = content(1_000_001, 5);
+    let path = format!("{DIR}/byhand.wav");
+    let on_disk = server.jail("acme").join(&path[1..]);
+    std::fs::create_dir_all(on_disk.parent().ok_or("no parent")?)?;
+    std::fs::write(&on_disk, &body[..400_000])?;
+    let local = server.local("byhand.wav");
+    std::fs::write(&local, &body)?;
+    server
+        .sftp_ok("acme", &format!("reput {} {path}\n", local.display()))
+        .await?;
+    assert_eq!(
+        bytes_in(&server),
+        body.len() as u64 - 400_000,
+        "reput restarted"
+    );
+    let rows = server.journal("acme")?;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(
+        rows[0].sha256,
+        sha256_hex(&body),
+        "the digest must cover the resumed prefix"
+    );
+    assert_eq!(rows[0].size, body.len() as u64);
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_after_only_setstat_or_read_is_not_a_completion() -> TestResult {
+    let mut server = TestServer::start().await?;
+    let body = content(50_000, 6);
+    let path = format!("{DIR}/existing.mp3");
+    let on_disk = server.jail("acme").join(&path[1..]);
+    std::fs::create_dir_all(on_disk.parent().ok_or("no parent")?)?;
+    std::fs::write(&on_disk, &body)?;
+
+    let client = server.raw_sftp("acme").await?;
+    let sftp = &client.sftp;
+    // Opened for writing, only fsetstat, closed.
+    let h = sftp
+        .open(&path, OpenFlags::WRITE, FileAttributes::default())
+        .await?
+        .handle;
+    sftp.fsetstat(&h, times(1_700_000_000)).await?;
+    sftp.fsetstat(
+        &h,
+        FileAttributes {
+            permissions: Some(0o640),
+            ..Default::default()
+        },
+    )
+    .await?;
+    sftp.close(&h).await?;
+    // Opened read-write, only read, closed.
+    let h = sftp
+        .open(
+            &path,
+            OpenFlags::READ | OpenFlags::WRITE,
+            FileAttributes::default(),
+        )
+        .await?
+        .handle;
+    let data = sftp.read(&h, 0, 1000).await?;
+    assert_eq!(data.data, &body[..1000]);
+    sftp.close(&h).await?;
+    // Opened for writing with a path setstat in between.
+    let h = sftp
+        .open(&path, OpenFlags::WRITE, FileAttributes::default())
+        .await?
+        .handle;
+    sftp.setstat(&path, times(1_600_000_000)).await?;
+    sftp.close(&h).await?;
+    // No handle at all: setstat on the path.
+    sftp.setstat(
+        &path,
+        FileAttributes {
+            permissions: Some(0o600),
+            ..Default::default()
+        },
+    )
+    .await?;
+    client.cut().await;
+    // OpenSSH's chmod and a plain get are not completions either.
+    let back = server.local("existing.mp3");
+    server
+        .sftp_ok(
+            "acme",
+            &format!("chmod 644 {path}\nget {path} {}\n", back.display()),
+        )
+        .await?;
+
+    assert!(
+        server.journal("acme")?.is_empty(),
+        "{:#?}",
+        server.journal("acme")?
+    );
+    assert_eq!(std::fs::read(&on_disk)?, body, "the content changed");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&on_disk)?.mtime(), 1_600_000_000);
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_file_created_then_closed_is_a_completion() -> TestResult {
+    let mut server = TestServer::start().await?;
+    let client = server.raw_sftp("acme").await?;
+    client.sftp.mkdir(DIR, FileAttributes::default()).await?;
+    let path = format!("{DIR}/empty.mp3");
+    let h = client
+        .sftp
+        .open(
+            &path,
+            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            FileAttributes::default(),
+        )
+        .await?
+        .handle;
+    client.sftp.close(&h).await?;
+    client.cut().await;
+    let rows = server.journal("acme")?;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(
+        (rows[0].size, rows[0].sha256.as_str()),
+        (0, sha256_hex(b"").as_str())
+    );
+    server.stop().await
+}

@@ -1,0 +1,15 @@
+//! Integration tests of depot's SFTP server: a real server on a temp dir,
+//! real clients (OpenSSH `sftp`, russh + russh-sftp), outcomes checked on
+//! disk and in SQLite. One binary, so the server library and OpenSSH's
+//! start-up are paid for once per test, not once per file.
+
+mod harness;
+
+mod auth;
+mod cli;
+mod completion;
+mod download;
+mod jail;
+mod refusals;
+mod restart;
+mod upload;
