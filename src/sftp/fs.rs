@@ -357,7 +357,7 @@ impl SftpSession {
         if !upload.changed || !is_final(&self.account, &fh.path) {
             return Ok(());
         }
-        complete(&self.shared, &self.jail, &self.account.name, &fh.path, fh.file, Some(upload))
+        complete(&self.shared, &self.account.name, &fh.path, fh.file, Some(upload))
             .await
             .map(|_| ())
             .map_err(|e| {
@@ -540,7 +540,7 @@ impl SftpSession {
             self.quota_used.fetch_sub(old as i64, Ordering::Relaxed);
         }
         let Some(file) = file else { return Ok(()) };
-        complete(&self.shared, &self.jail, &self.account.name, &to, Arc::new(file), None)
+        complete(&self.shared, &self.account.name, &to, Arc::new(file), None)
             .await
             .map(|_| ())
             .map_err(|e| {
