@@ -80,6 +80,35 @@ enum Command {
         #[command(flatten)]
         out: Out,
     },
+    /// Ingest local files or directory trees as if they had been uploaded.
+    Import {
+        #[arg(long)]
+        account: String,
+        /// Directory in the account's jail (default: its audio.dir).
+        #[arg(long)]
+        to: Option<String>,
+        /// Files or directories; paths under a directory are kept.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Run the pipeline again over deposits already received.
+    Reprocess {
+        #[arg(long)]
+        account: Option<String>,
+        /// Every deposit whose latest rejection is still open.
+        #[arg(long, required_unless_present = "ids")]
+        rejected: bool,
+        /// Take picking decisions again (with conversation IDs; not yet available).
+        #[arg(long)]
+        repick: bool,
+        /// Conversation ids (not yet available).
+        ids: Vec<i64>,
+    },
+    /// Counters: sessions, bytes, completions, conversations, rejections by stage.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -131,6 +160,16 @@ fn main() -> ExitCode {
             depot::cli::listings::advisors(&cli.config, account.as_deref(), out.format())
                 .map(|_| true)
         }
+        Command::Import { account, to, paths } => {
+            depot::cli::import::run(&cli.config, &account, to.as_deref(), &paths)
+        }
+        Command::Reprocess {
+            account,
+            rejected,
+            repick,
+            ids,
+        } => depot::cli::reprocess::run(&cli.config, account.as_deref(), rejected, repick, &ids),
+        Command::Stats { json } => depot::cli::stats::run(&cli.config, json).map(|_| true),
         Command::Crm { account, out } => {
             depot::cli::listings::crm(&cli.config, account.as_deref(), out.format()).map(|_| true)
         }

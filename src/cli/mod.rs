@@ -4,9 +4,12 @@
 pub mod check_config;
 pub mod check_name;
 pub mod hash_password;
+pub mod import;
 pub mod listings;
 pub mod output;
+pub mod reprocess;
 pub mod serve;
+pub mod stats;
 
 use crate::config::{LogFormat, Settings};
 use anyhow::Result;

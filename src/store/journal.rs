@@ -12,6 +12,8 @@ pub enum Source {
     Sftp,
     Scan,
     Import,
+    /// `depot reprocess`: the same deposit run through the pipeline again.
+    Reprocess,
 }
 
 impl Source {
@@ -20,6 +22,7 @@ impl Source {
             Source::Sftp => "sftp",
             Source::Scan => "scan",
             Source::Import => "import",
+            Source::Reprocess => "reprocess",
         }
     }
 }
@@ -136,4 +139,27 @@ pub fn has_path(conn: &Connection, account: &str, path: &str) -> Result<bool> {
         .query_row([account, path], |_| Ok(()))
         .optional()?
         .is_some())
+}
+
+/// The newest row of one deposit, if any (import's idempotence check).
+pub fn latest_for_path(conn: &Connection, account: &str, path: &str) -> Result<Option<Entry>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM journal WHERE account = ?1 AND path = ?2 ORDER BY id DESC LIMIT 1"
+        ))?
+        .query_row([account, path], from_row)
+        .optional()?)
+}
+
+/// State and outcome of the rows with ids in `[from, to]` (progress of a
+/// batch the caller journaled).
+pub fn states_between(
+    conn: &Connection,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, String, Option<String>)>> {
+    let mut st =
+        conn.prepare_cached("SELECT id, state, outcome FROM journal WHERE id BETWEEN ?1 AND ?2")?;
+    let rows = st.query_map([from, to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

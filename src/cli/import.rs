@@ -1,0 +1,565 @@
+//! `depot import --account A [--to DIR] PATH...`: backfill local recordings
+//! as if they had been uploaded (SPEC §6). Each file is copied into the
+//! account's jail under DIR (default: the account's `audio.dir`), keeping
+//! its path relative to the PATH it was found under, journaled (source
+//! `import`), and ingested by the normal pipeline running in this process.
+//!
+//! Works whether or not the server runs: both write through SQLite (WAL,
+//! busy timeout), each through its own single writer. Idempotent: a file
+//! whose destination already holds the same bytes and has a journal row is
+//! skipped. Also home of [`run_local`], the in-process pipeline run that
+//! `reprocess` shares: it shows progress (a bar on a terminal, one line per
+//! deposit otherwise) and tallies the journal outcomes.
+
+use crate::config::{load_accounts, Account, Accounts, Settings};
+use crate::jail::{Jail, JailPath, OpenOptions};
+use crate::metrics::Metrics;
+use crate::pipeline::worker::{self, Pipeline};
+use crate::sftp::{hash_file, is_final, is_temp_name};
+use crate::store::journal::{self, Entry, NewEntry, Source};
+use crate::store::{self, Writer};
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// One local file and where it goes in the jail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub src: PathBuf,
+    pub dest: JailPath,
+}
+
+/// What the import will do, worked out before anything is written.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub items: Vec<Item>,
+    /// Local files left out, and why.
+    pub left_out: Vec<(PathBuf, String)>,
+}
+
+/// Lists the files under each PATH (a file stands for itself) with their
+/// destination under `to`. Symbolic links inside a tree are not followed.
+pub fn plan(account: &Account, to: &JailPath, paths: &[PathBuf]) -> Result<Plan> {
+    let mut plan = Plan::default();
+    for p in paths {
+        let md = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+        if md.is_dir() {
+            walk_local(account, to, p, p, &mut plan)?;
+        } else {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            add(account, to, p, name.iter().map(String::as_str), &mut plan);
+        }
+    }
+    Ok(plan)
+}
+
+fn walk_local(
+    account: &Account,
+    to: &JailPath,
+    base: &Path,
+    dir: &Path,
+    plan: &mut Plan,
+) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let md = std::fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if md.is_dir() {
+            walk_local(account, to, base, &path, plan)?;
+        } else if md.is_file() {
+            let rel: Vec<String> = path
+                .strip_prefix(base)
+                .unwrap_or(&path)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            add(account, to, &path, rel.iter().map(String::as_str), plan);
+        } else {
+            plan.left_out
+                .push((path, "not a regular file (links are not followed)".into()));
+        }
+    }
+    Ok(())
+}
+
+fn add<'a>(
+    account: &Account,
+    to: &JailPath,
+    src: &Path,
+    rel: impl Iterator<Item = &'a str>,
+    plan: &mut Plan,
+) {
+    let mut dest = to.clone();
+    for c in rel {
+        match dest.join(c) {
+            Ok(d) => dest = d,
+            Err(e) => {
+                plan.left_out
+                    .push((src.to_path_buf(), format!("unusable name: {e}")));
+                return;
+            }
+        }
+    }
+    let name = dest.file_name().unwrap_or_default();
+    if is_temp_name(name) {
+        plan.left_out
+            .push((src.to_path_buf(), "temporary or hidden name".into()));
+    } else if !is_final(account, &dest) {
+        plan.left_out.push((
+            src.to_path_buf(),
+            format!("{dest} is outside the account's ingestion directories"),
+        ));
+    } else {
+        plan.items.push(Item {
+            src: src.to_path_buf(),
+            dest,
+        });
+    }
+}
+
+/// What the feeding side reports to [`run_local`].
+pub enum Event {
+    /// Journaled: the pipeline takes it from here. `label` names it in output.
+    Queued(Entry),
+    /// Nothing to do for this deposit.
+    Skipped { label: String, why: String },
+    /// Could not be prepared (copy or read error).
+    Failed { label: String, error: String },
+}
+
+/// The outcome counts of a run.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tally {
+    pub conversations: u64,
+    pub rejections: u64,
+    pub skipped: u64,
+    pub unchanged: u64,
+    pub ignored: u64,
+    pub failed: u64,
+}
+
+impl Tally {
+    /// The one-line summary printed at the end.
+    pub fn line(&self, total: usize) -> String {
+        let mut s = format!(
+            "{total} file(s): {} conversation(s), {} rejection(s), {} skipped",
+            self.conversations, self.rejections, self.skipped
+        );
+        for (n, what) in [
+            (self.unchanged, "unchanged"),
+            (self.ignored, "ignored"),
+            (self.failed, "failed"),
+        ] {
+            if n > 0 {
+                s.push_str(&format!(", {n} {what}"));
+            }
+        }
+        s
+    }
+}
+
+/// Everything a local pipeline run needs.
+pub struct Local {
+    pub settings: Settings,
+    pub accounts: Accounts,
+}
+
+impl Local {
+    /// Settings and every valid account (a broken account file elsewhere
+    /// does not stop an import into this one).
+    pub fn load(config: &Path, account: Option<&str>) -> Result<Local> {
+        let settings = super::load_settings(config)?;
+        let loaded = load_accounts(&settings.server.accounts_dir, false);
+        if let Some(name) = account {
+            if !loaded.accounts.contains_key(name) {
+                let why: Vec<String> = loaded
+                    .errors
+                    .iter()
+                    .filter(|e| e.file.file_stem().is_some_and(|s| s == name))
+                    .map(|e| e.to_string())
+                    .collect();
+                match why.is_empty() {
+                    true => bail!(
+                        "no account '{name}' in {}",
+                        settings.server.accounts_dir.display()
+                    ),
+                    false => bail!("account '{name}' is invalid:\n{}", why.join("\n")),
+                }
+            }
+        }
+        Ok(Local {
+            settings,
+            accounts: Arc::new(loaded.accounts),
+        })
+    }
+
+    pub fn jail_root(&self, account: &str) -> PathBuf {
+        self.settings.server.data_dir.join("home").join(account)
+    }
+}
+
+/// Runs the pipeline in this process over what `feed` journals (`feed`
+/// runs on a blocking thread and reports through the sender), shows
+/// progress for `total` deposits, and returns the tally once every
+/// journaled entry has been ingested.
+pub async fn run_local<F>(local: &Local, total: usize, feed: F) -> Result<Tally>
+where
+    F: FnOnce(Writer, mpsc::UnboundedSender<Event>) -> Result<()> + Send + 'static,
+{
+    let db = crate::server::db_path(&local.settings);
+    std::fs::create_dir_all(&local.settings.server.data_dir)?;
+    let (writer, db_thread) = Writer::start(&db).context("cannot open the database")?;
+    let (inbox_tx, inbox) = mpsc::unbounded_channel();
+    let (_keep, accounts) = watch::channel(local.accounts.clone());
+    let pipeline = Pipeline::new(
+        accounts,
+        writer.clone(),
+        local.settings.server.data_dir.clone(),
+        Arc::new(Mutex::new(HashSet::new())),
+        Arc::new(Metrics::default()),
+    );
+    let mut pipeline = tokio::spawn(worker::run(pipeline, inbox));
+    let (ev_tx, mut events) = mpsc::unbounded_channel();
+    let w = writer.clone();
+    let mut feeder = tokio::task::spawn_blocking(move || feed(w, ev_tx));
+    drop(writer);
+    let reader = store::open_read(&db)?;
+    let mut progress = Progress::new(total);
+    let mut waiting: BTreeMap<i64, String> = BTreeMap::new();
+    let mut tally = Tally::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let (mut feeding, mut fed, mut ingesting) = (true, None, true);
+    let mut inbox_tx = Some(inbox_tx);
+    while feeding || ingesting || fed.is_none() {
+        tokio::select! {
+            ev = events.recv(), if feeding => match ev {
+                Some(Event::Queued(e)) => {
+                    waiting.insert(e.id, e.path.clone());
+                    if let Some(tx) = &inbox_tx {
+                        let _ = tx.send(e);
+                    }
+                }
+                Some(Event::Skipped { label, why }) => {
+                    tally.skipped += 1;
+                    progress.done(&format!("skipped ({why})"), &label);
+                }
+                Some(Event::Failed { label, error }) => {
+                    tally.failed += 1;
+                    progress.done(&format!("failed ({error})"), &label);
+                }
+                None => {
+                    feeding = false;
+                    // Every entry is queued: the pipeline ends once drained.
+                    inbox_tx = None;
+                }
+            },
+            r = &mut feeder, if fed.is_none() => fed = Some(r),
+            _ = &mut pipeline, if ingesting && !feeding => ingesting = false,
+            _ = tick.tick() => poll(&reader, &mut waiting, &mut tally, &mut progress)?,
+        }
+    }
+    poll(&reader, &mut waiting, &mut tally, &mut progress)?;
+    for (_, path) in std::mem::take(&mut waiting) {
+        tally.failed += 1;
+        progress.done(
+            "failed (still pending; retried at the next server start)",
+            &path,
+        );
+    }
+    progress.finish();
+    drop(reader);
+    tokio::task::spawn_blocking(move || db_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the database writer thread panicked"))?;
+    match fed {
+        Some(Ok(Ok(()))) | None => Ok(tally),
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(e)) => Err(e.into()),
+    }
+}
+
+/// Reads the outcome of every journaled entry that finished.
+fn poll(
+    reader: &rusqlite::Connection,
+    waiting: &mut BTreeMap<i64, String>,
+    tally: &mut Tally,
+    progress: &mut Progress,
+) -> Result<()> {
+    let (Some((&from, _)), Some((&to, _))) = (waiting.first_key_value(), waiting.last_key_value())
+    else {
+        return Ok(());
+    };
+    for (id, state, outcome) in journal::states_between(reader, from, to)? {
+        if state != "done" {
+            continue;
+        }
+        let Some(path) = waiting.remove(&id) else {
+            continue;
+        };
+        let outcome = outcome.unwrap_or_default();
+        let shown = match outcome.split_once(':') {
+            Some(("conversation", id)) => {
+                tally.conversations += 1;
+                format!("conversation {id}")
+            }
+            Some(("unchanged", id)) => {
+                tally.unchanged += 1;
+                format!("unchanged (conversation {id})")
+            }
+            _ if outcome.starts_with("rejected") => {
+                tally.rejections += 1;
+                "rejected".to_string()
+            }
+            _ => {
+                tally.ignored += 1;
+                outcome.clone()
+            }
+        };
+        progress.done(&shown, &path);
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal; one line per finished deposit otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} {per_sec} eta {eta} {wide_msg}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Progress { bar }
+    }
+
+    fn done(&mut self, outcome: &str, path: &str) {
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                bar.set_message(path.to_string());
+            }
+            None => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{outcome}\t{path}");
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Copies one item into the jail unless the same bytes are already there
+/// and journaled; returns the row to insert, or why nothing is needed.
+fn prepare(
+    jail: &Jail,
+    reader: &rusqlite::Connection,
+    account: &str,
+    item: &Item,
+    fsync: bool,
+) -> Result<std::result::Result<NewEntry, String>> {
+    let (size, sha256) = {
+        let f = std::fs::File::open(&item.src)
+            .with_context(|| format!("cannot open {}", item.src.display()))?;
+        hash_file(&f)?
+    };
+    let read = OpenOptions {
+        read: true,
+        ..Default::default()
+    };
+    let same_bytes = match jail.open_file(&item.dest, &read) {
+        Ok(f) => hash_file(&f)?.1 == sha256,
+        Err(crate::jail::JailError::NotFound) => false,
+        Err(e) => bail!("{}: {e}", item.dest),
+    };
+    if same_bytes {
+        let latest = journal::latest_for_path(reader, account, item.dest.as_str())?;
+        if latest.is_some_and(|e| e.sha256 == sha256) {
+            return Ok(Err("already imported".into()));
+        }
+    } else {
+        copy_in(jail, item, fsync)?;
+    }
+    Ok(Ok(NewEntry {
+        account: account.to_string(),
+        path: item.dest.as_str().to_string(),
+        size,
+        sha256,
+        source: Source::Import,
+    }))
+}
+
+/// Writes under a temporary name (never ingested), then renames it over
+/// the destination, so a reader never sees half a file under a final name.
+fn copy_in(jail: &Jail, item: &Item, fsync: bool) -> Result<()> {
+    let (Some(dir), Some(name)) = (item.dest.parent(), item.dest.file_name()) else {
+        bail!("{} is not a file path", item.dest);
+    };
+    jail.create_dir_all(&dir, 0o755)
+        .with_context(|| format!("cannot create {dir}"))?;
+    let tmp = dir.join(&format!(".{name}.import.tmp"))?;
+    let write = OpenOptions {
+        write: true,
+        create: true,
+        truncate: true,
+        ..Default::default()
+    };
+    let mut out = jail
+        .open_file(&tmp, &write)
+        .with_context(|| format!("cannot create {tmp}"))?;
+    let mut src = std::fs::File::open(&item.src)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = src.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+    }
+    if fsync {
+        out.sync_data()?;
+    }
+    jail.rename(&tmp, &item.dest, true)
+        .with_context(|| format!("cannot rename {tmp} to {}", item.dest))?;
+    if fsync {
+        jail.sync_dir(&dir)?;
+    }
+    Ok(())
+}
+
+/// Rows journaled per database job (one commit).
+const BATCH: usize = 64;
+
+/// The feeding side of an import: copy, then journal in batches.
+fn feed_import(
+    jail: Jail,
+    account: String,
+    items: Vec<Item>,
+    fsync: bool,
+    writer: Writer,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<()> {
+    let reader = store::open_read(writer.path())?;
+    let mut batch: Vec<NewEntry> = Vec::new();
+    let flush = |batch: &mut Vec<NewEntry>| -> Result<()> {
+        let rows = std::mem::take(batch);
+        let entries = writer.run_blocking(move |c| {
+            rows.iter()
+                .map(|r| journal::insert(c, r))
+                .collect::<store::Result<Vec<_>>>()
+        })?;
+        for e in entries {
+            tracing::info!(account = %e.account, path = %e.path, size = e.size, sha256 = %e.sha256, journal_id = e.id, source = "import", "deposit imported");
+            let _ = events.send(Event::Queued(e));
+        }
+        Ok(())
+    };
+    for item in &items {
+        let label = item.dest.as_str().to_string();
+        match prepare(&jail, &reader, &account, item, fsync) {
+            Ok(Ok(row)) => batch.push(row),
+            Ok(Err(why)) => {
+                let _ = events.send(Event::Skipped { label, why });
+            }
+            Err(e) => {
+                let _ = events.send(Event::Failed {
+                    label,
+                    error: format!("{e:#}"),
+                });
+            }
+        }
+        if batch.len() >= BATCH {
+            flush(&mut batch)?;
+        }
+    }
+    flush(&mut batch)
+}
+
+/// The command: returns false when some file could not be imported.
+pub fn run(config: &Path, account: &str, to: Option<&str>, paths: &[PathBuf]) -> Result<bool> {
+    let local = Local::load(config, Some(account))?;
+    super::init_logging(local.settings.log.format, "warn");
+    let acc = local
+        .accounts
+        .get(account)
+        .cloned()
+        .context("account vanished")?;
+    let to = match (to, &acc.audio) {
+        (Some(d), _) => JailPath::parse(d).map_err(|e| anyhow::anyhow!("--to {d}: {e}"))?,
+        (None, Some(a)) => a.dir.clone(),
+        (None, None) => {
+            bail!("account '{account}' has no [audio] section: say where with --to DIR")
+        }
+    };
+    let plan = plan(&acc, &to, paths)?;
+    for (p, why) in &plan.left_out {
+        eprintln!("left out {}: {why}", p.display());
+    }
+    let root = local.jail_root(account);
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let jail = Jail::open(&root)?;
+    let fsync = local.settings.server.fsync;
+    let total = plan.items.len();
+    let name = account.to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let tally = rt.block_on(run_local(&local, total, move |w, ev| {
+        feed_import(jail, name, plan.items, fsync, w, ev)
+    }))?;
+    println!("imported {}", tally.line(total));
+    Ok(tally.failed == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(dir: &Path) -> Account {
+        let hash = crate::sftp::auth::hash_password("pw").unwrap();
+        let file = dir.join("acme.toml");
+        std::fs::write(
+            &file,
+            format!("password_hash = {hash:?}\n[audio]\ndir = \"/audio\"\n"),
+        )
+        .unwrap();
+        crate::config::load_account(&file, dir, false).unwrap().0
+    }
+
+    #[test]
+    fn plan_keeps_paths_relative_to_each_argument() {
+        let tmp = tempfile::tempdir().unwrap();
+        let acc = account(tmp.path());
+        let src = tmp.path().join("recs");
+        std::fs::create_dir_all(src.join("20260211")).unwrap();
+        std::fs::write(src.join("20260211/a.wav"), b"a").unwrap();
+        std::fs::write(src.join("20260211/.DS_Store"), b"x").unwrap();
+        std::fs::write(tmp.path().join("b.wav"), b"b").unwrap();
+        let to = JailPath::parse("/audio").unwrap();
+        let p = plan(&acc, &to, &[src.clone(), tmp.path().join("b.wav")]).unwrap();
+        let dests: Vec<&str> = p.items.iter().map(|i| i.dest.as_str()).collect();
+        assert_eq!(dests, vec!["/audio/20260211/a.wav", "/audio/b.wav"]);
+        assert_eq!(p.left_out.len(), 1);
+        let outside = plan(&acc, &JailPath::parse("/elsewhere").unwrap(), &[src]).unwrap();
+        assert!(outside.items.is_empty());
+        assert!(plan(&acc, &to, &[tmp.path().join("missing")]).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! `depot reprocess [--account A] [--rejected] [--repick] [ID...]`: runs the
+//! pipeline again over deposits already received, e.g. after a contact-reason
+//! mapping was fixed.
+//!
+//! `--rejected`: every deposit whose latest rejection is still open (not
+//! cleared by a later success) and whose file is still in the jail gets a new
+//! journal row (source `reprocess`, the file's current sha256); its open
+//! rejections are closed in the same transaction, so a deposit refused again
+//! has exactly one open rejection, and one that now succeeds has none. The
+//! pipeline then runs in this process, as for `import`.
+//!
+//! Re-running conversations by id is not done yet: it needs the store to
+//! re-derive a conversation in place while keeping its picking decision.
+
+use super::import::{run_local, Event, Local};
+use crate::jail::{Jail, JailError, JailPath, OpenOptions};
+use crate::sftp::hash_file;
+use crate::store::journal::{self, now_rfc3339, NewEntry, Source};
+use crate::store::{self, Writer};
+use anyhow::{bail, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use tokio::sync::mpsc;
+
+/// A deposit with an open rejection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub account: String,
+    pub path: String,
+}
+
+/// Deposits whose latest rejection is open, oldest rejection first.
+pub fn open_rejections(conn: &Connection, account: Option<&str>) -> store::Result<Vec<Rejected>> {
+    let mut st = conn.prepare_cached(
+        "SELECT account, path FROM rejections
+         WHERE cleared_at IS NULL AND (?1 IS NULL OR account = ?1)
+         GROUP BY account, path ORDER BY min(id)",
+    )?;
+    let rows = st.query_map([account], |r| {
+        Ok(Rejected {
+            account: r.get(0)?,
+            path: r.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Is a journal row of this deposit still waiting for the pipeline?
+fn pending(conn: &Connection, account: &str, path: &str) -> store::Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM journal WHERE account = ?1 AND path = ?2 AND state = 'pending' LIMIT 1",
+        )?
+        .query_row([account, path], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Closes the deposit's open rejections and journals it again (one
+/// savepoint: both or neither).
+fn requeue(conn: &Connection, row: &NewEntry) -> store::Result<journal::Entry> {
+    conn.prepare_cached(
+        "UPDATE rejections SET cleared_at = ?3 WHERE account = ?1 AND path = ?2 AND cleared_at IS NULL",
+    )?
+    .execute(params![row.account, row.path, now_rfc3339()])?;
+    journal::insert(conn, row)
+}
+
+fn feed_rejected(
+    local_jails: Vec<(Rejected, Option<Jail>)>,
+    writer: Writer,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<()> {
+    let reader = store::open_read(writer.path())?;
+    let read = OpenOptions {
+        read: true,
+        ..Default::default()
+    };
+    for (r, jail) in local_jails {
+        let label = format!("{}:{}", r.account, r.path);
+        let skip = |why: &str| {
+            let _ = events.send(Event::Skipped {
+                label: label.clone(),
+                why: why.to_string(),
+            });
+        };
+        let Some(jail) = jail else {
+            skip("the account is not configured");
+            continue;
+        };
+        if pending(&reader, &r.account, &r.path)? {
+            skip("already waiting for the pipeline");
+            continue;
+        }
+        let Ok(path) = JailPath::parse(&r.path) else {
+            skip("not a jail path");
+            continue;
+        };
+        let digest = match jail.open_file(&path, &read) {
+            Ok(f) => hash_file(&f)?,
+            Err(JailError::NotFound) => {
+                skip("the file is no longer in the jail");
+                continue;
+            }
+            Err(e) => {
+                let _ = events.send(Event::Failed {
+                    label,
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let row = NewEntry {
+            account: r.account.clone(),
+            path: r.path.clone(),
+            size: digest.0,
+            sha256: digest.1,
+            source: Source::Reprocess,
+        };
+        let entry = writer.run_blocking(move |c| requeue(c, &row))?;
+        tracing::info!(account = %entry.account, path = %entry.path, journal_id = entry.id, source = "reprocess", "deposit queued again");
+        let _ = events.send(Event::Queued(entry));
+    }
+    Ok(())
+}
+
+/// The command: returns false when some deposit could not be queued or
+/// ingested.
+pub fn run(
+    config: &Path,
+    account: Option<&str>,
+    rejected: bool,
+    repick: bool,
+    ids: &[i64],
+) -> Result<bool> {
+    if !ids.is_empty() || repick {
+        bail!(
+            "reprocessing conversations by id (and --repick) is not available yet; \
+             `depot reprocess --rejected` re-runs rejected deposits"
+        );
+    }
+    if !rejected {
+        bail!("nothing to reprocess: give --rejected");
+    }
+    let local = Local::load(config, account)?;
+    super::init_logging(local.settings.log.format, "warn");
+    let db = crate::server::db_path(&local.settings);
+    if !db.exists() {
+        bail!(
+            "no database at {} yet: nothing was ever rejected",
+            db.display()
+        );
+    }
+    let todo = open_rejections(&store::open_read(&db)?, account)?;
+    let mut with_jails = Vec::new();
+    for r in todo {
+        let jail = match local.accounts.contains_key(&r.account) {
+            true => Jail::open(&local.jail_root(&r.account)).ok(),
+            false => None,
+        };
+        with_jails.push((r, jail));
+    }
+    let total = with_jails.len();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let tally = rt.block_on(run_local(&local, total, move |w, ev| {
+        feed_rejected(with_jails, w, ev)
+    }))?;
+    println!("reprocessed {}", tally.line(total));
+    Ok(tally.failed == 0)
+}
