@@ -1,0 +1,94 @@
+//! Hot reload (SPEC §3): an account file added, broken and removed while
+//! the server runs takes effect within 2 seconds, without a restart.
+
+use crate::harness::*;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accounts_appear_survive_a_bad_edit_and_disappear_without_restart() -> TestResult {
+    let mut depot = Depot::new(&[("acme", account_toml("")?)])?;
+    depot.start().await?;
+    assert!(depot.login("newco").await.is_err(), "no such account yet");
+
+    // Added: a login succeeds within 2 s.
+    let body = account_toml("")?;
+    std::fs::write(depot.account_file("newco"), &body)?;
+    let added = Instant::now();
+    let mut first = None;
+    while added.elapsed() < Duration::from_secs(2) {
+        if let Ok(s) = depot.login("newco").await {
+            first = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let session = first.ok_or("the new account could not log in within 2 s")?;
+    session.sftp.stat("/").await?;
+
+    // Broken: the previous version stays; check-config names the key.
+    std::fs::write(
+        depot.account_file("newco"),
+        format!("{body}\n[picking]\npercent = 250\n"),
+    )?;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let again = depot.login("newco").await?;
+    drop(again);
+    let check = depot.cli(&["check-config"]).await?;
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("newco.toml") && text.contains("picking.percent"),
+        "{text}"
+    );
+
+    // Removed: the open session is closed and new logins fail.
+    std::fs::remove_file(depot.account_file("newco"))?;
+    let removed = Instant::now();
+    depot
+        .eventually(
+            Duration::from_secs(2),
+            "the open session to be closed",
+            || {
+                let closed = session.handle.is_closed();
+                async move { closed }
+            },
+        )
+        .await?;
+    assert!(removed.elapsed() < Duration::from_secs(2));
+    assert!(session.sftp.stat("/").await.is_err());
+    assert!(
+        depot.login("newco").await.is_err(),
+        "removed account still logs in"
+    );
+    // The other account was never touched.
+    depot.login("acme").await?.sftp.stat("/").await?;
+    depot.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stats_read_the_live_server_counters() -> TestResult {
+    let mut depot = Depot::new(&[("acme", account_toml("")?)])?;
+    depot.start().await?;
+    let s = depot.login("acme").await?;
+    s.sftp.stat("/").await?;
+    // The server saves its counters every 5 s: `depot stats` (another
+    // process) sees the session while the server runs.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let out = depot.cli_ok(&["stats", "--json"]).await?;
+        let v: serde_json::Value = serde_json::from_str(&out)?;
+        let running = v["server"]["running"].as_bool() == Some(true);
+        if running && v["server"]["counters"]["sessions"].as_u64() >= Some(1) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("stats never showed the session: {out}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    depot.stop().await?;
+    let out = depot.cli_ok(&["stats", "--json"]).await?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(v["server"]["running"], false, "{out}");
+    Ok(())
+}
