@@ -233,7 +233,7 @@ where
     drop(writer);
     let reader = store::open_read(&db)?;
     let mut progress = Progress::new(total);
-    let mut waiting: BTreeMap<i64, String> = BTreeMap::new();
+    let mut waiting: BTreeMap<i64, (String, String)> = BTreeMap::new();
     let mut tally = Tally::default();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let (mut feeding, mut fed, mut ingesting) = (true, None, true);
@@ -242,7 +242,7 @@ where
         tokio::select! {
             ev = events.recv(), if feeding => match ev {
                 Some(Event::Queued(e)) => {
-                    waiting.insert(e.id, e.path.clone());
+                    waiting.insert(e.id, (e.account.clone(), e.path.clone()));
                     if let Some(tx) = &inbox_tx {
                         let _ = tx.send(e);
                     }
@@ -267,7 +267,7 @@ where
         }
     }
     poll(&reader, &mut waiting, &mut tally, &mut progress)?;
-    for (_, path) in std::mem::take(&mut waiting) {
+    for (_, (_, path)) in std::mem::take(&mut waiting) {
         tally.failed += 1;
         progress.done(
             "failed (still pending; retried at the next server start)",
@@ -289,7 +289,7 @@ where
 /// Reads the outcome of every journaled entry that finished.
 fn poll(
     reader: &rusqlite::Connection,
-    waiting: &mut BTreeMap<i64, String>,
+    waiting: &mut BTreeMap<i64, (String, String)>,
     tally: &mut Tally,
     progress: &mut Progress,
 ) -> Result<()> {
@@ -301,7 +301,7 @@ fn poll(
         if state != "done" {
             continue;
         }
-        let Some(path) = waiting.remove(&id) else {
+        let Some((account, path)) = waiting.remove(&id) else {
             continue;
         };
         let outcome = outcome.unwrap_or_default();
@@ -316,7 +316,10 @@ fn poll(
             }
             _ if outcome.starts_with("rejected") => {
                 tally.rejections += 1;
-                "rejected".to_string()
+                match latest_rejection(reader, &account, &path)? {
+                    Some((stage, reason)) => format!("rejected ({stage}: {reason})"),
+                    None => "rejected".to_string(),
+                }
             }
             _ => {
                 tally.ignored += 1;
@@ -326,6 +329,21 @@ fn poll(
         progress.done(&shown, &path);
     }
     Ok(())
+}
+
+/// The stage and reason of a deposit's newest rejection.
+fn latest_rejection(
+    reader: &rusqlite::Connection,
+    account: &str,
+    path: &str,
+) -> Result<Option<(String, String)>> {
+    use rusqlite::OptionalExtension;
+    Ok(reader
+        .prepare_cached(
+            "SELECT stage, reason FROM rejections WHERE account = ?1 AND path = ?2 ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([account, path], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
 }
 
 /// A progress bar on a terminal; one line per finished deposit otherwise.
