@@ -4,7 +4,7 @@
 //! then one stored conversation. Also completes audio that was waiting for
 //! its CSV row, when the row arrives or the wait runs out.
 
-use super::worker::{mark, today, transient, write_report, Failure, Pipeline};
+use super::worker::{mark, refresh_report, today, transient, Failure, Pipeline};
 use super::{audio, enrich, identify, names, reason, Rejection};
 use crate::config::{Account, MetadataUse, OnTimeout};
 use crate::jail::JailPath;
@@ -328,25 +328,20 @@ async fn reject_awaiting(
 ) -> anyhow::Result<()> {
     let day = today(account);
     let (a2, r2, day2) = (a.clone(), r.clone(), day.clone());
-    let rows = p
+    let rejected = p
         .writer
-        .run(
-            move |c| match conversations::reject_awaiting(c, &a2, &r2, &day2)? {
-                Some(_) => conversations::report(c, &a2.account, &day2).map(Some),
-                None => Ok(None),
-            },
-        )
+        .run(move |c| conversations::reject_awaiting(c, &a2, &r2, &day2))
         .await?;
-    let Some(rows) = rows else {
+    if rejected.is_none() {
         // Its metadata row completed it in the meantime: nothing to reject.
         return Ok(());
-    };
+    }
     if let Some(archived) = &a.archive_path {
         let _ = std::fs::remove_file(archived);
     }
     Metrics::add(&p.metrics.rejections, 1);
     tracing::info!(account = %account.name, path = %a.path, stage = r.stage, reason = %r.reason, "deposit rejected");
-    write_report(p, account, day, rows).await
+    refresh_report(p, account, day).await
 }
 
 /// Applies `on_timeout` to every conversation whose wait has run out.

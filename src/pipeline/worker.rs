@@ -46,6 +46,9 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     pub crm: CrmCache,
     timer_busy: AtomicBool,
+    /// Held while a customer's rejection report is rewritten (see
+    /// [`refresh_report`]).
+    reports: tokio::sync::Mutex<()>,
 }
 
 impl Pipeline {
@@ -64,6 +67,7 @@ impl Pipeline {
             metrics,
             crm: Mutex::new(HashMap::new()),
             timer_busy: AtomicBool::new(false),
+            reports: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -236,8 +240,7 @@ pub async fn reject_many(
         day.clone(),
         rs.clone(),
     );
-    let rows = p
-        .writer
+    p.writer
         .run(move |c| {
             for r in &rs2 {
                 conversations::reject(c, &acc, &path, None, r, &day2)?;
@@ -245,14 +248,14 @@ pub async fn reject_many(
             if close {
                 journal::mark_done(c, id, "rejected")?;
             }
-            conversations::report(c, &acc, &day2)
+            Ok(())
         })
         .await?;
     for r in &rs {
         Metrics::add(&p.metrics.rejections, 1);
         tracing::info!(account = %account.name, path = %entry.path, stage = r.stage, line = r.line, reason = %r.reason, "deposit rejected");
     }
-    write_report(p, account, day, rows).await
+    refresh_report(p, account, day).await
 }
 
 pub async fn reject(
@@ -264,12 +267,18 @@ pub async fn reject(
     reject_many(p, account, entry, vec![r], true).await
 }
 
-pub async fn write_report(
-    p: &Pipeline,
-    account: &Account,
-    day: String,
-    rows: Vec<conversations::ReportRow>,
-) -> anyhow::Result<()> {
+/// Rewrites the customer's report for `day` from the database. One rewrite
+/// at a time, each reading the rows under the lock, so the last write holds
+/// every rejection committed before it (rewrites that each wrote the rows
+/// read when their rejection committed could land out of order, leaving an
+/// older list in place).
+pub async fn refresh_report(p: &Pipeline, account: &Account, day: String) -> anyhow::Result<()> {
+    let _one_at_a_time = p.reports.lock().await;
+    let (acc, d) = (account.name.clone(), day.clone());
+    let rows = p
+        .writer
+        .run(move |c| conversations::report(c, &acc, &d))
+        .await?;
     let root = p.jail_root(&account.name);
     tokio::task::spawn_blocking(move || super::report::write(&root, &day, &rows)).await??;
     Ok(())

@@ -29,6 +29,9 @@ async fn seed_example_in_both_date_directory_styles() -> TestResult {
         .ok_or("conversations --json: not an array")?;
     assert_eq!(listed.len(), 2, "{listed:#?}");
     let sha = sha256_hex(&mp3);
+    // Both uploads are ingested concurrently: ids follow commit order.
+    let mut listed = listed.clone();
+    listed.sort_by_key(|c| c["path"] != paths[0].as_str());
     for (c, path) in listed.iter().zip(&paths) {
         assert_eq!(c["path"], path.as_str(), "{c:#}");
         assert_eq!(c["account"], "acme");
@@ -75,7 +78,7 @@ async fn seed_example_in_both_date_directory_styles() -> TestResult {
 
     // The archive: <data>/archive/acme/2026/02/11/<id>.mp3, the same bytes.
     let mut archived = Vec::new();
-    for c in listed {
+    for c in &listed {
         let file = server
             .data_dir
             .join("archive/acme/2026/02/11")
@@ -115,8 +118,11 @@ async fn bad_audio_is_rejected_and_reported_read_only() -> TestResult {
     assert!(conversations(&server, "acme")?.is_empty());
     let rejected = rejections(&server, "acme")?;
     assert_eq!(rejected.len(), 2, "{rejected:#?}");
-    for (r, path) in rejected.iter().zip([text_mp3, empty_wav]) {
-        assert_eq!(r["path"], path, "{r:#}");
+    // Both are ingested concurrently: ids follow commit order.
+    let mut paths: Vec<&str> = rejected.iter().filter_map(|r| r["path"].as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, [text_mp3, empty_wav]);
+    for r in &rejected {
         assert_eq!(r["stage"], "audio", "{r:#}");
         assert!(r["line"].is_null());
     }
@@ -131,7 +137,10 @@ async fn bad_audio_is_rejected_and_reported_read_only() -> TestResult {
         snapshot(&archive)
     );
 
-    // The customer reads today's report over SFTP...
+    // The customer reads today's report over SFTP (rewritten just after
+    // each rejection commits)...
+    report_mentioning(&server, "acme", text_mp3).await?;
+    report_mentioning(&server, "acme", empty_wav).await?;
     let day = paris_today();
     let report = format!("/rejected/{day}.csv");
     let got = server.local("report.csv");
@@ -143,12 +152,15 @@ async fn bad_audio_is_rejected_and_reported_read_only() -> TestResult {
     assert_eq!(lines.next(), Some("path,stage,reason,line,time"), "{text}");
     let body: Vec<&str> = lines.collect();
     assert_eq!(body.len(), 2, "{text}");
-    assert!(body[0].starts_with(&format!("{text_mp3},audio,")), "{text}");
+    let row_of = |path: &str| {
+        body.iter()
+            .find(|l| l.starts_with(&format!("{path},audio,")))
+    };
+    assert!(row_of(text_mp3).is_some(), "{text}");
     assert!(
-        body[1].starts_with(&format!("{empty_wav},audio,")),
+        row_of(empty_wav).is_some_and(|l| l.contains("empty")),
         "{text}"
     );
-    assert!(body[1].contains("empty"), "{text}");
 
     // ...and can neither overwrite nor delete it.
     let on_disk = server.jail("acme").join(&report[1..]);
@@ -261,5 +273,49 @@ async fn eight_sessions_320_files_5_new_advisors() -> TestResult {
         "took {:?}",
         started.elapsed()
     );
+    Ok(())
+}
+
+/// Regression: concurrent rejections each rewrote the customer's report
+/// from what they had read, so an older snapshot could land last and a
+/// rejection went missing from `/rejected/<day>.csv`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_concurrent_rejection_reaches_the_report() -> TestResult {
+    const SESSIONS: usize = 6;
+    const FILES: usize = 20;
+    let server = std::sync::Arc::new(start(vec![customer("acme", "")]).await?);
+    let empty = local_file(&server, "empty.wav", b"")?;
+    let mut paths = Vec::new();
+    let mut sessions = tokio::task::JoinSet::new();
+    for s in 0..SESSIONS {
+        let mut batch = String::from("-mkdir /audio/20260211\n");
+        for i in 0..FILES {
+            let path = format!(
+                "/audio/20260211/2026_02_11_09_{s:02}_{i:02}_Ana_Lima_Entrant_478_0682316817_163.wav"
+            );
+            batch += &format!("put {} {path}\n", empty.display());
+            paths.push(path);
+        }
+        let server = server.clone();
+        sessions.spawn(async move { server.sftp_ok("acme", &batch).await });
+    }
+    while let Some(run) = sessions.join_next().await {
+        run??;
+    }
+    until(INGEST, "every rejection recorded", || {
+        Ok((rejections(&server, "acme")?.len() == paths.len()).then_some(()))
+    })
+    .await?;
+    let file = server
+        .jail("acme")
+        .join(format!("rejected/{}.csv", paris_today()));
+    until(INGEST, "a report with every rejection", || {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        Ok(paths
+            .iter()
+            .all(|p| text.contains(p.as_str()))
+            .then_some(()))
+    })
+    .await?;
     Ok(())
 }

@@ -106,15 +106,7 @@ async fn csv_before_and_after_its_audio_and_a_short_row() -> TestResult {
     let r = rejection_of(&server, "acme", "/audio/meta-2.csv", INGEST).await?;
     assert_eq!(r["stage"], "metadata_csv", "{r:#}");
     assert_eq!(r["line"], 4, "{r:#}");
-    let report = std::fs::read_to_string(
-        server
-            .jail("acme")
-            .join(format!("rejected/{}.csv", paris_today())),
-    )?;
-    assert!(
-        report.contains("/audio/meta-2.csv,metadata_csv,"),
-        "{report}"
-    );
+    report_mentioning(&server, "acme", "/audio/meta-2.csv,metadata_csv,").await?;
 
     // The CSV's other row waits for its audio and is used when it comes.
     let other_path = audio_path(other);
@@ -154,12 +146,7 @@ async fn check_timed_out(server: &TestServer, path: &str) -> TestResult {
     let r = rejection_of(server, "strict", path, Duration::from_secs(20)).await?;
     assert_eq!(r["stage"], "metadata_csv", "{r:#}");
     assert!(conversations(server, "strict")?.is_empty());
-    let report = std::fs::read_to_string(
-        server
-            .jail("strict")
-            .join(format!("rejected/{}.csv", paris_today())),
-    )?;
-    assert!(report.contains(path), "{report}");
+    report_mentioning(server, "strict", path).await?;
 
     let c = conversation_with_status(server, "lenient", path, "ingested").await?;
     assert_eq!(c["metadata"]["advisor_lastname"], "Dupont", "{c:#}");

@@ -229,3 +229,28 @@ pub fn paris_today() -> String {
         .date_naive()
         .to_string()
 }
+
+/// Waits until the customer's report for today (`/rejected/<day>.csv` in
+/// the jail) mentions `needle` (it is rewritten just after the rejection
+/// is committed), and returns it. A report is rewritten whole from the
+/// database, so once it mentions the latest rejection it holds every
+/// earlier one too.
+pub async fn report_mentioning(
+    server: &TestServer,
+    account: &str,
+    needle: &str,
+) -> TestResult<String> {
+    let file = server
+        .jail(account)
+        .join(format!("rejected/{}.csv", paris_today()));
+    until(
+        INGEST,
+        &format!("{} mentioning {needle}", file.display()),
+        || {
+            Ok(std::fs::read_to_string(&file)
+                .ok()
+                .filter(|t| t.contains(needle)))
+        },
+    )
+    .await
+}
