@@ -6,7 +6,7 @@
 
 use super::crm::{self, CrmTable};
 use super::csvfile::{self, CsvError, Layout};
-use super::worker::{mark, reject_many, transient, Failure, Pipeline};
+use super::worker::{mark, transient, Failure, Pipeline};
 use super::Rejection;
 use crate::config::Account;
 use crate::jail::{Jail, JailPath, OpenOptions};
@@ -98,14 +98,32 @@ pub async fn metadata_csv(
         rows.clone(),
     );
     let kept = rows.len();
-    let refused = parsed.errors.len();
+    let rejections: Vec<Rejection> = parsed
+        .errors
+        .into_iter()
+        .map(|e| Rejection {
+            stage: "metadata_csv",
+            reason: e.reason,
+            line: Some(e.line),
+        })
+        .collect();
+    let refused = rejections.len();
+    let (day, rs) = (super::worker::today(account), rejections.clone());
+    let day2 = day.clone();
+    // Rows, their rejections and the journal state in one transaction; a
+    // retry after a later step failed finds the row done and records
+    // nothing twice.
     p.writer
         .run(move |c| {
-            // This version replaces the earlier ones: their row errors no
-            // longer apply (this version's own are recorded next).
+            if journal::get(c, id)?.is_some_and(|e| e.state == "done") {
+                return Ok(());
+            }
             conversations::clear_rejections(c, &acc, &src)?;
             for (file, fields, line) in &rows2 {
                 snapshots::put_metadata_row(c, &acc, file, fields, &src, *line)?;
+            }
+            for r in &rs {
+                conversations::reject(c, &acc, &src, None, r, &day2)?;
             }
             journal::mark_done(
                 c,
@@ -116,19 +134,12 @@ pub async fn metadata_csv(
         .await
         .map_err(transient)?;
     tracing::info!(account = %account.name, path = %entry.path, rows = kept, refused, "metadata CSV stored");
+    for r in &rejections {
+        crate::metrics::Metrics::add(&p.metrics.rejections, 1);
+        tracing::info!(account = %account.name, path = %entry.path, stage = r.stage, line = r.line, reason = %r.reason, "CSV row rejected");
+    }
     if refused > 0 {
-        let rs = parsed
-            .errors
-            .into_iter()
-            .map(|e| Rejection {
-                stage: "metadata_csv",
-                reason: e.reason,
-                line: Some(e.line),
-            })
-            .collect();
-        reject_many(p, account, entry, rs, false)
-            .await
-            .map_err(Failure::Transient)?;
+        super::worker::refresh_report_logged(p, account, day).await;
     }
     for (file, fields, _) in rows {
         let (acc, f) = (account.name.clone(), file.clone());

@@ -225,7 +225,7 @@ pub fn today(account: &Account) -> String {
 
 /// Records rejections of one deposit (a CSV may have several rows refused)
 /// and rewrites the customer's report for today.
-pub async fn reject_many(
+async fn reject_many(
     p: &Pipeline,
     account: &Account,
     entry: &Entry,
@@ -255,7 +255,17 @@ pub async fn reject_many(
         Metrics::add(&p.metrics.rejections, 1);
         tracing::info!(account = %account.name, path = %entry.path, stage = r.stage, line = r.line, reason = %r.reason, "deposit rejected");
     }
-    refresh_report(p, account, day).await
+    refresh_report_logged(p, account, day).await;
+    Ok(())
+}
+
+/// Rewrites the report after rejections were committed. A failure here is
+/// logged, never retried as the deposit's failure: the rejection itself is
+/// already recorded, and the next rejection rewrites the report whole.
+pub async fn refresh_report_logged(p: &Pipeline, account: &Account, day: String) {
+    if let Err(e) = refresh_report(p, account, day).await {
+        tracing::warn!(account = %account.name, error = %format!("{e:#}"), "cannot rewrite the customer's rejection report; it is rewritten at the next rejection");
+    }
 }
 
 pub async fn reject(
