@@ -21,27 +21,75 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot hash password: {e}"))
 }
 
-/// Verifies passwords off the async threads, at most N at once.
+/// Verifies passwords off the async threads, at most N at once, and at
+/// most one at a time per source address: a brute-forcing address queues
+/// behind its own attempts instead of taking every slot, so logins from
+/// elsewhere keep their latency (and the ban count is exact: a failure is
+/// recorded before the same address's next check starts).
 pub struct PasswordChecker {
     permits: Semaphore,
+    /// One lane per address with a check running or queued.
+    lanes: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
     /// Verified against when the user does not exist, so an unknown name
     /// costs the same as a wrong password.
     decoy_hash: String,
+}
+
+/// A place in an address's lane; the lane is forgotten when the last
+/// holder leaves (also when the waiting task is cancelled).
+struct LaneTicket<'a> {
+    checker: &'a PasswordChecker,
+    ip: IpAddr,
+    lane: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for LaneTicket<'_> {
+    fn drop(&mut self) {
+        let mut lanes = self.checker.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: nobody else is running or waiting.
+        if Arc::strong_count(&self.lane) == 2 {
+            lanes.remove(&self.ip);
+        }
+    }
 }
 
 impl PasswordChecker {
     pub fn new(max_concurrent: usize) -> anyhow::Result<Self> {
         Ok(PasswordChecker {
             permits: Semaphore::new(max_concurrent.max(1)),
+            lanes: Mutex::new(HashMap::new()),
             decoy_hash: hash_password("depot-decoy-password-never-matches")?,
         })
     }
 
+    fn ticket(&self, ip: IpAddr) -> LaneTicket<'_> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let lane = lanes.entry(ip).or_default().clone();
+        LaneTicket {
+            checker: self,
+            ip,
+            lane,
+        }
+    }
+
     /// True when `password` matches the account's hash. `None` (unknown
     /// user or no password set) still pays for one argon2 verification.
-    pub async fn verify(&self, hash: Option<&str>, password: &str) -> bool {
+    /// `still_wanted` runs once it is this address's turn: `false` skips
+    /// the check (e.g. the address was banned while it waited).
+    pub async fn verify(
+        &self,
+        ip: IpAddr,
+        hash: Option<&str>,
+        password: &str,
+        still_wanted: impl FnOnce() -> bool,
+    ) -> Option<bool> {
+        let ticket = self.ticket(ip);
+        let _turn = ticket.lane.lock().await;
+        if !still_wanted() {
+            return None;
+        }
         let Ok(_permit) = self.permits.acquire().await else {
-            return false;
+            return Some(false);
         };
         let (hash, real) = match hash {
             Some(h) => (h.to_string(), true),
@@ -59,7 +107,7 @@ impl PasswordChecker {
         })
         .await
         .unwrap_or(false);
-        ok && real
+        Some(ok && real)
     }
 }
 
@@ -92,6 +140,9 @@ pub enum FailureOutcome {
     Counted(usize),
     /// This failure crossed the limit: the IP is banned from now on.
     BannedNow,
+    /// The IP was banned already (an attempt that started before the ban):
+    /// not counted again.
+    AlreadyBanned,
 }
 
 impl BanList {
@@ -130,7 +181,7 @@ impl BanList {
             banned_until: None,
         });
         if rec.banned_until.is_some_and(|u| u > now) {
-            return FailureOutcome::Counted(rec.failures.len());
+            return FailureOutcome::AlreadyBanned;
         }
         let window = self.cfg.ban_window;
         rec.failures.retain(|t| now.duration_since(*t) < window);
@@ -173,6 +224,7 @@ mod tests {
         assert_eq!(bans.record_failure(ip, t0), FailureOutcome::Counted(2));
         assert!(!bans.is_banned(ip, t0));
         assert_eq!(bans.record_failure(ip, t0), FailureOutcome::BannedNow);
+        assert_eq!(bans.record_failure(ip, t0), FailureOutcome::AlreadyBanned);
         assert!(bans.is_banned(ip, t0 + Duration::from_secs(29)));
         assert!(!bans.is_banned(ip, t0 + Duration::from_secs(31)));
         assert!(!bans.is_banned("127.0.0.2".parse().unwrap(), t0));
@@ -195,12 +247,60 @@ mod tests {
         let checker = PasswordChecker::new(2).unwrap();
         let hash = hash_password("s3cret").unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(checker.verify(Some(&hash), "s3cret").await);
-        assert!(!checker.verify(Some(&hash), "wrong").await);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            checker.verify(ip, Some(&hash), "s3cret", || true).await,
+            Some(true)
+        );
+        assert_eq!(
+            checker.verify(ip, Some(&hash), "wrong", || true).await,
+            Some(false)
+        );
+        assert_eq!(
+            checker
+                .verify(ip, None, "depot-decoy-password-never-matches", || true)
+                .await,
+            Some(false)
+        );
+        assert_eq!(
+            checker.verify(ip, Some(&hash), "s3cret", || false).await,
+            None
+        );
         assert!(
-            !checker
-                .verify(None, "depot-decoy-password-never-matches")
-                .await
+            checker.lanes.lock().unwrap().is_empty(),
+            "lanes are forgotten"
+        );
+    }
+
+    /// Regression (brute-force test): one address's queued checks must not
+    /// hold every slot; another address's check runs beside them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_address_cannot_take_every_check_slot() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let checker = Arc::new(PasswordChecker::new(2).unwrap());
+        let hash = hash_password("s3cret").unwrap();
+        let attacker: IpAddr = "127.0.0.1".parse().unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let (c, h, done) = (checker.clone(), hash.clone(), done.clone());
+                tokio::spawn(async move {
+                    c.verify(attacker, Some(&h), "wrong", || true).await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        let ok = checker.verify(other, Some(&hash), "s3cret", || true).await;
+        let attacker_done = done.load(Ordering::SeqCst);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(ok, Some(true));
+        assert!(
+            attacker_done <= 2,
+            "the other address waited for {attacker_done} of the attacker's checks"
         );
     }
 }

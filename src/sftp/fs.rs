@@ -19,7 +19,7 @@ use russh_sftp::server::StatusReply;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,9 +33,14 @@ const READDIR_CHUNK: usize = 128;
 struct FileHandle {
     path: JailPath,
     file: Arc<std::fs::File>,
+    /// The descriptor's place in the server-wide budget.
+    _slot: super::FileSlot,
     append: bool,
     /// Present when opened for writing.
     upload: Option<Upload>,
+    /// A WRITE failed (e.g. disk full): the file is not what the client
+    /// sent, so its CLOSE must not complete the upload.
+    write_failed: bool,
 }
 
 enum OpenHandle {
@@ -126,11 +131,14 @@ fn attrs_of(m: &std::fs::Metadata) -> FileAttributes {
 /// deposit: give the customer's name a fresh copy (empty when about to be
 /// truncated) so writing to it never changes the archive.
 fn break_link(jail: &Jail, p: &JailPath, empty: bool) -> Result<(), JailError> {
-    let name = p.file_name().unwrap_or("file");
+    // A short temporary name: derived from a 255-byte name it would be
+    // too long (regression: the jail escape test's long hard link).
+    static COPIES: AtomicU64 = AtomicU64::new(0);
+    let n = COPIES.fetch_add(1, Ordering::Relaxed);
     let tmp = p
         .parent()
         .unwrap_or_else(JailPath::root)
-        .join(&format!(".{name}.depot-copy"))?;
+        .join(&format!(".depot-copy-{}-{n}", std::process::id()))?;
     let mut out = jail.open_file(
         &tmp,
         &OpenOptions {
@@ -305,6 +313,17 @@ impl SftpSession {
         if write {
             self.check_upload_allowed(&path, &attrs)?;
         }
+        // Limits first: past them, no descriptor is even opened. One
+        // session may hold a quarter of the server's budget at most.
+        if self.handles.len() >= MAX_HANDLES.min(self.shared.file_share()) {
+            return Err(status(StatusCode::Failure, "Too many open handles"));
+        }
+        let slot = self.shared.reserve_file().ok_or_else(|| {
+            status(
+                StatusCode::Failure,
+                "The server has too many open files; close some and retry",
+            )
+        })?;
         let opts = OpenOptions {
             // Upload handles are always readable: completion hashes the
             // file through this fd (a resumed upload's existing prefix, or
@@ -342,6 +361,8 @@ impl SftpSession {
         self.add_handle(OpenHandle::File(FileHandle {
             path,
             file: Arc::new(file),
+            _slot: slot,
+            write_failed: false,
             append: opts.append,
             upload,
         }))
@@ -354,6 +375,15 @@ impl SftpSession {
         let Some(upload) = fh.upload else {
             return Ok(());
         };
+        if fh.write_failed {
+            // Never journal a file missing bytes the client sent; it stays
+            // a partial upload (marked) for the client to send again.
+            tracing::info!(account = %self.account.name, path = %fh.path, "upload closed after a failed write; not ingested");
+            return Err(status(
+                StatusCode::Failure,
+                "A write to this file failed; upload it again",
+            ));
+        }
         if !upload.changed || !is_final(&self.account, &fh.path) {
             return Ok(());
         }
@@ -404,7 +434,9 @@ impl SftpSession {
         })
         .await
         .map_err(|_| status(StatusCode::Failure, "Operation failed"))?;
-        self.file_handle(handle)?.upload = Some(up);
+        let fh = self.file_handle(handle)?;
+        fh.upload = Some(up);
+        fh.write_failed |= res.is_err();
         res.map_err(|e| io_fail(&e))?;
         self.quota_used.fetch_add(growth as i64, Ordering::Relaxed);
         Metrics::add(&self.shared.metrics.bytes_in, n as u64);
@@ -439,7 +471,15 @@ impl SftpSession {
     async fn do_setstat(&mut self, path: JailPath, attrs: FileAttributes) -> Reply<()> {
         self.check_modifiable(&path)?;
         let jail = self.jail.clone();
-        let old = jail.stat(&path).map_err(fail)?.len();
+        let meta = jail.stat(&path).map_err(fail)?;
+        let old = meta.len();
+        if meta.is_file() && meta.nlink() > 1 {
+            // Size, mode and times belong to the inode, which an archived
+            // copy shares: give the customer's name its own copy first.
+            let (j, p) = (jail.clone(), path.clone());
+            let empty = attrs.size == Some(0);
+            blocking(move || break_link(&j, &p, empty).map_err(fail)).await?;
+        }
         if let Some(size) = attrs.size {
             let opts = OpenOptions {
                 write: true,
@@ -473,6 +513,13 @@ impl SftpSession {
     async fn do_fsetstat(&mut self, handle: &str, attrs: FileAttributes) -> Reply<()> {
         let fh = self.file_handle(handle)?;
         let file = fh.file.clone();
+        let shared_inode = file.metadata().is_ok_and(|m| m.nlink() > 1);
+        if shared_inode && fh.upload.is_none() {
+            // A read handle on an archived deposit: change the customer's
+            // name (given its own copy), never the archive's inode.
+            let path = fh.path.clone();
+            return self.do_setstat(path, attrs).await;
+        }
         if let Some(size) = attrs.size {
             let Some(up) = fh.upload.as_mut() else {
                 return Err(status(

@@ -56,25 +56,40 @@ impl Connection {
     }
 
     /// Counts a failed attempt against the source IP and logs why (the
-    /// client hears nothing but "rejected").
-    fn failed(&self, user: &str, method: &str, why: &str) -> Auth {
+    /// client hears nothing but "rejected"). An address banned meanwhile
+    /// (its attempt started before the ban) is disconnected instead: it
+    /// gets no further tries on a connection it opened before the ban.
+    fn failed(&self, user: &str, method: &str, why: &str) -> Result<Auth, russh::Error> {
         let m = &self.shared.metrics;
-        Metrics::add(&m.auth_failures, 1);
-        tracing::info!(ip = %self.peer.ip(), user, method, reason = why, "authentication failed");
-        if self
-            .shared
-            .bans
-            .record_failure(self.peer.ip(), Instant::now())
-            == FailureOutcome::BannedNow
-        {
-            Metrics::add(&m.bans, 1);
-            tracing::warn!(
-                ip = %self.peer.ip(),
-                duration = %humantime::format_duration(self.shared.bans.ban_duration()),
-                "address banned after repeated authentication failures"
-            );
+        let ip = self.peer.ip();
+        match self.shared.bans.record_failure(ip, Instant::now()) {
+            FailureOutcome::AlreadyBanned => return Err(self.refuse_banned()),
+            FailureOutcome::BannedNow => {
+                Metrics::add(&m.auth_failures, 1);
+                tracing::info!(ip = %ip, user, method, reason = why, "authentication failed");
+                Metrics::add(&m.bans, 1);
+                tracing::warn!(
+                    ip = %ip,
+                    duration = %humantime::format_duration(self.shared.bans.ban_duration()),
+                    "address banned after repeated authentication failures"
+                );
+            }
+            FailureOutcome::Counted(_) => {
+                Metrics::add(&m.auth_failures, 1);
+                tracing::info!(ip = %ip, user, method, reason = why, "authentication failed");
+            }
         }
-        Self::reject()
+        Ok(Self::reject())
+    }
+
+    fn banned(&self) -> bool {
+        self.shared.bans.is_banned(self.peer.ip(), Instant::now())
+    }
+
+    /// Ends a connection whose address is banned: the error closes it.
+    fn refuse_banned(&self) -> russh::Error {
+        tracing::debug!(ip = %self.peer.ip(), "login attempt from a banned address; disconnecting");
+        russh::Error::Disconnect
     }
 
     /// Final checks common to every method, then the session is the account's.
@@ -90,20 +105,34 @@ impl Connection {
         Auth::Accept
     }
 
-    async fn password_login(&mut self, user: &str, password: &str, method: &str) -> Auth {
+    async fn password_login(
+        &mut self,
+        user: &str,
+        password: &str,
+        method: &str,
+    ) -> Result<Auth, russh::Error> {
         if self.account.is_some() {
-            return Self::reject();
+            return Ok(Self::reject());
         }
         let account = self.shared.account(user);
         let hash = account.as_ref().and_then(|a| a.password_hash.as_deref());
-        let ok = self.shared.passwords.verify(hash, password).await;
+        // Checked again when this address's turn comes: no argon2 work
+        // for an address banned while its attempt queued.
+        let ok = self
+            .shared
+            .passwords
+            .verify(self.peer.ip(), hash, password, || !self.banned())
+            .await;
+        let Some(ok) = ok else {
+            return Err(self.refuse_banned());
+        };
         match account {
             None => self.failed(user, method, "unknown user"),
             Some(_) if !ok => self.failed(user, method, "wrong password"),
             Some(a) if !ip_allowed(&a, self.peer.ip()) => {
                 self.failed(user, method, "address not in allowed_ips")
             }
-            Some(a) => self.accept(a, method),
+            Some(a) => Ok(self.accept(a, method)),
         }
     }
 
@@ -190,7 +219,7 @@ impl russh::server::Handler for Connection {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        Ok(self.password_login(user, password, "password").await)
+        self.password_login(user, password, "password").await
     }
 
     async fn auth_publickey_offered(
@@ -214,10 +243,13 @@ impl russh::server::Handler for Connection {
         if self.account.is_some() {
             return Ok(Self::reject());
         }
-        Ok(match self.key_allowed(user, key.public_key) {
-            Ok(a) => self.accept(a, "publickey"),
+        if self.banned() {
+            return Err(self.refuse_banned());
+        }
+        match self.key_allowed(user, key.public_key) {
+            Ok(a) => Ok(self.accept(a, "publickey")),
             Err(why) => self.failed(user, "publickey", why),
-        })
+        }
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -234,7 +266,7 @@ impl russh::server::Handler for Connection {
                 instructions: Cow::Borrowed(""),
                 prompts: Cow::Owned(vec![(Cow::Borrowed("Password: "), false)]),
             }),
-            Some(pw) => Ok(self.password_login(user, &pw, "keyboard-interactive").await),
+            Some(pw) => self.password_login(user, &pw, "keyboard-interactive").await,
         }
     }
 

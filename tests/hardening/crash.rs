@@ -169,6 +169,7 @@ fn check_invariants(depot: &Depot, items: &[Item], acked: &HashSet<usize>) -> Te
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_uploads_survive_sigkill_exactly_once() -> TestResult {
+    let _timing = crate::process::timing_shared().await;
     let mut depot = Depot::new("acme", ACCOUNT)?;
     let items = Arc::new(items());
     let acked = Arc::new(Mutex::new(HashSet::new()));

@@ -1,5 +1,10 @@
-//! Hardening tests: depot run as a real child process, killed and
-//! restarted, to prove the promises that only a crash can test.
+//! Hardening tests: depot run as a real child process (killed, restarted,
+//! attacked, loaded, starved of disk) to prove the promises of issue 7.
 
+mod brute;
 mod crash;
+mod disk_full;
+mod hostile;
+mod jail_escape;
+mod load;
 mod process;
