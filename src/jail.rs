@@ -308,6 +308,18 @@ impl Jail {
         Ok(File::from(fd))
     }
 
+    /// Flushes everything written on the jail's file system (one flush for a
+    /// whole batch of files, instead of one per file).
+    pub fn sync_filesystem(&self) -> Result<(), JailError> {
+        // syncfs needs a real descriptor; the root is held as O_PATH.
+        let fd = self.resolve(
+            &JailPath::root(),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )?;
+        Ok(rustix::fs::syncfs(&fd)?)
+    }
+
     /// Flushes a directory's entries to disk (after creating or renaming a
     /// file in it, so the name survives a crash too).
     pub fn sync_dir(&self, p: &JailPath) -> Result<(), JailError> {

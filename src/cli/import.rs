@@ -392,7 +392,6 @@ fn prepare(
     reader: &rusqlite::Connection,
     account: &str,
     item: &Item,
-    fsync: bool,
 ) -> Result<std::result::Result<NewEntry, String>> {
     let (size, sha256) = {
         let f = std::fs::File::open(&item.src)
@@ -414,7 +413,7 @@ fn prepare(
             return Ok(Err("already imported".into()));
         }
     } else {
-        copy_in(jail, item, fsync)?;
+        copy_in(jail, item)?;
     }
     Ok(Ok(NewEntry {
         account: account.to_string(),
@@ -427,7 +426,8 @@ fn prepare(
 
 /// Writes under a temporary name (never ingested), then renames it over
 /// the destination, so a reader never sees half a file under a final name.
-fn copy_in(jail: &Jail, item: &Item, fsync: bool) -> Result<()> {
+/// Not flushed here: a whole batch is flushed at once before it is journaled.
+fn copy_in(jail: &Jail, item: &Item) -> Result<()> {
     let (Some(dir), Some(name)) = (item.dest.parent(), item.dest.file_name()) else {
         bail!("{} is not a file path", item.dest);
     };
@@ -452,19 +452,13 @@ fn copy_in(jail: &Jail, item: &Item, fsync: bool) -> Result<()> {
         }
         out.write_all(&buf[..n])?;
     }
-    if fsync {
-        out.sync_data()?;
-    }
     jail.rename(&tmp, &item.dest, true)
         .with_context(|| format!("cannot rename {tmp} to {}", item.dest))?;
-    if fsync {
-        jail.sync_dir(&dir)?;
-    }
     Ok(())
 }
 
-/// Rows journaled per database job (one commit).
-const BATCH: usize = 64;
+/// Rows journaled per database job (one commit, one file-system flush).
+const BATCH: usize = 256;
 
 /// The feeding side of an import: copy, then journal in batches.
 fn feed_import(
@@ -478,6 +472,13 @@ fn feed_import(
     let reader = store::open_read(writer.path())?;
     let mut batch: Vec<NewEntry> = Vec::new();
     let flush = |batch: &mut Vec<NewEntry>| -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // The batch's copies are durable before any of them is journaled.
+        if fsync {
+            jail.sync_filesystem()?;
+        }
         let rows = std::mem::take(batch);
         let entries = writer.run_blocking(move |c| {
             rows.iter()
@@ -492,7 +493,7 @@ fn feed_import(
     };
     for item in &items {
         let label = item.dest.as_str().to_string();
-        match prepare(&jail, &reader, &account, item, fsync) {
+        match prepare(&jail, &reader, &account, item) {
             Ok(Ok(row)) => batch.push(row),
             Ok(Err(why)) => {
                 let _ = events.send(Event::Skipped { label, why });

@@ -28,8 +28,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-/// Deposits ingested at the same time.
-const CONCURRENCY: usize = 4;
+/// Deposits ingested at the same time: enough for the writer to share one
+/// commit among many conversations.
+const CONCURRENCY: usize = 16;
 const RETRIES: u32 = 5;
 /// How often the wait for metadata rows is checked.
 const TIMER: Duration = Duration::from_millis(500);
