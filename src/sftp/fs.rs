@@ -23,6 +23,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Marks a write refused because the file became an archived deposit.
+const ARCHIVED: &str = "archived";
+
 /// Largest READ/WRITE payload (as advertised in limits@openssh.com).
 const MAX_IO: u32 = 261_120;
 /// Handles one session may hold open at once.
@@ -423,6 +426,12 @@ impl SftpSession {
         let file = fh.file.clone();
         let n = data.len();
         let (up, res) = tokio::task::spawn_blocking(move || {
+            // Another handle's CLOSE may have completed this file meanwhile,
+            // and the pipeline hard-linked it into the archive: writing
+            // through this descriptor would change the archived copy.
+            if file.metadata().is_ok_and(|m| m.nlink() > 1) {
+                return (up, Err(std::io::Error::other(ARCHIVED)));
+            }
             up.before_write(&file, offset, &data);
             let res = file.write_all_at(&data, offset);
             if res.is_ok() {
@@ -436,6 +445,12 @@ impl SftpSession {
         .map_err(|_| status(StatusCode::Failure, "Operation failed"))?;
         let fh = self.file_handle(handle)?;
         fh.upload = Some(up);
+        if res.as_ref().is_err_and(|e| e.to_string() == ARCHIVED) {
+            return Err(status(
+                StatusCode::Failure,
+                "The file was ingested meanwhile; upload it again to replace it",
+            ));
+        }
         fh.write_failed |= res.is_err();
         res.map_err(|e| io_fail(&e))?;
         self.quota_used.fetch_add(growth as i64, Ordering::Relaxed);

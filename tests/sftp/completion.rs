@@ -303,3 +303,45 @@ async fn empty_file_created_then_closed_is_a_completion() -> TestResult {
     );
     server.stop().await
 }
+
+/// A second write handle on a file that another handle's CLOSE completed
+/// (and the pipeline archived by hard link) must not change the archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_through_a_stale_handle_never_changes_the_archive() -> TestResult {
+    use std::os::unix::fs::MetadataExt;
+    let mut server = TestServer::start().await?;
+    let client = server.raw_sftp("acme").await?;
+    client.sftp.mkdir(DIR, FileAttributes::default()).await?;
+    let path = format!("{DIR}/twice.wav");
+    let wav = depot::pipeline::audio::sine_wav(0.2, 8000);
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE;
+    let first = client
+        .sftp
+        .open(&path, flags, FileAttributes::default())
+        .await?
+        .handle;
+    let second = client
+        .sftp
+        .open(&path, flags, FileAttributes::default())
+        .await?
+        .handle;
+    client.sftp.write(&first, 0, wav.clone()).await?;
+    client.sftp.close(&first).await?;
+    let on_disk = server.jail("acme").join("audio/20260211/twice.wav");
+    let probe = on_disk.clone();
+    eventually(
+        Duration::from_secs(20),
+        "the deposit to be archived",
+        || std::fs::metadata(&probe).is_ok_and(|m| m.nlink() == 2),
+    )
+    .await?;
+    let refused = client.sftp.write(&second, 0, b"overwrite".to_vec()).await;
+    assert!(
+        refused.is_err(),
+        "a write through the stale handle was accepted"
+    );
+    assert_eq!(std::fs::read(&on_disk)?, wav, "the archived bytes changed");
+    let _ = client.sftp.close(&second).await;
+    client.cut().await;
+    server.stop().await
+}
