@@ -98,10 +98,10 @@ enum Command {
         /// Every deposit whose latest rejection is still open.
         #[arg(long, required_unless_present = "ids")]
         rejected: bool,
-        /// Take picking decisions again (with conversation IDs; not yet available).
+        /// Take picking decisions again (with conversation IDs).
         #[arg(long)]
         repick: bool,
-        /// Conversation ids (not yet available).
+        /// Conversation ids: run each again with the account's current settings.
         ids: Vec<i64>,
     },
     /// Counters: sessions, bytes, completions, conversations, rejections by stage.

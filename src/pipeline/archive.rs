@@ -64,3 +64,26 @@ pub fn stage(jail_root: &Path, path: &JailPath, dest: &Path, sha256: &str) -> an
     }
     Ok(true)
 }
+
+/// Stages a copy of an archived file at `dest` (a reprocessed conversation
+/// whose deposit left the jail); `Ok(false)` when it is missing or is not
+/// the expected content.
+pub fn stage_file(src: &Path, dest: &Path, sha256: &str) -> anyhow::Result<bool> {
+    if let Some(d) = dest.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let _ = std::fs::remove_file(dest);
+    if std::fs::hard_link(src, dest).is_err() {
+        match std::fs::copy(src, dest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let (_, now) = crate::sftp::hash_file(&std::fs::File::open(dest)?)?;
+    if now != sha256 {
+        let _ = std::fs::remove_file(dest);
+        return Ok(false);
+    }
+    Ok(true)
+}

@@ -116,6 +116,7 @@ fn empty_draft(
         crm: None,
         wait_until: None,
         existing: None,
+        redo: None,
     }
 }
 
@@ -126,17 +127,32 @@ pub async fn audio(
     path: &JailPath,
     deposit_date: Option<NaiveDate>,
 ) -> Result<(), Failure> {
-    let (acc, e) = (account.name.clone(), entry.path.clone());
-    let current = p
-        .writer
-        .run(move |c| conversations::current(c, &acc, &e))
-        .await
-        .map_err(transient)?;
-    if let Some((id, sha)) = current {
-        if sha == entry.sha256 {
-            return mark(p, entry.id, &format!("unchanged:{id}"))
+    // A reprocessed conversation runs again although its content is the
+    // same; it keeps its deposit's received_at, and its archived copy
+    // stands in for a file the customer removed or replaced.
+    let mut redone = None;
+    match entry.redo {
+        Some(redo) => {
+            redone = p
+                .writer
+                .run(move |c| conversations::redoable(c, redo.conversation))
                 .await
-                .map_err(Failure::Transient);
+                .map_err(transient)?;
+        }
+        None => {
+            let (acc, e) = (account.name.clone(), entry.path.clone());
+            let current = p
+                .writer
+                .run(move |c| conversations::current(c, &acc, &e))
+                .await
+                .map_err(transient)?;
+            if let Some((id, sha)) = current {
+                if sha == entry.sha256 {
+                    return mark(p, entry.id, &format!("unchanged:{id}"))
+                        .await
+                        .map_err(Failure::Transient);
+                }
+            }
         }
     }
     let file_name = path.file_name().unwrap_or_default().to_string();
@@ -163,6 +179,13 @@ pub async fn audio(
         &entry.completed_at,
     );
     draft.deposit_date = deposit_date.map(|d| d.to_string());
+    draft.redo = entry.redo;
+    if let Some(r) = &redone {
+        draft.received_at = r.received_at.clone();
+    }
+    let archived = redone
+        .and_then(|r| r.archive_path)
+        .map(std::path::PathBuf::from);
     let waits = account.metadata_csv.as_ref().filter(|_| row.is_none());
     match waits {
         Some(m) => {
@@ -201,7 +224,12 @@ pub async fn audio(
     let probed =
         tokio::task::spawn_blocking(move || -> Result<Option<audio::AudioInfo>, Failure> {
             std::fs::create_dir_all(&d).map_err(transient)?;
-            if !super::archive::stage(&root, &jp, &t, &sha).map_err(transient)? {
+            let staged = super::archive::stage(&root, &jp, &t, &sha).map_err(transient)?
+                || match &archived {
+                    Some(a) => super::archive::stage_file(a, &t, &sha).map_err(transient)?,
+                    None => false,
+                };
+            if !staged {
                 return Ok(None);
             }
             let f = std::fs::File::open(&t).map_err(transient)?;

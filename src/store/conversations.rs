@@ -3,7 +3,7 @@
 //! savepoint of the writer's transaction, so a crash or a re-delivered
 //! journal row never stores or counts anything twice.
 
-use super::journal::{self, now_rfc3339};
+use super::journal::{self, now_rfc3339, Redo};
 use super::{Result, StoreError};
 use crate::pipeline::audio::AudioInfo;
 use crate::pipeline::enrich::CrmOutcome;
@@ -44,6 +44,9 @@ pub struct Draft {
     pub wait_until: Option<String>,
     /// Completes this awaiting conversation instead of storing a new one.
     pub existing: Option<i64>,
+    /// `depot reprocess ID`: supersedes that conversation even when the
+    /// content is the same, keeping its picking decision unless `repick`.
+    pub redo: Option<Redo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,17 +76,38 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
         return finish_awaiting(conn, id, d);
     }
     let previous = current(conn, &d.account, &d.path)?;
-    if let Some((id, sha)) = &previous {
-        if *sha == d.sha256 {
+    let mut kept = None;
+    match (d.redo, &previous) {
+        (Some(redo), Some((id, _))) if *id == redo.conversation => {
+            if !redo.repick {
+                kept = decision(conn, *id)?;
+            }
+            // Its counts come out here; a kept decision is counted back in
+            // below (in the new window, for the new advisor key), so the
+            // counters end as they were when neither changed.
+            supersede(conn, *id)?;
+        }
+        (Some(redo), _) => {
+            let why = format!(
+                "stale: conversation {} is no longer the deposit's current one",
+                redo.conversation
+            );
+            journal::mark_done(conn, d.journal_id, &why)?;
+            return Ok(Stored::Unchanged {
+                id: redo.conversation,
+            });
+        }
+        (None, Some((id, sha))) if *sha == d.sha256 => {
             journal::mark_done(conn, d.journal_id, &format!("unchanged:{id}"))?;
             return Ok(Stored::Unchanged { id: *id });
         }
-        supersede(conn, *id)?;
+        (None, Some((id, _))) => supersede(conn, *id)?,
+        (None, None) => {}
     }
     let awaiting = d.wait_until.is_some();
     let (advisor_id, key, picked, reason) = match awaiting {
         true => (None, None, false, None),
-        false => decide_for(conn, d)?,
+        false => decide_for(conn, d, kept)?,
     };
     let now = now_rfc3339();
     conn.prepare_cached(
@@ -133,17 +157,76 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
     Ok(Stored::Conversation { id, picked })
 }
 
-type Decision = (Option<i64>, Option<String>, bool, Option<&'static str>);
+type Decision = (Option<i64>, Option<String>, bool, Option<String>);
 
-/// Advisor (found or created) and picking decision for a complete call.
-fn decide_for(conn: &Connection, d: &Draft) -> Result<Decision> {
+/// A picking decision already taken: picked, and why not.
+type Kept = (bool, Option<String>);
+
+/// Advisor (found or created) and picking decision for a complete call:
+/// `kept` (a reprocessed conversation's) is counted again as it was, else a
+/// fresh decision is taken.
+fn decide_for(conn: &Connection, d: &Draft, kept: Option<Kept>) -> Result<Decision> {
     let advisor_id = match &d.advisor {
         AdvisorRef::ByEmail(a) => Some(advisor_id(conn, &d.account, a)?),
         _ => None,
     };
     let key = d.advisor.picking_key();
-    let (picked, reason) = pick(conn, d, key.as_deref())?;
+    let (picked, reason) = match kept {
+        Some((picked, reason)) => {
+            count(conn, d, key.as_deref(), picked)?;
+            (picked, reason)
+        }
+        None => {
+            let (picked, reason) = pick(conn, d, key.as_deref())?;
+            (picked, reason.map(str::to_string))
+        }
+    };
     Ok((advisor_id, key, picked, reason))
+}
+
+/// The picking decision of an ingested conversation (one still awaiting its
+/// metadata has none, and was never counted).
+fn decision(conn: &Connection, id: i64) -> Result<Option<Kept>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT picked, picking_reason FROM conversations WHERE id = ?1 AND status = 'ingested'",
+        )?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// What `depot reprocess ID` needs of a conversation.
+#[derive(Debug, Clone)]
+pub struct Redoable {
+    pub account: String,
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub status: String,
+    /// When the deposit was received: the new conversation keeps it.
+    pub received_at: String,
+    /// The ingested bytes, for when the customer deleted or replaced the file.
+    pub archive_path: Option<String>,
+}
+
+pub fn redoable(conn: &Connection, id: i64) -> Result<Option<Redoable>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT account, path, size, sha256, status, received_at, archive_path
+             FROM conversations WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(Redoable {
+                account: r.get(0)?,
+                path: r.get(1)?,
+                size: r.get::<_, i64>(2)? as u64,
+                sha256: r.get(3)?,
+                status: r.get(4)?,
+                received_at: r.get(5)?,
+                archive_path: r.get(6)?,
+            })
+        })
+        .optional()?)
 }
 
 /// Completes an `awaiting_metadata` conversation with its full metadata.
@@ -155,7 +238,7 @@ fn finish_awaiting(conn: &Connection, id: i64, d: &Draft) -> Result<Stored> {
     if status.as_deref() != Some("awaiting_metadata") {
         return Ok(Stored::Unchanged { id });
     }
-    let (advisor_id, key, picked, reason) = decide_for(conn, d)?;
+    let (advisor_id, key, picked, reason) = decide_for(conn, d, None)?;
     conn.prepare_cached(
         "UPDATE conversations SET status = 'ingested', started_at = ?2, window = ?3, metadata = ?4,
             flags = ?5, advisor_id = ?6, advisor_name = ?7, picking_key = ?8, picked = ?9,
@@ -334,6 +417,13 @@ fn pick(conn: &Connection, d: &Draft, key: Option<&str>) -> Result<(bool, Option
         }
     };
     let is_picked = decision.is_ok();
+    count(conn, d, key, is_picked)?;
+    Ok((is_picked, decision.err().map(|r| r.as_str())))
+}
+
+/// Counts one arrival (picked or not) in the draft's window and, when
+/// picked, for its advisor.
+fn count(conn: &Connection, d: &Draft, key: Option<&str>, is_picked: bool) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO picking_windows (account, window, arrivals, picked) VALUES (?1, ?2, 1, ?3)
          ON CONFLICT (account, window) DO UPDATE SET arrivals = arrivals + 1, picked = picked + ?3",
@@ -346,7 +436,7 @@ fn pick(conn: &Connection, d: &Draft, key: Option<&str>) -> Result<(bool, Option
         )?
         .execute(params![d.account, d.window, k])?;
     }
-    Ok((is_picked, decision.err().map(|r| r.as_str())))
+    Ok(())
 }
 
 /// Records a rejection and closes its journal row. `day` is the rejection's

@@ -39,6 +39,17 @@ pub struct Entry {
     pub source: String,
     pub state: String,
     pub outcome: Option<String>,
+    /// `depot reprocess ID`: this row runs that conversation again.
+    pub redo: Option<Redo>,
+}
+
+/// A journal row that re-runs an ingested conversation: the pipeline
+/// bypasses the "same content, unchanged" check, and the new conversation
+/// keeps the old one's picking decision unless `repick`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redo {
+    pub conversation: i64,
+    pub repick: bool,
 }
 
 /// What a new row says.
@@ -56,10 +67,15 @@ pub fn now_rfc3339() -> String {
 }
 
 pub fn insert(conn: &Connection, e: &NewEntry) -> Result<Entry> {
+    insert_redo(conn, e, None)
+}
+
+/// [`insert`], for a row that may redo a conversation.
+pub fn insert_redo(conn: &Connection, e: &NewEntry, redo: Option<Redo>) -> Result<Entry> {
     let completed_at = now_rfc3339();
     conn.prepare_cached(
-        "INSERT INTO journal (account, path, size, sha256, completed_at, source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO journal (account, path, size, sha256, completed_at, source, redo_of, repick)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         e.account,
@@ -67,7 +83,9 @@ pub fn insert(conn: &Connection, e: &NewEntry) -> Result<Entry> {
         e.size as i64,
         e.sha256,
         completed_at,
-        e.source.as_str()
+        e.source.as_str(),
+        redo.map(|r| r.conversation),
+        redo.map(|r| r.repick),
     ])?;
     Ok(Entry {
         id: conn.last_insert_rowid(),
@@ -79,6 +97,7 @@ pub fn insert(conn: &Connection, e: &NewEntry) -> Result<Entry> {
         source: e.source.as_str().to_string(),
         state: "pending".into(),
         outcome: None,
+        redo,
     })
 }
 
@@ -103,10 +122,18 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
         source: r.get(6)?,
         state: r.get(7)?,
         outcome: r.get(8)?,
+        redo: match r.get::<_, Option<i64>>(9)? {
+            Some(conversation) => Some(Redo {
+                conversation,
+                repick: r.get::<_, Option<bool>>(10)?.unwrap_or(false),
+            }),
+            None => None,
+        },
     })
 }
 
-const COLUMNS: &str = "id, account, path, size, sha256, completed_at, source, state, outcome";
+const COLUMNS: &str =
+    "id, account, path, size, sha256, completed_at, source, state, outcome, redo_of, repick";
 
 pub fn pending(conn: &Connection) -> Result<Vec<Entry>> {
     let mut st = conn.prepare_cached(&format!(

@@ -141,6 +141,10 @@ const MIGRATIONS: &[&str] = &[
         started_at TEXT NOT NULL,
         updated_at TEXT NOT NULL
     );",
+    // 5: `depot reprocess ID`: the conversation a journal row redoes, and
+    // whether its picking decision is taken again.
+    "ALTER TABLE journal ADD COLUMN redo_of INTEGER;
+    ALTER TABLE journal ADD COLUMN repick INTEGER;",
 ];
 
 /// Opens (creating if needed) the database at `path` with depot's pragmas and

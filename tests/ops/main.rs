@@ -1,9 +1,10 @@
 //! Integration tests of operating depot (issue 5): accounts hot-reloaded
-//! while the server runs, `depot import`, `depot reprocess --rejected`, the
-//! start-up scan and `depot stats`, each driven through the real server and
-//! the real binary.
+//! while the server runs, `depot import`, `depot reprocess` (`--rejected`
+//! and by conversation id), the start-up scan and `depot stats`, each
+//! driven through the real server and the real binary.
 
 mod harness;
 mod import;
 mod reload;
+mod reprocess;
 mod scan;

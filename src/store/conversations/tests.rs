@@ -1,6 +1,6 @@
 use super::*;
 use crate::pipeline::identify::NewAdvisor;
-use crate::store::journal::{insert, NewEntry, Source};
+use crate::store::journal::{insert, NewEntry, Redo, Source};
 
 fn db() -> (tempfile::TempDir, Connection) {
     let d = tempfile::tempdir().unwrap();
@@ -56,6 +56,7 @@ fn draft(
         crm: None,
         wait_until: None,
         existing: None,
+        redo: None,
     }
 }
 
@@ -259,4 +260,46 @@ fn a_completed_call_is_not_rejected_by_a_late_timeout() {
         )
         .unwrap();
     assert_eq!((status.as_str(), rejections), ("ingested", 0));
+}
+
+#[test]
+fn a_redo_keeps_the_pick_and_counts_unless_repick() {
+    let (_d, c) = db();
+    let rule = |percent| PickingRule {
+        percent: Some(percent),
+        max_per_advisor: Some(1),
+    };
+    let d = draft(&c, "/a/x.mp3", "same", advisor("ann"), Some(rule(100)));
+    let Stored::Conversation { id, picked: true } = store(&c, &d).unwrap() else {
+        panic!()
+    };
+    // Same content, a stricter rule: kept, counted once.
+    let mut redo = draft(&c, "/a/x.mp3", "same", advisor("ann"), Some(rule(0)));
+    redo.redo = Some(Redo {
+        conversation: id,
+        repick: false,
+    });
+    let Stored::Conversation { id: id2, picked } = store(&c, &redo).unwrap() else {
+        panic!()
+    };
+    assert!(picked && id2 != id);
+    assert_eq!(counters(&c), (1, 1));
+    // Redoing the superseded one again changes nothing.
+    redo.journal_id = draft(&c, "/a/x.mp3", "same", advisor("ann"), None).journal_id;
+    assert_eq!(store(&c, &redo).unwrap(), Stored::Unchanged { id });
+    // --repick: a fresh decision, the old counts removed.
+    let mut repick = draft(&c, "/a/x.mp3", "same", advisor("ann"), Some(rule(0)));
+    repick.redo = Some(Redo {
+        conversation: id2,
+        repick: true,
+    });
+    let Stored::Conversation { picked, .. } = store(&c, &repick).unwrap() else {
+        panic!()
+    };
+    assert!(!picked);
+    assert_eq!(counters(&c), (1, 0));
+    let advisor_picked: i64 = c
+        .query_row("SELECT sum(picked) FROM picking_advisors", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(advisor_picked, 0);
 }
