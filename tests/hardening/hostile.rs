@@ -68,6 +68,12 @@ impl Raw {
         let key = russh::keys::load_secret_key(depot.key(), None)?;
         let config = russh::client::Config {
             inactivity_timeout: Some(Duration::from_secs(30)),
+            // The flood reads its 10,000 replies only after sending every
+            // request: with russh's default queue (100 messages) the
+            // replies arriving meanwhile fill it, the client's session loop
+            // blocks and the send never finishes (the test client, not the
+            // server, deadlocks). Room for every reply keeps it reading.
+            channel_buffer_size: 65_536,
             ..Default::default()
         };
         let mut handle =
