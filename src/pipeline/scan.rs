@@ -90,8 +90,15 @@ pub fn scan(data_dir: &Path, accounts: &Accounts, writer: &Writer) -> store::Res
             };
             let file = jail.open_file(&path, &read);
             // An upload cut off by a crash or a dropped connection: not a
-            // deposit (the client may resume it).
-            if file.as_ref().is_ok_and(crate::sftp::is_partial) {
+            // deposit (the client may resume it). An empty file is treated
+            // the same: a crash can fall between an OPEN creating the file
+            // and the partial mark being set (ext4 may make that second
+            // step wait for a journal commit), and an empty file holds
+            // nothing to ingest anyway.
+            let empty = file
+                .as_ref()
+                .is_ok_and(|f| f.metadata().is_ok_and(|m| m.len() == 0));
+            if empty || file.as_ref().is_ok_and(crate::sftp::is_partial) {
                 tracing::info!(account = %account.name, path = %path, "partial upload left by an interrupted transfer; not ingested");
                 continue;
             }

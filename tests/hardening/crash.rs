@@ -9,7 +9,7 @@ use crate::process::{connect, upload, Depot, TestResult};
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ACCOUNT: &str = r#"timezone = "Europe/Paris"
 [audio]
@@ -81,34 +81,6 @@ async fn client(
     }
 }
 
-fn wait_idle(depot: &Depot, expect_conversations: Option<i64>) -> TestResult {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let c = depot::store::open_read(&depot.db())?;
-        let pending: i64 = c.query_row(
-            "SELECT count(*) FROM journal WHERE state = 'pending'",
-            [],
-            |r| r.get(0),
-        )?;
-        let convs: i64 = c.query_row(
-            "SELECT count(*) FROM conversations WHERE status != 'superseded'",
-            [],
-            |r| r.get(0),
-        )?;
-        if pending == 0 && expect_conversations.is_none_or(|n| n == convs) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "still {pending} pending, {convs} conversations\n{}",
-                depot.log()
-            )
-            .into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn check_invariants(depot: &Depot, items: &[Item], acked: &HashSet<usize>) -> TestResult<usize> {
     let c = depot::store::open_read(&depot.db())?;
     let integrity: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
@@ -142,9 +114,24 @@ fn check_invariants(depot: &Depot, items: &[Item], acked: &HashSet<usize>) -> Te
         .prepare("SELECT path || ': ' || stage || ': ' || reason FROM rejections")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    let journal: Vec<String> = c
+        .prepare(
+            "SELECT j.path || ' ' || j.source || ' ' || j.size || ' ' || coalesce(j.outcome, '')
+             FROM journal j JOIN rejections r ON r.path = j.path ORDER BY j.id",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     assert!(
         rejections.is_empty(),
-        "valid uploads were rejected: {rejections:?}"
+        "valid uploads were rejected: {rejections:?}; their journal rows: {journal:?}\n{}",
+        depot
+            .log()
+            .lines()
+            .filter(|l| journal
+                .iter()
+                .any(|j| j.split(' ').next().is_some_and(|p| l.contains(p))))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let advisors: i64 = c.query_row("SELECT count(*) FROM advisors", [], |r| r.get(0))?;
     let used: HashSet<i64> = rows.iter().filter_map(|r| r.3).collect();
@@ -193,7 +180,7 @@ async fn acknowledged_uploads_survive_sigkill_exactly_once() -> TestResult {
             let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
         }
         depot.start()?;
-        wait_idle(&depot, None)?;
+        depot.wait_ingested(Duration::from_secs(60), |_| true)?;
         let snapshot = acked.lock().unwrap().clone();
         let n = check_invariants(&depot, &items, &snapshot)?;
         eprintln!(
@@ -207,7 +194,7 @@ async fn acknowledged_uploads_survive_sigkill_exactly_once() -> TestResult {
     for c in 0..CLIENTS {
         client(depot.port, depot.key(), items.clone(), acked.clone(), c).await;
     }
-    wait_idle(&depot, Some(FILES as i64))?;
+    depot.wait_ingested(Duration::from_secs(60), |n| n == FILES as i64)?;
     let all: HashSet<usize> = (0..FILES).collect();
     assert_eq!(check_invariants(&depot, &items, &all)?, FILES);
     let c = depot::store::open_read(&depot.db())?;
