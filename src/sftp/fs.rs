@@ -432,12 +432,10 @@ impl SftpSession {
             if file.metadata().is_ok_and(|m| m.nlink() > 1) {
                 return (up, Err(std::io::Error::other(ARCHIVED)));
             }
-            up.before_write(&file, offset, &data);
             let res = file.write_all_at(&data, offset);
-            if res.is_ok() {
-                up.after_write(offset, data.len());
-            } else {
-                up.invalidate();
+            match res {
+                Ok(()) => up.written(&file, offset, data),
+                Err(_) => up.invalidate(),
             }
             (up, res)
         })

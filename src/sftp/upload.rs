@@ -3,8 +3,9 @@
 //!
 //! The sha256 is computed as the bytes arrive when they arrive in order
 //! (the normal case, also for a resumed upload: the existing prefix is hashed
-//! from disk once). Writes out of order or overlapping make the running hash
-//! useless; then the file is hashed from disk at completion instead.
+//! from disk once), by a thread of the upload's own once it is large.
+//! Writes out of order or overlapping make the running hash useless; then
+//! the file is hashed from disk at completion instead.
 //!
 //! Completion = fsync file data when configured,
 //! commit the journal row, hand the entry to the pipeline. Only after that
@@ -18,7 +19,9 @@ use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// Extended attribute set on a final-name file while an upload writes it:
 /// after a crash, the start-up scan knows such a file is a partial upload,
@@ -40,52 +43,116 @@ pub fn is_partial(file: &File) -> bool {
 }
 
 pub struct Upload {
-    hasher: Sha256,
-    /// Bytes [0, hashed) are in `hasher`.
+    hashing: Hashing,
+    /// Bytes [0, hashed) are in the running hash (sent to it, when a thread
+    /// does the hashing).
     hashed: u64,
-    in_order: bool,
-    /// A WRITE happened (or the file was created or truncated at open).
-    pub changed: bool,
     /// Current file length as far as this handle knows.
     pub len: u64,
+    /// A WRITE happened (or the file was created or truncated at open).
+    pub changed: bool,
 }
+
+/// Where the running hash is computed. A small upload is hashed inline as
+/// its WRITEs arrive. Past [`THREAD_AFTER`] bytes a thread of its own takes
+/// over: the SFTP loop answers one request at a time, so hashing on its
+/// path (about a second per GiB even with SHA extensions) would cap a large
+/// upload's throughput; off the path it overlaps with receiving the next
+/// WRITEs. The bounded queue keeps at most [`QUEUED`] write buffers waiting.
+enum Hashing {
+    Inline(Sha256),
+    Thread {
+        pieces: SyncSender<Piece>,
+        done: JoinHandle<Option<Sha256>>,
+    },
+    /// Writes came out of order: the file is hashed from disk at completion.
+    Abandoned,
+}
+
+enum Piece {
+    Bytes(Vec<u8>),
+    /// A range already on disk (the existing prefix of a resumed upload).
+    FromFile(u64, u64),
+}
+
+const THREAD_AFTER: u64 = 1024 * 1024;
+const QUEUED: usize = 8;
 
 impl Upload {
     pub fn new(len_at_open: u64, created_or_truncated: bool) -> Self {
         Upload {
-            hasher: Sha256::new(),
+            hashing: Hashing::Inline(Sha256::new()),
             hashed: 0,
-            in_order: true,
             changed: created_or_truncated,
             len: len_at_open,
         }
     }
 
-    /// Call before writing `data` at `offset` of `file`: keeps the running
-    /// hash in step when the write continues where hashing stopped (reading
-    /// an existing prefix from disk when a resumed upload starts mid-file).
-    pub fn before_write(&mut self, file: &File, offset: u64, data: &[u8]) {
-        if !self.in_order {
+    /// Call after `data` was written at `offset` of `file`: keeps the
+    /// running hash in step when the write continues where hashing stopped
+    /// (taking an existing prefix from disk when a resumed upload starts
+    /// mid-file).
+    pub fn written(&mut self, file: &Arc<File>, offset: u64, data: Vec<u8>) {
+        let (len_before, n) = (self.len, data.len() as u64);
+        self.changed = true;
+        self.len = self.len.max(offset + n);
+        if matches!(self.hashing, Hashing::Abandoned) {
             return;
         }
-        if offset > self.hashed && offset <= self.len {
-            if hash_range(file, self.hashed, offset, &mut self.hasher).is_err() {
-                self.in_order = false;
+        if offset > self.hashed && offset <= len_before {
+            let (from, to) = (self.hashed, offset);
+            if !self.feed(file, Piece::FromFile(from, to)) {
                 return;
             }
             self.hashed = offset;
         }
-        if offset == self.hashed {
-            self.hasher.update(data);
-            self.hashed += data.len() as u64;
-        } else {
-            self.in_order = false;
+        if offset != self.hashed {
+            self.hashing = Hashing::Abandoned;
+            return;
+        }
+        if self.feed(file, Piece::Bytes(data)) {
+            self.hashed += n;
         }
     }
 
-    pub fn after_write(&mut self, offset: u64, n: usize) {
-        self.changed = true;
-        self.len = self.len.max(offset + n as u64);
+    /// Adds `piece` to the running hash; false (and hashing abandoned) when
+    /// that failed.
+    fn feed(&mut self, file: &Arc<File>, piece: Piece) -> bool {
+        if self.hashed >= THREAD_AFTER {
+            self.start_thread(file);
+        }
+        let ok = match &mut self.hashing {
+            Hashing::Inline(h) => add(h, file, &piece),
+            Hashing::Thread { pieces, .. } => pieces.send(piece).is_ok(),
+            Hashing::Abandoned => false,
+        };
+        if !ok {
+            self.hashing = Hashing::Abandoned;
+        }
+        ok
+    }
+
+    fn start_thread(&mut self, file: &Arc<File>) {
+        let Hashing::Inline(h) = &self.hashing else {
+            return;
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(QUEUED);
+        let (mut h, file) = (h.clone(), file.clone());
+        let spawned = std::thread::Builder::new()
+            .name("depot-hash".into())
+            .spawn(move || {
+                let mut ok = true;
+                while let Ok(piece) = rx.recv() {
+                    // After a failure, keep receiving so the sender never
+                    // blocks; the result is thrown away.
+                    ok = ok && add(&mut h, &file, &piece);
+                }
+                ok.then_some(h)
+            });
+        // Without a thread (resource limits), hashing stays inline.
+        if let Ok(done) = spawned {
+            self.hashing = Hashing::Thread { pieces: tx, done };
+        }
     }
 
     /// Something other than an in-order write touched the bytes (a failed
@@ -93,22 +160,46 @@ impl Upload {
     /// trusted. Not a completion by itself: per SPEC §4.5 only a WRITE (or
     /// creating/truncating at OPEN) makes the CLOSE complete an upload.
     pub fn invalidate(&mut self) {
-        self.in_order = false;
+        self.hashing = Hashing::Abandoned;
     }
 
     /// The final (size, sha256): from the running hash when it covers the
-    /// whole file, else from disk.
+    /// whole file, else from disk. Blocks until a hashing thread is done.
     pub fn finish(self, file: &File) -> std::io::Result<(u64, String)> {
         let size = file.metadata()?.len();
-        if self.in_order && self.hashed == size {
-            return Ok((size, hex::encode(self.hasher.finalize())));
+        let running = match self.hashing {
+            Hashing::Inline(h) => Some(h),
+            Hashing::Thread { pieces, done } => {
+                drop(pieces);
+                done.join().ok().flatten()
+            }
+            Hashing::Abandoned => None,
+        };
+        match running {
+            Some(h) if self.hashed == size => Ok((size, hex::encode(h.finalize()))),
+            _ => hash_file(file),
         }
-        hash_file(file)
     }
 }
 
+fn add(h: &mut Sha256, file: &File, piece: &Piece) -> bool {
+    match piece {
+        Piece::Bytes(b) => {
+            h.update(b);
+            true
+        }
+        Piece::FromFile(from, to) => hash_range(file, *from, *to, h).is_ok(),
+    }
+}
+
+/// A read buffer for `len` bytes: big enough to read them in one call (plus
+/// one to see the end), at most 256 KiB.
+fn read_buffer_len(len: u64) -> usize {
+    (len.saturating_add(1)).clamp(4096, 256 * 1024) as usize
+}
+
 fn hash_range(file: &File, from: u64, to: u64, h: &mut Sha256) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; read_buffer_len(to.saturating_sub(from))];
     let mut pos = from;
     while pos < to {
         let want = ((to - pos) as usize).min(buf.len());
@@ -125,7 +216,10 @@ fn hash_range(file: &File, from: u64, to: u64, h: &mut Sha256) -> std::io::Resul
 /// (size, sha256 hex) of a whole file.
 pub fn hash_file(file: &File) -> std::io::Result<(u64, String)> {
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    // Sized by the file: a zeroed 256 KiB buffer for every small recording
+    // cost more than hashing it (`depot import`, the pipeline's check).
+    let len = file.metadata()?.len();
+    let mut buf = vec![0u8; read_buffer_len(len)];
     let mut size = 0u64;
     let mut r = file;
     loop {
@@ -235,17 +329,69 @@ mod tests {
             .write(true)
             .open(&path)
             .unwrap();
+        let f = Arc::new(f);
         let mut up = Upload::new(6, false);
-        up.before_write(&f, 6, b"world");
         f.write_all_at(b"world", 6).unwrap();
-        up.after_write(6, 5);
+        up.written(&f, 6, b"world".to_vec());
         let expected = hex::encode(Sha256::digest(b"hello world"));
         assert_eq!(up.finish(&f).unwrap(), (11, expected.clone()));
         let mut up = Upload::new(11, false);
-        up.before_write(&f, 0, b"HELLO");
         f.write_all_at(b"HELLO", 0).unwrap();
-        up.after_write(0, 5);
+        up.written(&f, 0, b"HELLO".to_vec());
         let expected = hex::encode(Sha256::digest(b"HELLO world"));
         assert_eq!(up.finish(&f).unwrap(), (11, expected));
+    }
+
+    #[test]
+    fn a_large_upload_is_hashed_by_its_thread_also_when_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let data: Vec<u8> = (0..5 * THREAD_AFTER).map(|i| (i * 7 % 251) as u8).collect();
+        let prefix = 3 * THREAD_AFTER as usize / 2;
+        std::fs::write(&path, &data[..prefix]).unwrap();
+        let f = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap(),
+        );
+        // Resumed at the old end: the prefix comes from disk, the rest from
+        // the WRITEs, most of it through the hashing thread.
+        let mut up = Upload::new(prefix as u64, false);
+        for (i, chunk) in data[prefix..].chunks(100_000).enumerate() {
+            let off = (prefix + i * 100_000) as u64;
+            f.write_all_at(chunk, off).unwrap();
+            up.written(&f, off, chunk.to_vec());
+        }
+        assert!(matches!(up.hashing, Hashing::Thread { .. }));
+        let expected = hex::encode(Sha256::digest(&data));
+        assert_eq!(up.finish(&f).unwrap(), (data.len() as u64, expected));
+    }
+
+    #[test]
+    fn an_out_of_order_write_abandons_the_thread_and_hashes_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let f = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap(),
+        );
+        let mut up = Upload::new(0, true);
+        let block = vec![1u8; THREAD_AFTER as usize];
+        for i in 0..3u64 {
+            f.write_all_at(&block, i * THREAD_AFTER).unwrap();
+            up.written(&f, i * THREAD_AFTER, block.clone());
+        }
+        f.write_all_at(b"zz", 10).unwrap();
+        up.written(&f, 10, b"zz".to_vec());
+        assert!(matches!(up.hashing, Hashing::Abandoned));
+        let expected = hex::encode(Sha256::digest(std::fs::read(&path).unwrap()));
+        assert_eq!(up.finish(&f).unwrap(), (3 * THREAD_AFTER, expected));
     }
 }
