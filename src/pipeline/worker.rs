@@ -50,6 +50,8 @@ pub struct Pipeline {
     /// Held while a customer's rejection report is rewritten (see
     /// [`refresh_report`]).
     reports: tokio::sync::Mutex<()>,
+    /// Reports (account, day) with a rewrite asked for and not yet begun.
+    reports_due: Mutex<HashSet<(String, String)>>,
 }
 
 impl Pipeline {
@@ -69,6 +71,7 @@ impl Pipeline {
             crm: Mutex::new(HashMap::new()),
             timer_busy: AtomicBool::new(false),
             reports: tokio::sync::Mutex::new(()),
+            reports_due: Mutex::new(HashSet::new()),
         })
     }
 
@@ -154,24 +157,23 @@ pub async fn run(p: Arc<Pipeline>, mut inbox: mpsc::UnboundedReceiver<Entry>) {
     }
 }
 
+/// A set behind a mutex; a panic elsewhere cannot poison these sets.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Keeps a deposit marked as being ingested (SFTP refuses to modify it).
 struct InFlight<'a>(&'a Mutex<HashSet<Key>>, Key);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.1);
+        lock(self.0).remove(&self.1);
     }
 }
 
 async fn process(p: Arc<Pipeline>, entry: Entry) -> Option<Key> {
     let key = (entry.account.clone(), entry.path.clone());
-    p.in_flight
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key.clone());
+    lock(&p.in_flight).insert(key.clone());
     let _guard = InFlight(&p.in_flight, key.clone());
     for attempt in 0..RETRIES {
         match ingest(&p, &entry).await {
@@ -283,14 +285,28 @@ pub async fn reject(
 /// every rejection committed before it (rewrites that each wrote the rows
 /// read when their rejection committed could land out of order, leaving an
 /// older list in place).
+///
+/// Requests coalesce: while a rewrite of the same report waits for its
+/// turn, a new request is already covered by it (it reads the rows after
+/// this one's rejection committed) and returns at once. A flood of
+/// rejections thus costs a few whole rewrites, not one per rejection (which
+/// grew quadratically with the day's list). The rows are read through a
+/// connection of their own, not the writer thread that acknowledges
+/// uploads.
 pub async fn refresh_report(p: &Pipeline, account: &Account, day: String) -> anyhow::Result<()> {
+    let key = (account.name.clone(), day);
+    if !lock(&p.reports_due).insert(key.clone()) {
+        return Ok(());
+    }
     let _one_at_a_time = p.reports.lock().await;
-    let (acc, d) = (account.name.clone(), day.clone());
-    let rows = p
-        .writer
-        .run(move |c| conversations::report(c, &acc, &d))
-        .await?;
-    let root = p.jail_root(&account.name);
-    tokio::task::spawn_blocking(move || super::report::write(&root, &day, &rows)).await??;
+    // From here on, a new request waits for a rewrite of its own.
+    lock(&p.reports_due).remove(&key);
+    let (db, root) = (p.writer.path().to_path_buf(), p.jail_root(&account.name));
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let (acc, day) = key;
+        let rows = conversations::report(&crate::store::open_read(&db)?, &acc, &day)?;
+        super::report::write(&root, &day, &rows)
+    })
+    .await??;
     Ok(())
 }

@@ -145,6 +145,8 @@ const MIGRATIONS: &[&str] = &[
     // whether its picking decision is taken again.
     "ALTER TABLE journal ADD COLUMN redo_of INTEGER;
     ALTER TABLE journal ADD COLUMN repick INTEGER;",
+    // 6: the customer's daily report reads one account's day in order.
+    "CREATE INDEX rejections_day ON rejections(account, day, id);",
 ];
 
 /// Opens (creating if needed) the database at `path` with depot's pragmas and
