@@ -20,7 +20,7 @@ use crate::store::journal::{self, Entry, NewEntry, Source};
 use crate::store::{self, Writer};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashSet};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -444,14 +444,8 @@ fn copy_in(jail: &Jail, item: &Item) -> Result<()> {
         .open_file(&tmp, &write)
         .with_context(|| format!("cannot create {tmp}"))?;
     let mut src = std::fs::File::open(&item.src)?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = src.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        out.write_all(&buf[..n])?;
-    }
+    // File to file: the kernel copies (copy_file_range), no buffer here.
+    std::io::copy(&mut src, &mut out)?;
     jail.rename(&tmp, &item.dest, true)
         .with_context(|| format!("cannot rename {tmp} to {}", item.dest))?;
     Ok(())
