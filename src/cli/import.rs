@@ -389,6 +389,7 @@ impl Progress {
 /// and journaled; returns the row to insert, or why nothing is needed.
 fn prepare(
     jail: &Jail,
+    made: &mut HashSet<JailPath>,
     reader: &rusqlite::Connection,
     account: &str,
     item: &Item,
@@ -413,7 +414,7 @@ fn prepare(
             return Ok(Err("already imported".into()));
         }
     } else {
-        copy_in(jail, item)?;
+        copy_in(jail, made, item)?;
     }
     Ok(Ok(NewEntry {
         account: account.to_string(),
@@ -427,12 +428,16 @@ fn prepare(
 /// Writes under a temporary name (never ingested), then renames it over
 /// the destination, so a reader never sees half a file under a final name.
 /// Not flushed here: a whole batch is flushed at once before it is journaled.
-fn copy_in(jail: &Jail, item: &Item) -> Result<()> {
+/// `made` holds the directories this import already created.
+fn copy_in(jail: &Jail, made: &mut HashSet<JailPath>, item: &Item) -> Result<()> {
     let (Some(dir), Some(name)) = (item.dest.parent(), item.dest.file_name()) else {
         bail!("{} is not a file path", item.dest);
     };
-    jail.create_dir_all(&dir, 0o755)
-        .with_context(|| format!("cannot create {dir}"))?;
+    if !made.contains(&dir) {
+        jail.create_dir_all(&dir, 0o755)
+            .with_context(|| format!("cannot create {dir}"))?;
+        made.insert(dir.clone());
+    }
     let tmp = dir.join(&format!(".{name}.import.tmp"))?;
     let write = OpenOptions {
         write: true,
@@ -465,6 +470,7 @@ fn feed_import(
 ) -> Result<()> {
     let reader = store::open_read(writer.path())?;
     let mut batch: Vec<NewEntry> = Vec::new();
+    let mut made = HashSet::new();
     let flush = |batch: &mut Vec<NewEntry>| -> Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -487,7 +493,7 @@ fn feed_import(
     };
     for item in &items {
         let label = item.dest.as_str().to_string();
-        match prepare(&jail, &reader, &account, item) {
+        match prepare(&jail, &mut made, &reader, &account, item) {
             Ok(Ok(row)) => batch.push(row),
             Ok(Err(why)) => {
                 let _ = events.send(Event::Skipped { label, why });
