@@ -237,13 +237,22 @@ pub async fn latest_crm(
     p: &Pipeline,
     account: &Account,
 ) -> anyhow::Result<Option<(i64, Arc<CrmTable>)>> {
-    if let Some(cached) = p
-        .crm
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&account.name)
-    {
-        return Ok(cached.clone());
+    let cached = |p: &Pipeline| {
+        p.crm
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&account.name)
+            .cloned()
+    };
+    if let Some(hit) = cached(p) {
+        return Ok(hit);
+    }
+    // One load at a time: after a restart every concurrent ingestion
+    // misses the cache at once, and each loading its own copy of a
+    // million-row snapshot took gigabytes.
+    let _one_load = p.crm_loading.lock().await;
+    if let Some(hit) = cached(p) {
+        return Ok(hit);
     }
     let acc = account.name.clone();
     let latest = p
@@ -258,6 +267,8 @@ pub async fn latest_crm(
                 s.file.clone(),
             );
             let table = tokio::task::spawn_blocking(move || -> anyhow::Result<CrmTable> {
+                #[cfg(test)]
+                tests::LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let bytes = std::fs::read(&file)?;
                 crm::load(&bytes, &dialect, &key)
                     .map_err(|e| anyhow!("reloading CRM snapshot {file}: {e}"))
@@ -267,9 +278,77 @@ pub async fn latest_crm(
         }
         _ => None,
     };
-    p.crm
+    // A snapshot taken while this one loaded is newer: it stays.
+    Ok(p.crm
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(account.name.clone(), loaded.clone());
-    Ok(loaded)
+        .entry(account.name.clone())
+        .or_insert(loaded)
+        .clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use std::collections::HashSet;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    /// Snapshot files read by [`latest_crm`].
+    pub static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_lookups_share_one_load_of_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = crate::sftp::auth::hash_password("pw").unwrap();
+        let file = dir.path().join("acme.toml");
+        std::fs::write(
+            &file,
+            format!("password_hash = {hash:?}\n[crm]\ndir = \"/crm\"\nkey = \"agent_id\"\n"),
+        )
+        .unwrap();
+        let account = Arc::new(
+            crate::config::load_account(&file, dir.path(), false)
+                .unwrap()
+                .0,
+        );
+        let csv = dir.path().join("snapshot.csv");
+        std::fs::write(&csv, "agent_id,team\nalice,emerald\nbob,ruby\n").unwrap();
+        let (writer, db_thread) = crate::store::Writer::start(&dir.path().join("d.db")).unwrap();
+        let name = csv.display().to_string();
+        writer
+            .run(move |c| {
+                let id = snapshots::add_snapshot(c, "acme", "/crm/a.csv", 2, 0, 1)?;
+                snapshots::set_snapshot_file(c, id, &name)
+            })
+            .await
+            .unwrap();
+        let mut accounts = std::collections::BTreeMap::new();
+        accounts.insert("acme".to_string(), account.clone());
+        let (_keep, rx) = tokio::sync::watch::channel(Arc::new(accounts));
+        let p = Pipeline::new(
+            rx,
+            writer.clone(),
+            dir.path().to_path_buf(),
+            Arc::new(Mutex::new(HashSet::new())),
+            Arc::new(Metrics::default()),
+        );
+        let lookups: Vec<_> = (0..8)
+            .map(|_| {
+                let (p, a) = (p.clone(), account.clone());
+                tokio::spawn(async move { latest_crm(&p, &a).await.unwrap().unwrap() })
+            })
+            .collect();
+        let mut tables = Vec::new();
+        for l in lookups {
+            tables.push(l.await.unwrap());
+        }
+        assert_eq!(tables[0].1.lookup("bob").unwrap()["team"], "ruby");
+        // One load, one table in memory, whoever asked first.
+        assert_eq!(LOADS.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(tables.iter().all(|t| Arc::ptr_eq(&t.1, &tables[0].1)));
+        drop((p, writer));
+        db_thread.join().unwrap();
+    }
 }

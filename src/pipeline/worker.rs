@@ -46,6 +46,8 @@ pub struct Pipeline {
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
     pub metrics: Arc<Metrics>,
     pub crm: CrmCache,
+    /// Held while a CRM snapshot is loaded into [`Pipeline::crm`].
+    pub crm_loading: tokio::sync::Mutex<()>,
     timer_busy: AtomicBool,
     /// Held while a customer's rejection report is rewritten (see
     /// [`refresh_report`]).
@@ -69,6 +71,7 @@ impl Pipeline {
             in_flight,
             metrics,
             crm: Mutex::new(HashMap::new()),
+            crm_loading: tokio::sync::Mutex::new(()),
             timer_busy: AtomicBool::new(false),
             reports: tokio::sync::Mutex::new(()),
             reports_due: Mutex::new(HashSet::new()),
