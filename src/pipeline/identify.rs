@@ -27,6 +27,15 @@ pub enum AdvisorRef {
 }
 
 impl AdvisorRef {
+    /// The name recorded on a conversation whose advisor is known by name
+    /// only.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            AdvisorRef::Named(n) => Some(n),
+            _ => None,
+        }
+    }
+
     /// The key picking caps are counted under.
     pub fn picking_key(&self) -> Option<String> {
         match self {

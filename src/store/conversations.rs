@@ -110,6 +110,7 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
         false => decide_for(conn, d, kept)?,
     };
     let now = now_rfc3339();
+    let cols = JsonColumns::of(d)?;
     conn.prepare_cached(
         "INSERT INTO conversations (account, path, journal_id, size, sha256, received_at, status,
             started_at, deposit_date, window, metadata, flags, advisor_id, advisor_name, picking_key,
@@ -127,21 +128,18 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
         d.started_at,
         d.deposit_date,
         d.window,
-        json(&d.metadata)?,
-        json(&d.flags)?,
+        cols.metadata,
+        cols.flags,
         advisor_id,
-        match &d.advisor {
-            AdvisorRef::Named(n) => Some(n.clone()),
-            _ => None,
-        },
+        d.advisor.name(),
         key,
         picked,
         reason,
         d.audio.as_ref().map(json).transpose()?,
         now,
         if awaiting { "awaiting_metadata" } else { "ingested" },
-        json(&d.additional_metadata)?,
-        d.crm.as_ref().map(json).transpose()?,
+        cols.additional_metadata,
+        cols.crm,
         d.wait_until,
     ])?;
     let id = conn.last_insert_rowid();
@@ -239,6 +237,7 @@ fn finish_awaiting(conn: &Connection, id: i64, d: &Draft) -> Result<Stored> {
         return Ok(Stored::Unchanged { id });
     }
     let (advisor_id, key, picked, reason) = decide_for(conn, d, None)?;
+    let cols = JsonColumns::of(d)?;
     conn.prepare_cached(
         "UPDATE conversations SET status = 'ingested', started_at = ?2, window = ?3, metadata = ?4,
             flags = ?5, advisor_id = ?6, advisor_name = ?7, picking_key = ?8, picked = ?9,
@@ -249,20 +248,37 @@ fn finish_awaiting(conn: &Connection, id: i64, d: &Draft) -> Result<Stored> {
         id,
         d.started_at,
         d.window,
-        json(&d.metadata)?,
-        json(&d.flags)?,
+        cols.metadata,
+        cols.flags,
         advisor_id,
-        match &d.advisor {
-            AdvisorRef::Named(n) => Some(n.clone()),
-            _ => None,
-        },
+        d.advisor.name(),
         key,
         picked,
         reason,
-        json(&d.additional_metadata)?,
-        d.crm.as_ref().map(json).transpose()?,
+        cols.additional_metadata,
+        cols.crm,
     ])?;
     Ok(Stored::Conversation { id, picked })
+}
+
+/// A draft's columns stored as JSON, as both a new conversation and one
+/// completed after waiting for its metadata write them.
+struct JsonColumns {
+    metadata: String,
+    flags: String,
+    additional_metadata: String,
+    crm: Option<String>,
+}
+
+impl JsonColumns {
+    fn of(d: &Draft) -> Result<JsonColumns> {
+        Ok(JsonColumns {
+            metadata: json(&d.metadata)?,
+            flags: json(&d.flags)?,
+            additional_metadata: json(&d.additional_metadata)?,
+            crm: d.crm.as_ref().map(json).transpose()?,
+        })
+    }
 }
 
 /// The parts of an awaiting conversation needed to complete it.
@@ -478,6 +494,29 @@ pub fn clear_rejections(conn: &Connection, account: &str, path: &str) -> Result<
     )?
     .execute(params![account, path, now_rfc3339()])?;
     Ok(())
+}
+
+/// A deposit with an open rejection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub account: String,
+    pub path: String,
+}
+
+/// Deposits whose latest rejection is open, oldest rejection first.
+pub fn open_rejections(conn: &Connection, account: Option<&str>) -> Result<Vec<Rejected>> {
+    let mut st = conn.prepare_cached(
+        "SELECT account, path FROM rejections
+         WHERE cleared_at IS NULL AND (?1 IS NULL OR account = ?1)
+         GROUP BY account, path ORDER BY min(id)",
+    )?;
+    let rows = st.query_map([account], |r| {
+        Ok(Rejected {
+            account: r.get(0)?,
+            path: r.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 /// One row of a customer's rejection report.
