@@ -19,55 +19,18 @@
 use super::import::{run_local, Event, Local};
 use crate::jail::{Jail, JailError, JailPath, OpenOptions};
 use crate::sftp::hash_file;
-use crate::store::conversations::{self, Redoable};
-use crate::store::journal::{self, now_rfc3339, NewEntry, Redo, Source};
+use crate::store::conversations::{self, open_rejections, Redoable, Rejected};
+use crate::store::journal::{self, NewEntry, Redo, Source};
 use crate::store::{self, Writer};
 use anyhow::{bail, Result};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use std::path::Path;
 use tokio::sync::mpsc;
-
-/// A deposit with an open rejection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    pub account: String,
-    pub path: String,
-}
-
-/// Deposits whose latest rejection is open, oldest rejection first.
-pub fn open_rejections(conn: &Connection, account: Option<&str>) -> store::Result<Vec<Rejected>> {
-    let mut st = conn.prepare_cached(
-        "SELECT account, path FROM rejections
-         WHERE cleared_at IS NULL AND (?1 IS NULL OR account = ?1)
-         GROUP BY account, path ORDER BY min(id)",
-    )?;
-    let rows = st.query_map([account], |r| {
-        Ok(Rejected {
-            account: r.get(0)?,
-            path: r.get(1)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
-/// Is a journal row of this deposit still waiting for the pipeline?
-fn pending(conn: &Connection, account: &str, path: &str) -> store::Result<bool> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT 1 FROM journal WHERE account = ?1 AND path = ?2 AND state = 'pending' LIMIT 1",
-        )?
-        .query_row([account, path], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
 
 /// Closes the deposit's open rejections and journals it again (one
 /// savepoint: both or neither).
 fn requeue(conn: &Connection, row: &NewEntry) -> store::Result<journal::Entry> {
-    conn.prepare_cached(
-        "UPDATE rejections SET cleared_at = ?3 WHERE account = ?1 AND path = ?2 AND cleared_at IS NULL",
-    )?
-    .execute(params![row.account, row.path, now_rfc3339()])?;
+    conversations::clear_rejections(conn, &row.account, &row.path)?;
     journal::insert(conn, row)
 }
 
@@ -93,7 +56,7 @@ fn feed_rejected(
             skip("the account is not configured");
             continue;
         };
-        if pending(&reader, &r.account, &r.path)? {
+        if journal::is_pending(&reader, &r.account, &r.path)? {
             skip("already waiting for the pipeline");
             continue;
         }
@@ -138,7 +101,7 @@ fn feed_ids(
 ) -> Result<()> {
     let reader = store::open_read(writer.path())?;
     for (id, c) in todo {
-        if pending(&reader, &c.account, &c.path)? {
+        if journal::is_pending(&reader, &c.account, &c.path)? {
             let _ = events.send(Event::Skipped {
                 label: format!("conversation {id}"),
                 why: "its deposit is already waiting for the pipeline".into(),

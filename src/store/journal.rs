@@ -135,6 +135,17 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
 const COLUMNS: &str =
     "id, account, path, size, sha256, completed_at, source, state, outcome, redo_of, repick";
 
+/// Is a journal row of this deposit still waiting for the pipeline?
+pub fn is_pending(conn: &Connection, account: &str, path: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM journal WHERE account = ?1 AND path = ?2 AND state = 'pending' LIMIT 1",
+        )?
+        .query_row([account, path], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 pub fn pending(conn: &Connection) -> Result<Vec<Entry>> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM journal WHERE state = 'pending' ORDER BY id"
