@@ -7,10 +7,10 @@
 //! descriptors than before them.
 
 use crate::process::{connect, download, sha256_hex, upload, Client, Depot, TestResult};
+use crate::russh_client;
 use russh::client::{Handle, Msg};
 use russh::{Channel, ChannelMsg};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ACCOUNT: &str = "[audio]\ndir = \"/audio\"\nrequire_date_dir = false\n";
@@ -65,7 +65,6 @@ fn request(id: u32, fields: &[&[u8]]) -> Vec<u8> {
 
 impl Raw {
     async fn open(depot: &Depot) -> TestResult<Raw> {
-        let key = russh::keys::load_secret_key(depot.key(), None)?;
         let config = russh::client::Config {
             inactivity_timeout: Some(Duration::from_secs(30)),
             // The flood reads its 10,000 replies only after sending every
@@ -76,15 +75,8 @@ impl Raw {
             channel_buffer_size: 65_536,
             ..Default::default()
         };
-        let mut handle =
-            russh::client::connect(Arc::new(config), ("127.0.0.1", depot.port), Client).await?;
-        let auth = handle
-            .authenticate_publickey(
-                "acme",
-                russh::keys::PrivateKeyWithHashAlg::new(Arc::new(key), None),
-            )
-            .await?;
-        assert!(auth.success(), "login refused");
+        let mut handle = russh_client::connect(depot.port, config).await?;
+        russh_client::key_login(&mut handle, "acme", &depot.key()).await?;
         let channel = handle.channel_open_session().await?;
         channel.request_subsystem(true, "sftp").await?;
         Ok(Raw {

@@ -8,3 +8,5 @@ mod hostile;
 mod jail_escape;
 mod load;
 mod process;
+#[path = "../common/russh_client.rs"]
+mod russh_client;

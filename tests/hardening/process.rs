@@ -166,18 +166,8 @@ impl Drop for Depot {
     }
 }
 
-pub struct Client;
-
-impl russh::client::Handler for Client {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
+use crate::russh_client;
+pub use crate::russh_client::Client;
 
 pub struct Session {
     _handle: russh::client::Handle<Client>,
@@ -185,26 +175,10 @@ pub struct Session {
 }
 
 pub async fn connect(port: u16, account: &str, key: &Path) -> TestResult<Session> {
-    let key = russh::keys::load_secret_key(key, None)?;
-    let config = russh::client::Config {
-        inactivity_timeout: Some(Duration::from_secs(20)),
-        ..Default::default()
-    };
-    let mut handle = russh::client::connect(Arc::new(config), ("127.0.0.1", port), Client).await?;
-    let auth = handle
-        .authenticate_publickey(
-            account,
-            russh::keys::PrivateKeyWithHashAlg::new(Arc::new(key), None),
-        )
-        .await?;
-    if !auth.success() {
-        return Err("login refused".into());
-    }
-    let channel = handle.channel_open_session().await?;
-    channel.request_subsystem(true, "sftp").await?;
-    let sftp = russh_sftp::client::RawSftpSession::new(channel.into_stream());
-    sftp.set_timeout(20);
-    sftp.init().await?;
+    let mut handle =
+        russh_client::connect(port, russh_client::config(Duration::from_secs(20))).await?;
+    russh_client::key_login(&mut handle, account, key).await?;
+    let sftp = russh_client::open_sftp(&handle, 20).await?;
     Ok(Session {
         _handle: handle,
         sftp,
@@ -244,10 +218,7 @@ pub async fn ssh_from(
     let stream = socket
         .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .await?;
-    let config = russh::client::Config {
-        inactivity_timeout: Some(Duration::from_secs(20)),
-        ..Default::default()
-    };
+    let config = russh_client::config(Duration::from_secs(20));
     russh::client::connect_stream(Arc::new(config), stream, Client).await
 }
 

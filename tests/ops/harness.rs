@@ -5,10 +5,11 @@
 //! a deadline, never bare sleeps. (Same shape as tests/sftp/harness.rs,
 //! which belongs to the SFTP suite.)
 
+use crate::russh_client;
+pub use crate::russh_client::Client;
 use depot::server::Running;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
@@ -176,24 +177,11 @@ impl Depot {
 
     /// A russh connection logged in with the password, or why not.
     pub async fn login(&self, account: &str) -> TestResult<Session> {
-        let config = russh::client::Config {
-            inactivity_timeout: Some(Duration::from_secs(30)),
-            ..Default::default()
-        };
         let mut handle =
-            russh::client::connect(Arc::new(config), ("127.0.0.1", self.port()), Client).await?;
-        if !handle
-            .authenticate_password(account, PASSWORD)
-            .await?
-            .success()
-        {
-            return Err(format!("password login as {account} refused").into());
-        }
-        let channel = handle.channel_open_session().await?;
-        channel.request_subsystem(true, "sftp").await?;
-        let sftp = russh_sftp::client::RawSftpSession::new(channel.into_stream());
-        sftp.set_timeout(10);
-        sftp.init().await?;
+            russh_client::connect(self.port(), russh_client::config(Duration::from_secs(30)))
+                .await?;
+        russh_client::password_login(&mut handle, account, PASSWORD).await?;
+        let sftp = russh_client::open_sftp(&handle, 10).await?;
         Ok(Session { handle, sftp })
     }
 
@@ -218,18 +206,4 @@ impl Depot {
 pub struct Session {
     pub handle: russh::client::Handle<Client>,
     pub sftp: russh_sftp::client::RawSftpSession,
-}
-
-/// Trusts the server's host key (it is ours).
-pub struct Client;
-
-impl russh::client::Handler for Client {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
 }

@@ -7,4 +7,6 @@ mod harness;
 mod import;
 mod reload;
 mod reprocess;
+#[path = "../common/russh_client.rs"]
+mod russh_client;
 mod scan;

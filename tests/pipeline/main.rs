@@ -6,6 +6,8 @@
 #[path = "../sftp/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "../common/russh_client.rs"]
+mod russh_client;
 #[allow(dead_code)]
 mod support;
 

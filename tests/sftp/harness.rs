@@ -7,13 +7,14 @@
 //! the server's own answers alone. Nothing here sleeps to wait for an
 //! outcome: [`eventually`] polls a condition under a deadline.
 
+use crate::russh_client;
+pub use crate::russh_client::Client;
 use depot::server::Running;
 use depot::store::journal::{self, Entry};
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
@@ -267,40 +268,21 @@ impl TestServer {
 
     /// A russh connection (not yet authenticated).
     pub async fn connect(&self) -> Result<russh::client::Handle<Client>, russh::Error> {
-        let config = russh::client::Config {
-            inactivity_timeout: Some(Duration::from_secs(30)),
-            ..Default::default()
-        };
-        russh::client::connect(Arc::new(config), ("127.0.0.1", self.port()), Client).await
+        russh_client::connect(self.port(), russh_client::config(Duration::from_secs(30))).await
     }
 
     /// A russh client logged in with the account's key, with an SFTP
     /// session. Keep the handle alive as long as the session is used.
     pub async fn raw_sftp(&self, account: &str) -> TestResult<RawClient> {
-        let key = russh::keys::load_secret_key(self.key_path(account), None)?;
         let mut handle = self.connect().await?;
-        let auth = handle
-            .authenticate_publickey(
-                account,
-                russh::keys::PrivateKeyWithHashAlg::new(Arc::new(key), None),
-            )
-            .await?;
-        if !auth.success() {
-            return Err(format!("key login as {account} refused").into());
-        }
+        russh_client::key_login(&mut handle, account, &self.key_path(account)).await?;
         RawClient::open(handle).await
     }
 
     /// Like [`TestServer::raw_sftp`], logged in with a password.
     pub async fn password_sftp(&self, account: &str, password: &str) -> TestResult<RawClient> {
         let mut handle = self.connect().await?;
-        if !handle
-            .authenticate_password(account, password)
-            .await?
-            .success()
-        {
-            return Err(format!("password login as {account} refused").into());
-        }
+        russh_client::password_login(&mut handle, account, password).await?;
         RawClient::open(handle).await
     }
 }
@@ -327,20 +309,6 @@ fn depot_toml(c: &TestConfig) -> String {
     )
 }
 
-/// The russh client handler: trusts any host key (the server is ours).
-pub struct Client;
-
-impl russh::client::Handler for Client {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        _key: &russh::keys::PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
 /// An authenticated russh connection with a raw SFTP session on it.
 pub struct RawClient {
     pub handle: russh::client::Handle<Client>,
@@ -349,11 +317,7 @@ pub struct RawClient {
 
 impl RawClient {
     async fn open(handle: russh::client::Handle<Client>) -> TestResult<RawClient> {
-        let channel = handle.channel_open_session().await?;
-        channel.request_subsystem(true, "sftp").await?;
-        let sftp = russh_sftp::client::RawSftpSession::new(channel.into_stream());
-        sftp.set_timeout(30);
-        sftp.init().await?;
+        let sftp = russh_client::open_sftp(&handle, 30).await?;
         Ok(RawClient { handle, sftp })
     }
 

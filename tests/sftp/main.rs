@@ -4,6 +4,8 @@
 //! start-up are paid for once per test, not once per file.
 
 mod harness;
+#[path = "../common/russh_client.rs"]
+mod russh_client;
 
 mod auth;
 mod cli;
