@@ -6,7 +6,7 @@
 
 use super::crm::{self, CrmTable};
 use super::csvfile::{self, CsvError, Layout};
-use super::worker::{mark, transient, Failure, Pipeline};
+use super::worker::{lock, mark, transient, Failure, Pipeline};
 use super::Rejection;
 use crate::config::Account;
 use crate::jail::{Jail, JailPath, OpenOptions};
@@ -224,10 +224,7 @@ pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Res
         load_ms = started.elapsed().as_millis() as u64,
         "CRM snapshot is now the latest"
     );
-    p.crm
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(account.name.clone(), Some((snapshot, Arc::new(table))));
+    lock(&p.crm).insert(account.name.clone(), Some((snapshot, Arc::new(table))));
     Ok(())
 }
 
@@ -237,13 +234,7 @@ pub async fn latest_crm(
     p: &Pipeline,
     account: &Account,
 ) -> anyhow::Result<Option<(i64, Arc<CrmTable>)>> {
-    let cached = |p: &Pipeline| {
-        p.crm
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&account.name)
-            .cloned()
-    };
+    let cached = |p: &Pipeline| lock(&p.crm).get(&account.name).cloned();
     if let Some(hit) = cached(p) {
         return Ok(hit);
     }
@@ -279,9 +270,7 @@ pub async fn latest_crm(
         _ => None,
     };
     // A snapshot taken while this one loaded is newer: it stays.
-    Ok(p.crm
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+    Ok(lock(&p.crm)
         .entry(account.name.clone())
         .or_insert(loaded)
         .clone())

@@ -350,19 +350,17 @@ impl SftpSession {
             exclusive: pflags.contains(OpenFlags::EXCLUDE),
             mode: attrs.permissions.map(|p| p & 0o777).unwrap_or(0o644) | 0o600,
         };
-        let jail = self.jail.clone();
-        let p = path.clone();
         let mark = write && is_final(&self.account, &path);
-        let before_meta = jail.stat(&p).ok();
+        let before_meta = self.jail.stat(&path).ok();
         let before = before_meta.as_ref().map(|m| m.len());
         if write && before_meta.is_some_and(|m| m.is_file() && m.nlink() > 1) {
             // A copy of the whole file: off the async threads.
-            let (j, p) = (jail.clone(), p.clone());
+            let (j, p) = (self.jail.clone(), path.clone());
             let truncate = opts.truncate;
             blocking(move || break_link(&j, &p, truncate).map_err(fail)).await?;
         }
         let (file, len) = metadata(|| {
-            let file = jail.open_file(&p, &opts).map_err(fail)?;
+            let file = self.jail.open_file(&path, &opts).map_err(fail)?;
             if mark {
                 super::upload::mark_partial(&file);
             }
@@ -737,8 +735,7 @@ impl russh_sftp::server::Handler for SftpSession {
 
     async fn stat(&mut self, id: u32, path: String) -> Reply<Attrs> {
         let p = parse(&path)?;
-        let jail = self.jail.clone();
-        let m = metadata(|| jail.stat(&p).map_err(fail))?;
+        let m = metadata(|| self.jail.stat(&p).map_err(fail))?;
         Ok(Attrs {
             id,
             attrs: attrs_of(&m),
@@ -746,7 +743,7 @@ impl russh_sftp::server::Handler for SftpSession {
     }
 
     async fn fstat(&mut self, id: u32, handle: String) -> Reply<Attrs> {
-        let file = self.file_handle(&handle)?.file.clone();
+        let file = &self.file_handle(&handle)?.file;
         let m = metadata(|| file.metadata().map_err(|e| io_fail(&e)))?;
         Ok(Attrs {
             id,
@@ -791,16 +788,14 @@ impl russh_sftp::server::Handler for SftpSession {
     async fn mkdir(&mut self, id: u32, path: String, attrs: FileAttributes) -> Reply<Status> {
         let p = parse(&path)?;
         self.check_modifiable(&p)?;
-        let jail = self.jail.clone();
         let mode = attrs.permissions.map(|m| m & 0o777).unwrap_or(0o755) | 0o700;
-        metadata(|| jail.mkdir(&p, mode).map_err(fail)).map(|_| ok(id))
+        metadata(|| self.jail.mkdir(&p, mode).map_err(fail)).map(|_| ok(id))
     }
 
     async fn rmdir(&mut self, id: u32, path: String) -> Reply<Status> {
         let p = parse(&path)?;
         self.check_modifiable(&p)?;
-        let jail = self.jail.clone();
-        metadata(|| jail.rmdir(&p).map_err(fail)).map(|_| ok(id))
+        metadata(|| self.jail.rmdir(&p).map_err(fail)).map(|_| ok(id))
     }
 
     async fn realpath(&mut self, id: u32, path: String) -> Reply<Name> {

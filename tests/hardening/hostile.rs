@@ -368,17 +368,21 @@ fn hostile_depot(ulimit: &str) -> TestResult<Depot> {
     Ok(depot)
 }
 
+/// The server's descriptor count after one ordinary session (with `stop`
+/// set, a single round) has come and gone.
+async fn fd_baseline(depot: &Depot, stop: &AtomicBool, flooded: &AtomicBool) -> TestResult<usize> {
+    normal_session(depot, stop, flooded).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    depot.fd_count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_sessions_end_alone_and_leak_nothing() -> TestResult {
     let _timing = crate::process::timing_shared().await;
     // A service manager's usual soft limit (1024) below one session's 4096.
     let depot = hostile_depot("-S -n 1024")?;
-    // Baseline after one ordinary session has come and gone.
-    let stop = AtomicBool::new(true);
-    let flooded = AtomicBool::new(false);
-    normal_session(&depot, &stop, &flooded).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let baseline = depot.fd_count()?;
+    let (stop, flooded) = (AtomicBool::new(true), AtomicBool::new(false));
+    let baseline = fd_baseline(&depot, &stop, &flooded).await?;
 
     stop.store(false, Ordering::SeqCst);
     let hostile = async {
@@ -416,11 +420,8 @@ async fn hostile_sessions_end_alone_and_leak_nothing() -> TestResult {
 async fn open_flood_under_a_tight_fd_limit_leaves_others_working() -> TestResult {
     let _timing = crate::process::timing_shared().await;
     let depot = hostile_depot("-n 1024")?;
-    let stop = AtomicBool::new(true);
-    let flooded = AtomicBool::new(false);
-    normal_session(&depot, &stop, &flooded).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let baseline = depot.fd_count()?;
+    let (stop, flooded) = (AtomicBool::new(true), AtomicBool::new(false));
+    let baseline = fd_baseline(&depot, &stop, &flooded).await?;
     stop.store(false, Ordering::SeqCst);
     let hostile = async {
         let r = open_flood(&depot, &flooded, None).await;
