@@ -6,8 +6,10 @@
 //! → `store` (SQLite). `cli` holds the operator commands; `main.rs` only
 //! parses the command line.
 
+pub mod archive;
 pub mod cli;
 pub mod config;
+pub mod deposit;
 pub mod jail;
 pub mod keys;
 pub mod metrics;

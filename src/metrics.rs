@@ -20,6 +20,8 @@ pub struct Metrics {
     pub rejections: AtomicU64,
     pub auth_failures: AtomicU64,
     pub bans: AtomicU64,
+    /// Ingestion attempts that failed for a transient reason (retried).
+    pub retries: AtomicU64,
 }
 
 impl Metrics {
@@ -39,6 +41,7 @@ impl Metrics {
             ("rejections", g(&self.rejections)),
             ("auth_failures", g(&self.auth_failures)),
             ("bans", g(&self.bans)),
+            ("retries", g(&self.retries)),
         ]
     }
 }

@@ -75,6 +75,20 @@ pub async fn start(settings: Settings) -> Result<Running> {
         }
     };
 
+    // Archives of earlier versions were hard links into the jails.
+    let archive = settings.server.data_dir.join("archive");
+    match tokio::task::spawn_blocking(move || crate::archive::separate_legacy_links(&archive))
+        .await?
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            objects = n,
+            "archived recordings given an inode of their own"
+        ),
+        Err(e) => {
+            bail!("cannot check the archive for shared files ({e}); fix the permissions of data_dir/archive")
+        }
+    }
     let (writer, db_thread) =
         Writer::start(&db_path(&settings)).context("cannot open the database")?;
     let (completions, inbox) = mpsc::unbounded_channel();
@@ -128,6 +142,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
         in_flight.clone(),
         metrics.clone(),
     );
+    let seals = pipeline.seals.clone();
     let pipeline = tokio::spawn(crate::pipeline::worker::run(pipeline, inbox));
     let ssh_config = Arc::new(sftp::ssh_config(&settings, host_keys));
     let listeners = sftp::bind(&settings.server.listen).await?;
@@ -142,6 +157,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
         completions,
         metrics,
         in_flight,
+        seals,
     )?;
     let front = tokio::spawn(sftp::run(
         shared.clone(),

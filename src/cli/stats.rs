@@ -23,11 +23,21 @@ pub struct ServerCounters {
 }
 
 #[derive(Debug, Serialize)]
+pub struct Retrying {
+    pub completed_at: String,
+    pub last_error: String,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Stats {
     pub server: Option<ServerCounters>,
     /// Journal rows by source (sftp, scan, import, reprocess).
     pub completions: BTreeMap<String, u64>,
     pub pending: u64,
+    /// Pending rows that failed at least once and are being retried.
+    pub retrying: u64,
+    /// The oldest of them: when it completed, and why it last failed.
+    pub oldest_retrying: Option<Retrying>,
     /// Conversations by status.
     pub conversations: BTreeMap<String, u64>,
     pub picked: u64,
@@ -67,8 +77,14 @@ pub fn collect(conn: &Connection) -> store::Result<Stats> {
         updated_at: s.updated_at,
         counters: s.counters.into_iter().collect(),
     });
+    let (retrying, oldest) = crate::store::journal::retrying(conn)?;
     Ok(Stats {
         server,
+        retrying,
+        oldest_retrying: oldest.map(|(completed_at, last_error)| Retrying {
+            completed_at,
+            last_error,
+        }),
         completions: grouped(conn, "SELECT source, count(*) FROM journal GROUP BY source")?,
         pending: count(conn, "SELECT count(*) FROM journal WHERE state = 'pending'")?,
         conversations: grouped(
@@ -120,6 +136,13 @@ fn print_human(s: &Stats) {
     println!("database:");
     println!("  completions    {}", listing(&s.completions));
     println!("  pending        {}", s.pending);
+    println!("  retrying       {}", s.retrying);
+    if let Some(r) = &s.oldest_retrying {
+        println!(
+            "    oldest completed {}, last error: {}",
+            r.completed_at, r.last_error
+        );
+    }
     println!("  conversations  {}", listing(&s.conversations));
     println!("  picked         {}", s.picked);
     println!("  rejections     {}", listing(&s.rejections));

@@ -6,11 +6,12 @@
 
 use super::worker::{mark, refresh_report, today, transient, Failure, Pipeline};
 use super::{audio, enrich, identify, names, reason, Rejection};
+use crate::archive::Staged;
 use crate::config::{Account, MetadataUse, OnTimeout};
 use crate::jail::JailPath;
 use crate::metrics::Metrics;
 use crate::store::conversations::{self, Awaiting, Draft, Stored};
-use crate::store::journal::Entry;
+use crate::store::journal::{self, Entry};
 use crate::store::snapshots;
 use chrono::{NaiveDate, Utc};
 use std::collections::BTreeMap;
@@ -213,44 +214,50 @@ pub async fn audio(
     let tmp = archive
         .join(".incoming")
         .join(format!("j{}.{ext}", entry.id));
-    let (root, jp, t, d, sha, ext2) = (
+    let (root, jp, t, sha, ext2) = (
         p.jail_root(&account.name),
         path.clone(),
         tmp.clone(),
-        dir.clone(),
         entry.sha256.clone(),
         ext.clone(),
     );
-    let probed =
-        tokio::task::spawn_blocking(move || -> Result<Option<audio::AudioInfo>, Failure> {
-            std::fs::create_dir_all(&d).map_err(transient)?;
-            let staged = super::archive::stage(&root, &jp, &t, &sha).map_err(transient)?
-                || match &archived {
-                    Some(a) => super::archive::stage_file(a, &t, &sha).map_err(transient)?,
-                    None => false,
-                };
-            if !staged {
-                return Ok(None);
-            }
-            let f = std::fs::File::open(&t).map_err(transient)?;
-            match audio::probe(f, &ext2) {
-                Ok(info) => Ok(Some(info)),
-                Err(r) => {
-                    let _ = std::fs::remove_file(&t);
-                    Err(r.into())
+    let sealed = p.seals.source(entry.id);
+    let probed = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
+        use crate::archive::{stage, Source};
+        let from_deposit = match &sealed {
+            Some(f) => Source::Descriptor(f),
+            None => Source::Jail {
+                root: &root,
+                path: &jp,
+            },
+        };
+        let mut staged = stage(&from_deposit, &t, &sha).map_err(transient)?;
+        if let (false, Some(a)) = (matches!(staged, Staged::Ready(_)), &archived) {
+            staged = stage(&Source::Archived(a), &t, &sha).map_err(transient)?;
+        }
+        let info = match &staged {
+            Staged::Ready(copy) => {
+                let f = std::fs::File::open(copy).map_err(transient)?;
+                match audio::probe(f, &ext2) {
+                    Ok(info) => Some(info),
+                    Err(r) => {
+                        let _ = std::fs::remove_file(copy);
+                        return Err(r.into());
+                    }
                 }
             }
-        })
-        .await
-        .map_err(transient)??;
-    let Some(info) = probed else {
-        return mark(
-            p,
-            entry.id,
-            "stale: the file changed after this upload; a newer completion covers it",
-        )
-        .await
-        .map_err(Failure::Transient);
+            _ => None,
+        };
+        Ok((staged, info))
+    })
+    .await
+    .map_err(transient)??;
+    let info = match probed {
+        (Staged::Ready(_), Some(info)) => info,
+        (Staged::Changed { sha256 }, _) => {
+            return not_as_acknowledged(p, account, entry, Some(&sha256)).await;
+        }
+        _ => return not_as_acknowledged(p, account, entry, None).await,
     };
     draft.audio = Some(info);
     draft.archive = Some((tmp.clone(), dir, ext));
@@ -274,6 +281,40 @@ pub async fn audio(
             Err(transient(e))
         }
     }
+}
+
+/// The deposit's bytes are not the ones its journal row acknowledged (only
+/// possible when the row is resumed after a restart: while this process
+/// runs, the deposit is sealed). A newer completion of the same path covers
+/// it; without one, the customer is told, so that the row still ends in an
+/// outcome.
+pub(crate) async fn not_as_acknowledged(
+    p: &Pipeline,
+    account: &Account,
+    entry: &Entry,
+    found_sha256: Option<&str>,
+) -> Result<(), Failure> {
+    let (acc, path, id) = (account.name.clone(), entry.path.clone(), entry.id);
+    let newer = p
+        .writer
+        .run(move |c| journal::newer_exists(c, &acc, &path, id))
+        .await
+        .map_err(transient)?;
+    if newer {
+        return mark(
+            p,
+            entry.id,
+            "superseded: a newer completion of the same path replaced these bytes",
+        )
+        .await
+        .map_err(Failure::Transient);
+    }
+    tracing::warn!(account = %account.name, path = %entry.path, journal_id = entry.id, expected = %entry.sha256, found = ?found_sha256, "deposit changed or vanished after its upload was acknowledged");
+    let reason = match found_sha256 {
+        Some(_) => "the file changed after its upload was acknowledged and no new upload replaced it; upload it again",
+        None => "the file was removed or renamed before it could be ingested; upload it again",
+    };
+    Err(Failure::Rejected(Rejection::new("deposit", reason)))
 }
 
 /// Completes an awaiting conversation with its CSV row, or (`row = None`)

@@ -185,14 +185,32 @@ pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Res
         tmp.clone(),
         entry.sha256.clone(),
     );
-    let staged = tokio::task::spawn_blocking(move || super::archive::stage(&root, &jp, &t, &sha))
-        .await
-        .map_err(transient)?
-        .map_err(Failure::Transient)?;
-    if !staged {
-        return mark(p, entry.id, "stale: changed after this upload")
-            .await
-            .map_err(Failure::Transient);
+    let sealed = p.seals.source(entry.id);
+    let staged = tokio::task::spawn_blocking(move || {
+        use crate::archive::{stage, Source};
+        match &sealed {
+            Some(f) => stage(&Source::Descriptor(f), &t, &sha),
+            None => stage(
+                &Source::Jail {
+                    root: &root,
+                    path: &jp,
+                },
+                &t,
+                &sha,
+            ),
+        }
+    })
+    .await
+    .map_err(transient)?
+    .map_err(transient)?;
+    match staged {
+        crate::archive::Staged::Ready(_) => {}
+        crate::archive::Staged::Changed { sha256 } => {
+            return super::audio_flow::not_as_acknowledged(p, account, entry, Some(&sha256)).await;
+        }
+        crate::archive::Staged::Missing => {
+            return super::audio_flow::not_as_acknowledged(p, account, entry, None).await;
+        }
     }
     let (acc, path, jid, rows, dups) = (
         account.name.clone(),
@@ -207,7 +225,7 @@ pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Res
             let id = snapshots::add_snapshot(c, &acc, &path, rows, dups, jid)?;
             conversations::clear_rejections(c, &acc, &path)?;
             let dest = archive.join(format!("{id}.csv"));
-            std::fs::rename(&tmp, &dest)
+            crate::archive::put(&tmp, &dest)
                 .map_err(|e| crate::store::StoreError::Commit(format!("archive CRM file: {e}")))?;
             snapshots::set_snapshot_file(c, id, &dest.display().to_string())?;
             journal::mark_done(c, jid, &format!("crm_snapshot:{id}"))?;

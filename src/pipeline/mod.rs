@@ -7,7 +7,6 @@
 //! [`Rejection`]; the only I/O is in [`worker`].
 
 pub mod advisor;
-pub mod archive;
 pub mod audio;
 pub mod audio_flow;
 pub mod classify;

@@ -105,6 +105,14 @@ pub fn scan(data_dir: &Path, accounts: &Accounts, writer: &Writer) -> store::Res
             let digest = file
                 .map_err(std::io::Error::other)
                 .and_then(|f| hash_file(&f));
+            if let Ok((_, sha256)) = &digest {
+                if let Some((id, at)) =
+                    crate::store::moves::ingested_sha(&conn, &account.name, sha256)?
+                {
+                    tracing::info!(account = %account.name, path = %path, conversation_id = id, ingested_at = %at, "start-up scan: these bytes are already a conversation; not ingested again");
+                    continue;
+                }
+            }
             match digest {
                 Ok((size, sha256)) => fresh.push(NewEntry {
                     account: account.name.clone(),

@@ -4,8 +4,11 @@
 //!
 //! Entries for different deposits run concurrently (a few at a time; the
 //! store batches their commits); entries for the same deposit run in order.
-//! A transient failure (database busy, disk error) is retried, never turned
-//! into a rejection; a row still failing stays pending for the next start.
+//! A transient failure (database busy, disk full) is retried without end,
+//! with a capped backoff, never turned into a rejection and never dropped:
+//! each failed attempt is counted on the journal row (`depot stats`) and in
+//! the `retries` counter. At shutdown a row waiting for its next attempt
+//! stays pending for the next start.
 //! A timer completes audio whose metadata CSV row did not come in time (the
 //! deadline is stored, so it holds across restarts).
 
@@ -13,6 +16,7 @@ use super::classify::{classify, Kind};
 use super::crm::CrmTable;
 use super::Rejection;
 use crate::config::Account;
+use crate::deposit::Seals;
 use crate::jail::JailPath;
 use crate::metrics::Metrics;
 use crate::sftp::Accounts;
@@ -31,7 +35,8 @@ use tokio::task::JoinSet;
 /// Deposits ingested at the same time: enough for the writer to share one
 /// commit among many conversations.
 const CONCURRENCY: usize = 16;
-const RETRIES: u32 = 5;
+/// Longest wait between two attempts of a failing row.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often the wait for metadata rows is checked.
 const TIMER: Duration = Duration::from_millis(500);
 
@@ -44,11 +49,17 @@ pub struct Pipeline {
     pub writer: Writer,
     pub data_dir: PathBuf,
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+    /// Deposits acknowledged and not yet archived (shared with the SFTP
+    /// front, which refuses to change them).
+    pub seals: Arc<Seals>,
     pub metrics: Arc<Metrics>,
     pub crm: CrmCache,
     /// Held while a CRM snapshot is loaded into [`Pipeline::crm`].
     pub crm_loading: tokio::sync::Mutex<()>,
     timer_busy: AtomicBool,
+    /// Set when the inbox closes (shutdown): rows waiting to be retried stop
+    /// waiting and stay pending for the next start.
+    stopping: watch::Sender<bool>,
     /// Held while a customer's rejection report is rewritten (see
     /// [`refresh_report`]).
     reports: tokio::sync::Mutex<()>,
@@ -69,10 +80,12 @@ impl Pipeline {
             writer,
             data_dir,
             in_flight,
+            seals: Arc::new(Seals::default()),
             metrics,
             crm: Mutex::new(HashMap::new()),
             crm_loading: tokio::sync::Mutex::new(()),
             timer_busy: AtomicBool::new(false),
+            stopping: watch::Sender::new(false),
             reports: tokio::sync::Mutex::new(()),
             reports_due: Mutex::new(HashSet::new()),
         })
@@ -131,7 +144,10 @@ pub async fn run(p: Arc<Pipeline>, mut inbox: mpsc::UnboundedReceiver<Entry>) {
                         }
                     }
                 }
-                None => open = false,
+                None => {
+                    open = false;
+                    p.stopping.send_replace(true);
+                }
             },
             Some(done) = tasks.join_next() => {
                 let Ok(Some(key)) = done else { continue };
@@ -178,17 +194,53 @@ async fn process(p: Arc<Pipeline>, entry: Entry) -> Option<Key> {
     let key = (entry.account.clone(), entry.path.clone());
     lock(&p.in_flight).insert(key.clone());
     let _guard = InFlight(&p.in_flight, key.clone());
-    for attempt in 0..RETRIES {
+    let mut attempt: u32 = 0;
+    loop {
         match ingest(&p, &entry).await {
-            Ok(()) => return Some(key),
+            Ok(()) => break,
             Err(e) => {
-                tracing::warn!(journal_id = entry.id, path = %entry.path, attempt, error = %format!("{e:#}"), "ingestion failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                let error = format!("{e:#}");
+                Metrics::add(&p.metrics.retries, 1);
+                let wait = backoff(attempt);
+                tracing::warn!(journal_id = entry.id, path = %entry.path, attempt, retry_in = ?wait, error = %error, "ingestion failed; retrying (the deposit stays pending until it succeeds)");
+                let id = entry.id;
+                if let Err(e) = p
+                    .writer
+                    .run(move |c| journal::record_failure(c, id, &error))
+                    .await
+                {
+                    tracing::warn!(journal_id = id, error = %e, "cannot record the failed attempt");
+                }
+                attempt = attempt.saturating_add(1);
+                let mut stopping = p.stopping.subscribe();
+                if *stopping.borrow() {
+                    tracing::info!(
+                        journal_id = entry.id,
+                        "shutting down: the deposit stays pending and is resumed at the next start"
+                    );
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stopping.changed() => {
+                        tracing::info!(journal_id = entry.id, "shutting down: the deposit stays pending and is resumed at the next start");
+                        break;
+                    }
+                }
             }
         }
     }
-    tracing::error!(journal_id = entry.id, path = %entry.path, "ingestion keeps failing; the deposit stays pending and is retried at the next start");
+    // Done, or left pending for the next start (which reads it by path).
+    p.seals.release(entry.id);
     Some(key)
+}
+
+/// The wait before retry `attempt` (0-based): 1 s, doubling, at most 5 min,
+/// with up to a quarter more at random so failing rows do not retry in step.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << attempt.min(9)).min(MAX_BACKOFF);
+    let jitter = rand::random::<f64>() * 0.25;
+    base.mul_f64(1.0 + jitter).min(MAX_BACKOFF)
 }
 
 /// Ingests one entry; `Err` only for transient failures.

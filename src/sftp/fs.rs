@@ -33,6 +33,13 @@ const MAX_HANDLES: usize = 4096;
 /// Directory entries per READDIR reply.
 const READDIR_CHUNK: usize = 128;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RenameKind {
+    Plain,
+    Completes,
+    Moves,
+}
+
 struct FileHandle {
     path: JailPath,
     file: Arc<std::fs::File>,
@@ -279,6 +286,14 @@ impl SftpSession {
         Ok(())
     }
 
+    /// Would changing this file in place change bytes that belong to an
+    /// acknowledged deposit (sealed until archived) or to an archive
+    /// written by an older version (a hard link)? Then the customer's name
+    /// gets an inode of its own first.
+    fn shares_acknowledged_bytes(&self, m: &std::fs::Metadata) -> bool {
+        m.nlink() > 1 || self.shared.seals.is_sealed(m)
+    }
+
     fn quota_refusal(&self, growth: u64) -> Option<StatusReply> {
         let quota = self.account.quota_bytes?;
         let used = self.quota_used.load(Ordering::Relaxed).max(0) as u64;
@@ -353,7 +368,7 @@ impl SftpSession {
         let mark = write && is_final(&self.account, &path);
         let before_meta = self.jail.stat(&path).ok();
         let before = before_meta.as_ref().map(|m| m.len());
-        if write && before_meta.is_some_and(|m| m.is_file() && m.nlink() > 1) {
+        if write && before_meta.is_some_and(|m| m.is_file() && self.shares_acknowledged_bytes(&m)) {
             // A copy of the whole file: off the async threads.
             let (j, p) = (self.jail.clone(), path.clone());
             let truncate = opts.truncate;
@@ -435,11 +450,16 @@ impl SftpSession {
         }
         let file = fh.file.clone();
         let n = data.len();
+        let seals = self.shared.seals.clone();
         let (up, res) = tokio::task::spawn_blocking(move || {
-            // Another handle's CLOSE may have completed this file meanwhile,
-            // and the pipeline hard-linked it into the archive: writing
-            // through this descriptor would change the archived copy.
-            if file.metadata().is_ok_and(|m| m.nlink() > 1) {
+            // Another handle's CLOSE or RENAME may have completed this file
+            // meanwhile: its acknowledged bytes are sealed until archived
+            // (and an archive written by an older version may share the
+            // inode). Writing through this descriptor would change them.
+            if file
+                .metadata()
+                .is_ok_and(|m| m.nlink() > 1 || seals.is_sealed(&m))
+            {
                 return (up, Err(std::io::Error::other(ARCHIVED)));
             }
             let res = file.write_all_at(&data, offset);
@@ -496,7 +516,9 @@ impl SftpSession {
         let jail = self.jail.clone();
         let meta = jail.stat(&path).map_err(fail)?;
         let old = meta.len();
-        if meta.is_file() && meta.nlink() > 1 {
+        if meta.is_file()
+            && (meta.nlink() > 1 || (attrs.size.is_some() && self.shared.seals.is_sealed(&meta)))
+        {
             // Size, mode and times belong to the inode, which an archived
             // copy shares: give the customer's name its own copy first.
             let (j, p) = (jail.clone(), path.clone());
@@ -543,6 +565,17 @@ impl SftpSession {
             let path = fh.path.clone();
             return self.do_setstat(path, attrs).await;
         }
+        if attrs.size.is_some()
+            && file
+                .metadata()
+                .is_ok_and(|m| self.shared.seals.is_sealed(&m))
+        {
+            return Err(status(
+                StatusCode::Failure,
+                "The file was ingested meanwhile; upload it again to replace it",
+            ));
+        }
+        let fh = self.file_handle(handle)?;
         if let Some(size) = attrs.size {
             let Some(up) = fh.upload.as_mut() else {
                 return Err(status(
@@ -581,12 +614,29 @@ impl SftpSession {
         let (from, to) = (parse(from)?, parse(to)?);
         self.check_modifiable(&from)?;
         self.check_modifiable(&to)?;
-        let completes = !is_final(&self.account, &from) && is_final(&self.account, &to);
-        if let Some(msg) = refuse_final_name(&self.account, &to) {
-            return Err(status(StatusCode::PermissionDenied, msg));
+        let from_meta = metadata(|| self.jail.stat(&from).map_err(fail))?;
+        let is_dir = from_meta.is_dir();
+        let account = self.account.clone();
+        let busy = match is_dir {
+            true => self.shared.seals.any_under(&account.name, from.as_str()),
+            false => self.shared.seals.is_sealed(&from_meta),
+        };
+        if busy {
+            return Err(status(
+                StatusCode::Failure,
+                "The file is being ingested; retry in a moment",
+            ));
         }
+        if !is_dir {
+            if let Some(msg) = refuse_final_name(&account, &to) {
+                tracing::info!(account = %account.name, from = %from, to = %to, reason = %msg, "rename refused");
+                return Err(status(StatusCode::PermissionDenied, msg));
+            }
+        }
+        let what = self.rename_kind(&from, &to, is_dir).await?;
         let jail = self.jail.clone();
         let (f, t) = (from.clone(), to.clone());
+        let completes = what == RenameKind::Completes;
         let (replaced, file) = blocking(move || {
             let replaced = jail.stat(&t).ok().filter(|m| m.is_file()).map(|m| m.len());
             jail.rename(&f, &t, overwrite).map_err(fail)?;
@@ -609,14 +659,77 @@ impl SftpSession {
         if let Some(old) = replaced {
             self.quota_used.fetch_sub(old as i64, Ordering::Relaxed);
         }
+        if what == RenameKind::Moves {
+            self.move_records(&from, &to, is_dir).await;
+            return Ok(());
+        }
         let Some(file) = file else { return Ok(()) };
-        complete(&self.shared, &self.account.name, &to, Arc::new(file), None)
+        complete(&self.shared, &account.name, &to, Arc::new(file), None)
             .await
             .map(|_| ())
             .map_err(|e| {
-                tracing::error!(account = %self.account.name, path = %to, error = %e, "upload could not be recorded");
+                tracing::error!(account = %account.name, path = %to, error = %e, "upload could not be recorded");
                 status(StatusCode::Failure, "The upload could not be recorded; please upload it again")
             })
+    }
+
+    /// What renaming `from` to `to` means for ingestion. A file or directory
+    /// holding an ingested conversation, renamed to other final names,
+    /// moves the conversation (its recorded path follows); any other file
+    /// renamed to a final name is a completion; the rest is a plain rename.
+    async fn rename_kind(&self, from: &JailPath, to: &JailPath, is_dir: bool) -> Reply<RenameKind> {
+        let account = &self.account;
+        if is_dir {
+            let inside = |d: &JailPath| d.join("x").is_ok_and(|p| is_final(account, &p));
+            return Ok(match inside(from) && inside(to) {
+                true => RenameKind::Moves,
+                false => RenameKind::Plain,
+            });
+        }
+        if !is_final(account, to) {
+            return Ok(RenameKind::Plain);
+        }
+        if !is_final(account, from) {
+            return Ok(RenameKind::Completes);
+        }
+        let (acc, f) = (account.name.clone(), from.as_str().to_string());
+        let ingested = self
+            .shared
+            .writer
+            .run(move |c| crate::store::conversations::current(c, &acc, &f))
+            .await
+            .map_err(|e| {
+                tracing::error!(account = %account.name, path = %from, error = %e, "cannot look up the file's conversation");
+                status(StatusCode::Failure, "Operation failed; retry in a moment")
+            })?;
+        Ok(match ingested {
+            Some(_) => RenameKind::Moves,
+            None => RenameKind::Completes,
+        })
+    }
+
+    /// Records that the deposits at `from` (a file, or everything under a
+    /// directory) are now at `to`. The file system already moved them; if
+    /// this fails, the start-up scan still knows them by their sha256.
+    async fn move_records(&self, from: &JailPath, to: &JailPath, is_dir: bool) {
+        let (acc, f, t) = (
+            self.account.name.clone(),
+            from.as_str().to_string(),
+            to.as_str().to_string(),
+        );
+        let moved = self
+            .shared
+            .writer
+            .run(move |c| crate::store::moves::move_deposits(c, &acc, &f, &t, is_dir))
+            .await;
+        match moved {
+            Ok(n) => {
+                tracing::info!(account = %self.account.name, from = %from, to = %to, conversations = n, "renamed; its conversations follow")
+            }
+            Err(e) => {
+                tracing::error!(account = %self.account.name, from = %from, to = %to, error = %e, "renamed, but its conversations still name the old path")
+            }
+        }
     }
 
     async fn do_remove(&mut self, path: JailPath) -> Reply<()> {

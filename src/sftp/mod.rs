@@ -48,6 +48,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Deposits the pipeline is working on: not to be modified meanwhile.
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+    /// Acknowledged deposits not yet archived: no handle may change them.
+    pub seals: Arc<crate::deposit::Seals>,
     sessions_total: AtomicUsize,
     sessions_per_account: Mutex<HashMap<String, usize>>,
     /// Open write handles across all sessions (graceful shutdown waits on it).
@@ -69,6 +71,7 @@ impl Shared {
         completions: CompletionSender,
         metrics: Arc<Metrics>,
         in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+        seals: Arc<crate::deposit::Seals>,
     ) -> Result<Arc<Shared>> {
         let max_open_files = file_handle_budget(settings.server.max_sessions);
         Ok(Arc::new(Shared {
@@ -80,6 +83,7 @@ impl Shared {
             completions,
             metrics,
             in_flight,
+            seals,
             sessions_total: AtomicUsize::new(0),
             sessions_per_account: Mutex::new(HashMap::new()),
             open_uploads: AtomicUsize::new(0),

@@ -246,6 +246,9 @@ pub async fn complete(
 ) -> anyhow::Result<Entry> {
     let fsync = shared.settings.server.fsync;
     let marked = file.clone();
+    // Sealed before it is hashed: from here on no handle of any session can
+    // change the bytes the journal row is about to name.
+    let seal = shared.seals.seal(&file)?;
     let (size, sha256) = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
         let digest = match upload {
             Some(u) => u.finish(&file)?,
@@ -273,6 +276,14 @@ pub async fn complete(
         source: Source::Sftp,
     };
     let entry = shared.writer.run(move |c| journal::insert(c, &new)).await?;
+    shared.seals.bind(
+        entry.id,
+        crate::deposit::Deposit {
+            account: entry.account.clone(),
+            path: entry.path.clone(),
+        },
+        seal,
+    );
     // Journaled: no longer a partial upload (a crash before this line leaves
     // the mark, which the journal row overrides anyway).
     clear_partial(&marked);

@@ -145,7 +145,7 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
     let id = conn.last_insert_rowid();
     if let Some((tmp, dir, ext)) = &d.archive {
         let dest = dir.join(format!("{id}.{ext}"));
-        std::fs::rename(tmp, &dest)
+        crate::archive::put(tmp, &dest)
             .map_err(|e| StoreError::Commit(format!("archive {}: {e}", dest.display())))?;
         conn.prepare_cached("UPDATE conversations SET archive_path = ?2 WHERE id = ?1")?
             .execute(params![id, dest.display().to_string()])?;
@@ -345,7 +345,7 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String> {
 /// Marks a conversation superseded and takes it out of its window's counts
 /// (only an ingested one was ever counted: a call still waiting for its
 /// metadata row had no picking decision yet).
-fn supersede(conn: &Connection, id: i64) -> Result<()> {
+pub(crate) fn supersede(conn: &Connection, id: i64) -> Result<()> {
     let (account, window, picked, key, status): (String, String, bool, Option<String>, String) =
         conn.prepare_cached(
             "SELECT account, window, picked, picking_key, status FROM conversations WHERE id = ?1",

@@ -111,6 +111,34 @@ pub fn mark_done(conn: &Connection, id: i64, outcome: &str) -> Result<()> {
     Ok(())
 }
 
+/// Counts a failed attempt of a row that stays pending, with its cause.
+pub fn record_failure(conn: &Connection, id: i64, error: &str) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE journal SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'",
+    )?
+    .execute(params![id, error])?;
+    Ok(())
+}
+
+/// Pending rows that already failed at least once: (count, oldest id's
+/// completion time, its last error).
+pub fn retrying(conn: &Connection) -> Result<(u64, Option<(String, String)>)> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM journal WHERE state = 'pending' AND attempts > 0",
+        [],
+        |r| r.get(0),
+    )?;
+    let oldest = conn
+        .query_row(
+            "SELECT completed_at, coalesce(last_error, '') FROM journal
+             WHERE state = 'pending' AND attempts > 0 ORDER BY id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok((n.max(0) as u64, oldest))
+}
+
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
         id: r.get(0)?,
@@ -175,6 +203,17 @@ pub fn has_path(conn: &Connection, account: &str, path: &str) -> Result<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM journal WHERE account = ?1 AND path = ?2 LIMIT 1")?
         .query_row([account, path], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Has the deposit a completion journaled after row `id`?
+pub fn newer_exists(conn: &Connection, account: &str, path: &str, id: i64) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM journal WHERE account = ?1 AND path = ?2 AND id > ?3 LIMIT 1",
+        )?
+        .query_row(params![account, path, id], |_| Ok(()))
         .optional()?
         .is_some())
 }

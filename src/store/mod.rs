@@ -10,6 +10,7 @@
 
 pub mod conversations;
 pub mod journal;
+pub mod moves;
 pub mod queries;
 pub mod snapshots;
 
@@ -147,6 +148,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE journal ADD COLUMN repick INTEGER;",
     // 6: the customer's daily report reads one account's day in order.
     "CREATE INDEX rejections_day ON rejections(account, day, id);",
+    // 7: a row failing for a transient reason is retried without end; how
+    // often, and why it last failed, is visible to the operator.
+    "ALTER TABLE journal ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE journal ADD COLUMN last_error TEXT;
+    CREATE INDEX conversations_sha ON conversations(account, sha256);",
 ];
 
 /// Opens (creating if needed) the database at `path` with depot's pragmas and
@@ -168,13 +174,29 @@ pub fn open_read(path: &Path) -> Result<Connection> {
     open(path)
 }
 
+/// Brings the schema up to date inside one exclusive transaction: the
+/// version is read under the lock, so two processes opening a new database
+/// at once never both apply a migration.
 fn migrate(conn: &Connection) -> Result<()> {
     let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i + 1)?;
-        tx.commit()?;
+    if version >= MIGRATIONS.len() {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN EXCLUSIVE")?;
+    let applied = (|| -> Result<()> {
+        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            conn.execute_batch(sql)?;
+            conn.pragma_update(None, "user_version", i + 1)?;
+        }
+        Ok(())
+    })();
+    match applied {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
     }
     Ok(())
 }

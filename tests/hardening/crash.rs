@@ -213,3 +213,183 @@ async fn acknowledged_uploads_survive_sigkill_exactly_once() -> TestResult {
     depot.stop()?;
     Ok(())
 }
+
+/// One client's turbulent pass: uploads through temporary names and
+/// renames, re-uploads changed bytes, chmods and touches what it uploaded,
+/// renames ingested files, and keeps a handle open across renames, until
+/// the server is killed. Every acknowledged sha256 goes into `acked`.
+async fn turbulent_client(
+    port: u16,
+    key: std::path::PathBuf,
+    acked: Arc<Mutex<Vec<String>>>,
+    c: usize,
+    seed: u64,
+) {
+    use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+    let Ok(s) = connect(port, "acme", &key).await else {
+        return;
+    };
+    let dir = format!("/audio/2026021{c}");
+    let _ = s.sftp.mkdir(&dir, Default::default()).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for i in 0..40usize {
+        let name = format!(
+            "{dir}/2026_02_11_11_{c:02}_{:02}_Agent{c}_Smith_Entrant_1_2_163.wav",
+            i % 60
+        );
+        let data = depot::pipeline::audio::sine_wav(
+            0.5 + (seed % 97) as f64 * 0.001 + i as f64 * 0.0001,
+            8000,
+        );
+        let sha = crate::process::sha256_hex(&data);
+        let ok = match rng.gen_range(0..3) {
+            0 => upload(&s, &name, &data).await.unwrap_or(false),
+            _ => {
+                let part = format!("{name}.part");
+                if !upload(&s, &part, &data).await.unwrap_or(false) {
+                    return;
+                }
+                // A handle left open on the temporary name across the rename.
+                let stale = s
+                    .sftp
+                    .open(&part, OpenFlags::WRITE, FileAttributes::empty())
+                    .await
+                    .ok()
+                    .map(|h| h.handle);
+                let renamed = s
+                    .sftp
+                    .extended("posix-rename@openssh.com", {
+                        let mut b = Vec::new();
+                        for p in [&part, &name] {
+                            b.extend_from_slice(&(p.len() as u32).to_be_bytes());
+                            b.extend_from_slice(p.as_bytes());
+                        }
+                        b
+                    })
+                    .await;
+                if let Some(h) = stale {
+                    let _ = s.sftp.write(&h, 0, b"late write".to_vec()).await;
+                    let truncate = FileAttributes {
+                        size: Some(0),
+                        ..FileAttributes::empty()
+                    };
+                    let _ = s.sftp.fsetstat(&h, truncate).await;
+                    let _ = s.sftp.close(h).await;
+                }
+                match renamed {
+                    Ok(russh_sftp::protocol::Packet::Status(st)) => {
+                        st.status_code == StatusCode::Ok
+                    }
+                    _ => false,
+                }
+            }
+        };
+        if !ok {
+            return;
+        }
+        acked.lock().unwrap().push(sha);
+        let mode = FileAttributes {
+            permissions: Some(0o777),
+            mtime: Some(1),
+            atime: Some(1),
+            ..FileAttributes::empty()
+        };
+        let _ = s.sftp.setstat(&name, mode).await;
+        if rng.gen_bool(0.3) {
+            let _ = s.sftp.rename(&name, format!("{name}.moved.wav")).await;
+        }
+    }
+}
+
+/// Kill -9 while files are being renamed, re-uploaded and SETSTAT'd, with
+/// handles left open across renames: after each restart every journal row
+/// has exactly one outcome (none dropped as stale), every acknowledged
+/// sha256 is a conversation or a row superseded by a newer completion,
+/// and every archived recording is intact, read-only and shares no inode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renames_reuploads_and_setstats_survive_sigkill() -> TestResult {
+    use std::os::unix::fs::MetadataExt;
+    let _timing = crate::process::timing_shared().await;
+    let mut depot = Depot::new("acme", ACCOUNT)?;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xc0ffee);
+    for round in 0..4u64 {
+        depot.start()?;
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                tokio::spawn(turbulent_client(
+                    depot.port,
+                    depot.key(),
+                    acked.clone(),
+                    c,
+                    round * 10 + c as u64,
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..600))).await;
+        depot.kill();
+        // A request in flight when the server died would wait for its
+        // timeout: nothing unacknowledged matters, so stop the clients.
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        depot.start()?;
+        depot.wait_ingested(Duration::from_secs(60), |_| true)?;
+        let c = depot::store::open_read(&depot.db())?;
+        let integrity: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        assert_eq!(integrity, "ok");
+        let rows: Vec<(i64, String, String)> = c
+            .prepare("SELECT id, sha256, coalesce(outcome, '') FROM journal")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        for (id, _, outcome) in &rows {
+            assert!(!outcome.is_empty(), "journal row {id} has no outcome");
+            assert!(
+                !outcome.starts_with("stale"),
+                "journal row {id} dropped: {outcome}"
+            );
+        }
+        let convs: Vec<(String, String, String, Option<String>)> = c
+            .prepare("SELECT path, sha256, status, archive_path FROM conversations")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut current = HashSet::new();
+        for (path, sha, status, archive) in &convs {
+            if status == "superseded" {
+                continue;
+            }
+            assert!(
+                current.insert(path.clone()),
+                "{path} has two current conversations"
+            );
+            let archive = archive.as_ref().ok_or(format!("{path} has no archive"))?;
+            let bytes = std::fs::read(archive)?;
+            assert_eq!(
+                &crate::process::sha256_hex(&bytes),
+                sha,
+                "{archive} changed"
+            );
+            let m = std::fs::metadata(archive)?;
+            assert_eq!((m.mode() & 0o7777, m.nlink()), (0o440, 1), "{archive}");
+        }
+        let snapshot = acked.lock().unwrap().clone();
+        for sha in &snapshot {
+            let became_conversation = convs.iter().any(|c| &c.1 == sha);
+            let covered = rows.iter().any(|r| {
+                &r.1 == sha && (r.2.starts_with("superseded") || r.2.starts_with("unchanged"))
+            });
+            assert!(
+                became_conversation || covered,
+                "acknowledged {sha} was lost"
+            );
+        }
+        eprintln!(
+            "round {round}: {} acknowledged, {} journal rows",
+            snapshot.len(),
+            rows.len()
+        );
+        depot.kill();
+    }
+    Ok(())
+}

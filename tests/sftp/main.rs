@@ -7,6 +7,7 @@ mod harness;
 #[path = "../common/russh_client.rs"]
 mod russh_client;
 
+mod archive;
 mod auth;
 mod cli;
 mod completion;

@@ -1,0 +1,288 @@
+//! The archive: immutable copies of ingested audio and accepted CRM files,
+//! under `data/archive/<account>/`.
+//!
+//! An archived object shares nothing with the customer's file: it is a copy
+//! (a reflink where the file system has one, else `copy_file_range`), so
+//! nothing done through SFTP — any handle, any SETSTAT, a rename or a
+//! removal — reaches it. An object is first *staged*: copied under a
+//! private temporary name, checked against the journaled sha256, made
+//! read-only (0440) and fsynced. The store then *puts* it under its final
+//! name (rename, directory fsync) in the transaction that records it.
+//! Directories are 0750.
+//!
+//! The interface is deliberately narrow (stage, put, open, check) so that
+//! an object store can serve the archive later.
+
+use crate::jail::{Jail, JailError, JailPath, OpenOptions};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Archived objects: readable by the owner and its group, never writable.
+const OBJECT_MODE: u32 = 0o440;
+const DIR_MODE: u32 = 0o750;
+
+/// Where a deposit's bytes are read from.
+pub enum Source<'a> {
+    /// The descriptor sealed at its completion (this process acknowledged it).
+    Descriptor(&'a File),
+    /// The deposit's path in its jail (after a restart, or `depot import`).
+    Jail { root: &'a Path, path: &'a JailPath },
+    /// An object already archived (a reprocessed conversation).
+    Archived(&'a Path),
+}
+
+/// What staging found.
+pub enum Staged {
+    /// A verified, read-only, durable copy at `path`, not yet put.
+    Ready(PathBuf),
+    /// The bytes are not the journaled ones any more.
+    Changed { sha256: String },
+    /// The deposit is gone (removed or renamed before it was archived).
+    Missing,
+}
+
+/// Creates `dir` and its parents with the archive's directory mode.
+pub fn create_dirs(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+}
+
+fn open_source(src: &Source<'_>) -> io::Result<Option<File>> {
+    let opened = match src {
+        Source::Descriptor(f) => f.try_clone(),
+        Source::Jail { root, path } => Jail::open(root)
+            .map_err(io::Error::other)?
+            .open_file(
+                path,
+                &OpenOptions {
+                    read: true,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| match e {
+                JailError::NotFound => io::ErrorKind::NotFound.into(),
+                JailError::Io(e) => e,
+                other => io::Error::other(other.to_string()),
+            }),
+        Source::Archived(p) => File::open(p),
+    };
+    match opened {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Copies `src` to `tmp` (which must not be in use) and checks its sha256.
+/// Blocking.
+pub fn stage(src: &Source<'_>, tmp: &Path, sha256: &str) -> io::Result<Staged> {
+    let Some(from) = open_source(src)? else {
+        return Ok(Staged::Missing);
+    };
+    if let Some(d) = tmp.parent() {
+        create_dirs(d)?;
+    }
+    match std::fs::remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let copied = (|| -> io::Result<String> {
+        let mut out = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp)?;
+        copy(&from, &mut out)?;
+        // The copy is what the archive holds: hash it, not the source.
+        io::Seek::seek(&mut out, io::SeekFrom::Start(0))?;
+        let (_, now) = crate::sftp::hash_file(&out)?;
+        out.set_permissions(std::fs::Permissions::from_mode(OBJECT_MODE))?;
+        out.sync_all()?;
+        Ok(now)
+    })();
+    match copied {
+        Ok(now) if now == sha256 => Ok(Staged::Ready(tmp.to_path_buf())),
+        Ok(now) => {
+            let _ = std::fs::remove_file(tmp);
+            Ok(Staged::Changed { sha256: now })
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(tmp);
+            Err(e)
+        }
+    }
+}
+
+/// A reflink where the file system shares extents copy-on-write (btrfs,
+/// xfs), else an in-kernel copy (`std::io::copy` between files uses
+/// `copy_file_range`).
+fn copy(from: &File, out: &mut File) -> io::Result<()> {
+    if rustix::fs::ioctl_ficlone(&*out, from).is_ok() {
+        return Ok(());
+    }
+    let mut reader = from;
+    // Positional reads elsewhere: the shared offset is ours to move, but
+    // start from the beginning whatever it was.
+    io::Seek::seek(&mut reader, io::SeekFrom::Start(0))?;
+    io::copy(&mut reader, out)?;
+    Ok(())
+}
+
+/// Puts a staged object under its final name `dest`, durably.
+pub fn put(staged: &Path, dest: &Path) -> io::Result<()> {
+    let dir = dest.parent().unwrap_or_else(|| Path::new("."));
+    create_dirs(dir)?;
+    std::fs::rename(staged, dest)?;
+    File::open(dir)?.sync_all()
+}
+
+/// Opens an archived object for reading.
+pub fn open(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
+/// Is the object at `path` intact (its sha256 the recorded one)?
+pub fn check(path: &Path, sha256: &str) -> io::Result<bool> {
+    let (_, now) = crate::sftp::hash_file(&open(path)?)?;
+    Ok(now == sha256)
+}
+
+/// Archives written by earlier versions were hard links to the customer's
+/// file. Gives every such object an inode of its own (and the archive's
+/// modes), so nothing the customer does can reach it. Blocking; run once
+/// at start. Returns how many objects were separated.
+pub fn separate_legacy_links(archive: &Path) -> io::Result<usize> {
+    // Written after a complete pass: this version never links, so one
+    // pass is enough.
+    let done = archive.join(".separate");
+    if done.exists() {
+        return Ok(0);
+    }
+    let separated = separate(archive)?;
+    create_dirs(archive)?;
+    File::create(&done)?.sync_all()?;
+    Ok(separated)
+}
+
+fn separate(archive: &Path) -> io::Result<usize> {
+    let mut separated = 0;
+    let mut dirs = vec![archive.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            let path = entry.path();
+            if meta.is_dir() {
+                if meta.mode() & 0o7777 != DIR_MODE {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(DIR_MODE))?;
+                }
+                dirs.push(path);
+            } else if meta.is_file() && (meta.nlink() > 1 || meta.mode() & 0o7777 != OBJECT_MODE) {
+                if meta.nlink() > 1 {
+                    let tmp = path.with_extension("separating");
+                    let from = File::open(&path)?;
+                    let mut out = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&tmp)?;
+                    let mut reader = &from;
+                    io::copy(&mut reader, &mut out)?;
+                    out.set_permissions(std::fs::Permissions::from_mode(OBJECT_MODE))?;
+                    out.sync_all()?;
+                    std::fs::rename(&tmp, &path)?;
+                    separated += 1;
+                } else {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(OBJECT_MODE))?;
+                }
+            }
+        }
+    }
+    Ok(separated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+
+    fn sha(b: &[u8]) -> String {
+        hex::encode(Sha256::digest(b))
+    }
+
+    #[test]
+    fn a_staged_object_is_an_independent_read_only_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.wav");
+        std::fs::write(&src, b"recording").unwrap();
+        let f = File::open(&src).unwrap();
+        let tmp = dir.path().join("archive/.incoming/j1.wav");
+        let Staged::Ready(staged) =
+            stage(&Source::Descriptor(&f), &tmp, &sha(b"recording")).unwrap()
+        else {
+            panic!("not staged");
+        };
+        let dest = dir.path().join("archive/2026/01/02/1.wav");
+        put(&staged, &dest).unwrap();
+        let m = std::fs::metadata(&dest).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o440);
+        assert_eq!(m.nlink(), 1);
+        assert_ne!(m.ino(), std::fs::metadata(&src).unwrap().ino());
+        let dm = std::fs::metadata(dest.parent().unwrap()).unwrap();
+        assert_eq!(dm.mode() & 0o777, 0o750);
+        // The customer's file changes; the archive does not.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&src)
+            .unwrap()
+            .write_all(b"x")
+            .unwrap();
+        assert!(check(&dest, &sha(b"recording")).unwrap());
+    }
+
+    #[test]
+    fn changed_or_missing_bytes_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.wav");
+        std::fs::write(&src, b"new bytes").unwrap();
+        let tmp = dir.path().join("t/j1.wav");
+        let got = stage(&Source::Archived(&src), &tmp, &sha(b"old bytes")).unwrap();
+        assert!(matches!(got, Staged::Changed { sha256 } if sha256 == sha(b"new bytes")));
+        assert!(!tmp.exists());
+        let gone = dir.path().join("gone.wav");
+        assert!(matches!(
+            stage(&Source::Archived(&gone), &tmp, "x").unwrap(),
+            Staged::Missing
+        ));
+    }
+
+    #[test]
+    fn legacy_hard_links_are_separated() {
+        let dir = tempfile::tempdir().unwrap();
+        let jail_file = dir.path().join("a.wav");
+        std::fs::write(&jail_file, b"abc").unwrap();
+        let archive = dir.path().join("archive");
+        std::fs::create_dir_all(archive.join("acme/2026/01/01")).unwrap();
+        let obj = archive.join("acme/2026/01/01/1.wav");
+        std::fs::hard_link(&jail_file, &obj).unwrap();
+        assert_eq!(separate_legacy_links(&archive).unwrap(), 1);
+        assert_eq!(std::fs::metadata(&obj).unwrap().nlink(), 1);
+        assert_eq!(std::fs::metadata(&obj).unwrap().mode() & 0o7777, 0o440);
+        std::fs::write(&jail_file, b"changed").unwrap();
+        assert_eq!(std::fs::read(&obj).unwrap(), b"abc");
+        assert_eq!(separate_legacy_links(&archive).unwrap(), 0);
+    }
+}

@@ -1,0 +1,170 @@
+//! Acknowledged deposits awaiting their outcome are sealed.
+//!
+//! Between the OK a client gets for a completed upload and the moment the
+//! pipeline has made the deposit's archive copy, the bytes the journal row
+//! names exist only in the customer's file. A seal holds that file's inode
+//! (device, inode number) and an open descriptor of it:
+//! - the SFTP front refuses every change to a sealed inode through a handle
+//!   (WRITE, FSETSTAT) — another handle opened before the completion, on the
+//!   temporary name or the final one, can no longer alter acknowledged
+//!   bytes — and gives the customer's name a fresh inode before changing it
+//!   by path (OPEN for writing, SETSTAT);
+//! - the pipeline copies the archive from the sealed descriptor, so a
+//!   rename or removal of the name meanwhile changes nothing either.
+//!
+//! The seal of a journal row is released when that row has its outcome.
+//! Seals live in memory: after a restart no handle survives, and the
+//! pipeline reads the deposit by its path and checks its sha256.
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A file's identity on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Inode {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl Inode {
+    pub fn of(m: &Metadata) -> Inode {
+        Inode {
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// How many seals each inode has (several journal rows may name it).
+    inodes: HashMap<Inode, usize>,
+    /// The sealed descriptor of each journal row not yet done, with the
+    /// deposit it names.
+    rows: HashMap<i64, (Deposit, Seal)>,
+}
+
+/// A deposit: (account, path inside its jail).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Deposit {
+    pub account: String,
+    pub path: String,
+}
+
+/// The registry of sealed deposits, shared by the SFTP front and the
+/// pipeline.
+#[derive(Default)]
+pub struct Seals {
+    inner: Mutex<Inner>,
+}
+
+/// One seal on one inode; dropping it unseals (once no other seal holds
+/// the inode).
+pub struct Seal {
+    seals: Arc<Seals>,
+    inode: Inode,
+    file: Arc<File>,
+}
+
+impl Drop for Seal {
+    fn drop(&mut self) {
+        let mut inner = self.seals.lock();
+        if let Some(n) = inner.inodes.get_mut(&self.inode) {
+            *n -= 1;
+            if *n == 0 {
+                inner.inodes.remove(&self.inode);
+            }
+        }
+    }
+}
+
+impl Seals {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere cannot poison the registry.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Seals `file`'s inode; from now on no handle changes it.
+    pub fn seal(self: &Arc<Self>, file: &Arc<File>) -> std::io::Result<Seal> {
+        let inode = Inode::of(&file.metadata()?);
+        *self.lock().inodes.entry(inode).or_insert(0) += 1;
+        Ok(Seal {
+            seals: self.clone(),
+            inode,
+            file: file.clone(),
+        })
+    }
+
+    /// Keeps `seal` until journal row `journal_id` has its outcome.
+    pub fn bind(&self, journal_id: i64, deposit: Deposit, seal: Seal) {
+        let old = self.lock().rows.insert(journal_id, (deposit, seal));
+        drop(old);
+    }
+
+    /// Is a sealed deposit of `account` at `dir` or below it? (A directory
+    /// holding one is not renamed until its deposit has its outcome.)
+    pub fn any_under(&self, account: &str, dir: &str) -> bool {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        self.lock()
+            .rows
+            .values()
+            .any(|(d, _)| d.account == account && (d.path == dir || d.path.starts_with(&prefix)))
+    }
+
+    pub fn is_sealed(&self, m: &Metadata) -> bool {
+        self.lock().inodes.contains_key(&Inode::of(m))
+    }
+
+    /// The sealed descriptor of a journal row, if its completion happened
+    /// in this process.
+    pub fn source(&self, journal_id: i64) -> Option<Arc<File>> {
+        self.lock()
+            .rows
+            .get(&journal_id)
+            .map(|(_, s)| s.file.clone())
+    }
+
+    /// Journal row `journal_id` has its outcome: its inode may change again.
+    pub fn release(&self, journal_id: i64) {
+        let seal = self.lock().rows.remove(&journal_id);
+        drop(seal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seal_holds_until_every_row_naming_the_inode_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.wav");
+        std::fs::write(&path, b"abc").unwrap();
+        let file = Arc::new(File::open(&path).unwrap());
+        let seals = Arc::new(Seals::default());
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(!seals.is_sealed(&meta));
+        let dep = Deposit {
+            account: "acme".into(),
+            path: "/audio/d/a.wav".into(),
+        };
+        seals.bind(1, dep.clone(), seals.seal(&file).unwrap());
+        seals.bind(2, dep, seals.seal(&file).unwrap());
+        assert!(seals.is_sealed(&meta));
+        assert!(seals.any_under("acme", "/audio"));
+        assert!(seals.any_under("acme", "/audio/d/a.wav"));
+        assert!(!seals.any_under("acme", "/aud"));
+        assert!(!seals.any_under("other", "/audio"));
+        assert!(seals.source(1).is_some());
+        seals.release(1);
+        assert!(seals.is_sealed(&meta));
+        assert!(seals.source(1).is_none());
+        seals.release(2);
+        assert!(!seals.is_sealed(&meta));
+        // Releasing twice, or a row never bound, is harmless.
+        seals.release(2);
+        seals.release(7);
+    }
+}
