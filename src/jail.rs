@@ -23,7 +23,7 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::fs::{File, Metadata};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,6 +33,10 @@ use rustix::io::Errno;
 
 /// Longest single name component Linux filesystems accept (NAME_MAX).
 const NAME_MAX: usize = 255;
+/// Longest client path accepted (PATH_MAX): a longer one could not be
+/// opened by the kernel anyway, and would only cost memory in logs,
+/// journal rows and rejection reports.
+pub const PATH_MAX: usize = 4096;
 
 /// Resolution rules for every path walk: stay under the root, follow nothing.
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
@@ -102,6 +106,9 @@ impl JailPath {
     pub fn parse(client_path: &str) -> Result<JailPath, JailError> {
         if client_path.contains('\0') {
             return Err(invalid("path contains a NUL byte"));
+        }
+        if client_path.len() > PATH_MAX {
+            return Err(invalid("path longer than 4096 bytes"));
         }
         let mut parts: Vec<&str> = Vec::new();
         for comp in client_path.split('/') {
@@ -348,6 +355,15 @@ impl Jail {
         Ok(out)
     }
 
+    /// Opens a directory for listing page by page: memory stays the same
+    /// whatever the directory holds (the whole listing is never built).
+    pub fn list_dir(&self, p: &JailPath) -> Result<DirListing, JailError> {
+        let fd = self.resolve(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+        Ok(DirListing {
+            entries: rustix::fs::Dir::new(fd)?,
+        })
+    }
+
     pub fn mkdir(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
         let Some((parent, name)) = p.split_last() else {
             return Err(JailError::AlreadyExists);
@@ -472,6 +488,39 @@ impl Jail {
     }
 }
 
+/// An open directory read in pages (see [`Jail::list_dir`]). Entries are
+/// in the directory's own order, not sorted: sorting needs them all.
+pub struct DirListing {
+    /// getdents64 on the directory's one fd, through rustix's bounded
+    /// buffer. Entries are stat'ed relative to the same fd, one name at a
+    /// time and without following symlinks, so nothing resolves outside
+    /// the jail.
+    entries: rustix::fs::Dir,
+}
+
+impl DirListing {
+    /// Up to `max` more entries (with lstat metadata); empty at the end.
+    pub fn next_page(&mut self, max: usize) -> Result<Vec<DirEntry>, JailError> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(entry) = self.entries.read() else {
+                break;
+            };
+            let name = entry?.file_name().to_owned();
+            if let Some(e) = entry_at(self.entries.fd()?, name.to_bytes())? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Debug for DirListing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirListing").finish_non_exhaustive()
+    }
+}
+
 fn perm_bits(mode: u32) -> Mode {
     Mode::from_bits_truncate(mode & 0o7777)
 }
@@ -488,7 +537,7 @@ fn open_dir_at(dir: &OwnedFd, name: &str) -> Result<OwnedFd, JailError> {
 }
 
 /// Builds one listing entry; `None` for "."/".." or an entry removed meanwhile.
-fn entry_at(dir: &OwnedFd, name: &[u8]) -> Result<Option<DirEntry>, JailError> {
+fn entry_at(dir: impl AsFd, name: &[u8]) -> Result<Option<DirEntry>, JailError> {
     if name == b"." || name == b".." {
         return Ok(None);
     }

@@ -40,6 +40,17 @@ struct RawServer {
     max_sessions_per_account: usize,
     idle_timeout: String,
     fsync: bool,
+    max_handles_per_session: usize,
+    max_handles_per_account: usize,
+    max_hole: ByteSize,
+}
+
+/// A size in bytes: an integer, or a string such as "64MiB".
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum ByteSize {
+    Bytes(u64),
+    Text(String),
 }
 
 impl Default for RawServer {
@@ -53,6 +64,9 @@ impl Default for RawServer {
             max_sessions_per_account: 32,
             idle_timeout: "10m".into(),
             fsync: true,
+            max_handles_per_session: 256,
+            max_handles_per_account: 1024,
+            max_hole: ByteSize::Text("64MiB".into()),
         }
     }
 }
@@ -106,6 +120,15 @@ pub struct ServerConfig {
     pub max_sessions_per_account: usize,
     pub idle_timeout: Duration,
     pub fsync: bool,
+    /// File and directory handles one SSH connection may hold (all its
+    /// SFTP channels together).
+    pub max_handles_per_session: usize,
+    /// File and directory handles all sessions of one account may hold.
+    pub max_handles_per_account: usize,
+    /// Largest unwritten part (holes) a file may have; a WRITE or SETSTAT
+    /// size making a larger one is refused, so hashing costs the bytes
+    /// written. Clients writing out of order stay within a few MiB.
+    pub max_hole: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +220,14 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
             "auth.max_concurrent_password_checks",
             raw.auth.max_concurrent_password_checks,
         ),
+        (
+            "server.max_handles_per_session",
+            raw.server.max_handles_per_session,
+        ),
+        (
+            "server.max_handles_per_account",
+            raw.server.max_handles_per_account,
+        ),
     ] {
         if v == 0 {
             errors.push(ConfigError::new(path, key, "must be at least 1"));
@@ -215,6 +246,7 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
         &raw.server.idle_timeout,
         &mut errors,
     );
+    let max_hole = parse_size(path, "server.max_hole", &raw.server.max_hole, &mut errors);
     let window = parse_duration(path, "auth.ban_window", &raw.auth.ban_window, &mut errors);
     let ban = parse_duration(
         path,
@@ -262,6 +294,9 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
                     max_sessions_per_account: raw.server.max_sessions_per_account,
                     idle_timeout,
                     fsync: raw.server.fsync,
+                    max_handles_per_session: raw.server.max_handles_per_session,
+                    max_handles_per_account: raw.server.max_handles_per_account,
+                    max_hole: max_hole.unwrap_or(0),
                 },
                 auth: AuthConfig {
                     max_attempts_per_connection: raw.auth.max_attempts_per_connection,
@@ -278,6 +313,50 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
         }
         _ => Err(ConfigErrors(errors)),
     }
+}
+
+/// Reads a size: bytes as an integer, or a number with a unit (B, KiB,
+/// MiB, GiB, TiB; KB, MB, GB, TB in powers of ten).
+fn parse_size(
+    path: &Path,
+    key: &str,
+    raw: &ByteSize,
+    errors: &mut Vec<ConfigError>,
+) -> Option<u64> {
+    let text = match raw {
+        ByteSize::Bytes(n) => return Some(*n),
+        ByteSize::Text(t) => t.trim(),
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let factor: Option<u64> = match unit.trim() {
+        "" | "B" => Some(1),
+        "KiB" => Some(1 << 10),
+        "MiB" => Some(1 << 20),
+        "GiB" => Some(1 << 30),
+        "TiB" => Some(1 << 40),
+        "KB" => Some(1_000),
+        "MB" => Some(1_000_000),
+        "GB" => Some(1_000_000_000),
+        "TB" => Some(1_000_000_000_000),
+        _ => None,
+    };
+    let value = number
+        .replace('_', "")
+        .parse::<u64>()
+        .ok()
+        .zip(factor)
+        .and_then(|(n, f)| n.checked_mul(f));
+    if value.is_none() {
+        errors.push(ConfigError::new(
+            path,
+            key,
+            format!("'{text}' is not a size such as \"64MiB\", \"1GiB\" or 1048576"),
+        ));
+    }
+    value
 }
 
 #[cfg(test)]
@@ -298,6 +377,24 @@ mod tests {
         assert_eq!(s.server.data_dir, PathBuf::from("/srv/depot/data"));
         assert_eq!(s.server.idle_timeout, Duration::from_secs(600));
         assert!(s.server.fsync);
+        assert_eq!(s.server.max_handles_per_session, 256);
+        assert_eq!(s.server.max_handles_per_account, 1024);
+        assert_eq!(s.server.max_hole, 64 << 20);
+    }
+
+    #[test]
+    fn sizes_with_and_without_units() {
+        let s = load("[server]\nmax_hole = \"1GiB\"\n").unwrap();
+        assert_eq!(s.server.max_hole, 1 << 30);
+        let s = load("[server]\nmax_hole = 4_096\n").unwrap();
+        assert_eq!(s.server.max_hole, 4096);
+        let e = load("[server]\nmax_hole = \"lots\"\nmax_handles_per_session = 0\n").unwrap_err();
+        assert!(e.0.iter().any(|e| e.key == "server.max_hole"), "{e}");
+        assert!(
+            e.0.iter()
+                .any(|e| e.key == "server.max_handles_per_session"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -112,6 +112,13 @@ fn parse_refuses_nul_and_long_names() {
         JailPath::parse(&long),
         Err(JailError::InvalidName(_))
     ));
+    // Whole paths: 4096 bytes pass, one more is refused.
+    let at_limit = "/x".repeat(PATH_MAX / 2);
+    assert!(JailPath::parse(&at_limit).is_ok());
+    assert!(matches!(
+        JailPath::parse(&format!("{at_limit}/")),
+        Err(JailError::InvalidName(r)) if r.contains("4096")
+    ));
 }
 
 #[test]
@@ -563,6 +570,40 @@ fn read_dir_sorted_with_lstat_metadata() {
     assert!(f.jail.read_dir(&jp("/a_dir")).unwrap().is_empty());
     let r = f.jail.read_dir(&jp("/b.txt"));
     assert!(matches!(r, Err(JailError::NotADirectory)));
+}
+
+#[test]
+fn list_dir_reads_pages_with_lstat_metadata_inside_the_jail() {
+    let f = fixture();
+    fs::create_dir(f.root.join("d")).unwrap();
+    for i in 0..300 {
+        fs::write(f.root.join(format!("d/f{i:03}")), vec![0u8; i % 7]).unwrap();
+    }
+    symlink(&f.canary, f.root.join("d/link")).unwrap();
+    let mut listing = f.jail.list_dir(&jp("/d")).unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let page = listing.next_page(128).unwrap();
+        assert!(page.len() <= 128);
+        if page.is_empty() {
+            break;
+        }
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 301);
+    let link = seen.iter().find(|e| e.name == "link").unwrap();
+    assert!(
+        link.metadata.file_type().is_symlink(),
+        "the link is not followed"
+    );
+    let f5 = seen.iter().find(|e| e.name == "f005").unwrap();
+    assert_eq!(f5.metadata.len(), 5);
+    assert!(!seen.iter().any(|e| e.name == "." || e.name == ".."));
+    assert_denied(f.jail.list_dir(&jp("/d/link")));
+    assert!(matches!(
+        f.jail.list_dir(&jp("/d/f001")),
+        Err(JailError::NotADirectory)
+    ));
 }
 
 #[test]

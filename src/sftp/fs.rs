@@ -5,11 +5,13 @@
 //! Errors reaching the client carry a status code and a short message that
 //! reveals nothing about the server; the cause is logged here.
 
-use super::policy::{is_final, is_rejected_area, refuse_final_name, REJECTED_DIR};
+use super::budget::HandleSlot;
+use super::policy::{customer_mode, is_final, is_rejected_area, refuse_final_name, REJECTED_DIR};
+use super::quota::{growth_refusal, Limits, Usage};
 use super::upload::{complete, Upload};
 use super::Shared;
 use crate::config::Account;
-use crate::jail::{Jail, JailError, JailPath, OpenOptions};
+use crate::jail::{DirListing, Jail, JailError, JailPath, OpenOptions};
 use crate::metrics::Metrics;
 use russh_sftp::protocol::{
     Attrs, Data, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
@@ -19,7 +21,7 @@ use russh_sftp::server::StatusReply;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,9 +30,8 @@ const ARCHIVED: &str = "archived";
 
 /// Largest READ/WRITE payload (as advertised in limits@openssh.com).
 const MAX_IO: u32 = 261_120;
-/// Handles one session may hold open at once.
-const MAX_HANDLES: usize = 4096;
-/// Directory entries per READDIR reply.
+/// Directory entries per READDIR reply: also all a directory handle holds
+/// in memory at once (besides rustix's getdents buffer, at most 24 KiB).
 const READDIR_CHUNK: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +44,8 @@ enum RenameKind {
 struct FileHandle {
     path: JailPath,
     file: Arc<std::fs::File>,
-    /// The descriptor's place in the server-wide budget.
-    _slot: super::FileSlot,
+    /// The descriptor's place in the session, account and server budgets.
+    _slot: HandleSlot,
     append: bool,
     /// Present when opened for writing.
     upload: Option<Upload>,
@@ -53,9 +54,22 @@ struct FileHandle {
     write_failed: bool,
 }
 
+struct DirHandle {
+    /// Out of the handle only while a READDIR reads the next page.
+    listing: Option<DirListing>,
+    _slot: HandleSlot,
+}
+
 enum OpenHandle {
     File(FileHandle),
-    Dir(Vec<File>),
+    Dir(DirHandle),
+}
+
+/// Why a WRITE did not happen: refused by a limit (nothing written), or
+/// the file system failed.
+enum WriteError {
+    Refused(String),
+    Io(std::io::Error),
 }
 
 pub struct SftpSession {
@@ -63,7 +77,7 @@ pub struct SftpSession {
     account: Arc<Account>,
     jail: Arc<Jail>,
     peer: SocketAddr,
-    quota_used: Arc<AtomicI64>,
+    quota_used: Arc<Usage>,
     handles: HashMap<String, OpenHandle>,
     next_handle: u64,
 }
@@ -183,6 +197,63 @@ fn break_link(jail: &Jail, p: &JailPath, empty: bool) -> Result<(), JailError> {
     jail.rename(&tmp, p, true)
 }
 
+/// One WRITE, with the account's count locked by the caller: the file is
+/// measured, the write checked against the limits, done, and measured
+/// again (also after a failed write: part of it may be on disk). Returns
+/// where the bytes went (an append goes to the real end, whatever offset
+/// the client gave) or the write's error, with the change in stored bytes.
+fn write_measured(
+    file: &std::fs::File,
+    limits: &Limits,
+    used: u64,
+    append: bool,
+    offset: u64,
+    data: &[u8],
+) -> Result<(Result<u64, WriteError>, i64), WriteError> {
+    let m = file.metadata().map_err(WriteError::Io)?;
+    let size = m.len();
+    let at = if append { size } else { offset };
+    let end = at.saturating_add(data.len() as u64);
+    let allocated = m.blocks().saturating_mul(512);
+    if let Some(msg) = growth_refusal(limits, used, size, allocated, end, data.len() as u64) {
+        return Err(WriteError::Refused(msg));
+    }
+    let res = file.write_all_at(data, at).map(|_| at);
+    let after = file.metadata().map_or(end.max(size), |m| m.len());
+    Ok((res.map_err(WriteError::Io), after as i64 - size as i64))
+}
+
+/// SETSTAT/FSETSTAT size, with the account's count locked by the caller:
+/// checked against the limits like a WRITE of nothing (growth is all hole).
+/// `known` is the size the count knew, when it differs from the file's.
+fn set_len_measured(
+    file: &std::fs::File,
+    limits: &Limits,
+    used: u64,
+    size: u64,
+    known: Option<u64>,
+) -> Reply<((), i64)> {
+    let m = file.metadata().map_err(|e| io_fail(&e))?;
+    let allocated = m.blocks().saturating_mul(512);
+    if let Some(msg) = growth_refusal(limits, used, m.len(), allocated, size, 0) {
+        return Err(status(StatusCode::Failure, msg));
+    }
+    file.set_len(size).map_err(|e| io_fail(&e))?;
+    Ok(((), size as i64 - known.unwrap_or(m.len()) as i64))
+}
+
+/// Bytes a rename of `from` onto `to` frees: the file it replaces, unless
+/// both names are the same file (then the rename changes nothing).
+fn replaced_size(jail: &Jail, from: &JailPath, to: &JailPath) -> u64 {
+    let Some(target) = jail.stat(to).ok().filter(|m| m.is_file()) else {
+        return 0;
+    };
+    match jail.stat(from) {
+        Ok(src) if (src.dev(), src.ino()) == (target.dev(), target.ino()) => 0,
+        _ => target.len(),
+    }
+}
+
 fn to_time(secs: Option<u32>) -> Option<SystemTime> {
     secs.map(|s| UNIX_EPOCH + Duration::from_secs(s as u64))
 }
@@ -226,10 +297,24 @@ impl SftpSession {
         })
     }
 
-    fn add_handle(&mut self, h: OpenHandle) -> Reply<String> {
-        if self.handles.len() >= MAX_HANDLES {
-            return Err(status(StatusCode::Failure, "Too many open handles"));
+    /// Takes a handle from the session's, account's and server's budgets.
+    fn reserve_handle(&self) -> Reply<HandleSlot> {
+        self.shared
+            .handles
+            .reserve(&self.account.name, self.peer)
+            .map_err(|r| status(StatusCode::Failure, r.message()))
+    }
+
+    /// How far this account's files may grow.
+    fn limits(&self) -> Limits {
+        Limits {
+            max_file_size: self.account.max_file_size,
+            quota: self.account.quota_bytes,
+            max_hole: self.shared.settings.server.max_hole,
         }
+    }
+
+    fn add_handle(&mut self, h: OpenHandle) -> Reply<String> {
         if matches!(&h, OpenHandle::File(f) if f.upload.is_some()) {
             self.shared.open_uploads.fetch_add(1, Ordering::SeqCst);
         }
@@ -296,7 +381,7 @@ impl SftpSession {
 
     fn quota_refusal(&self, growth: u64) -> Option<StatusReply> {
         let quota = self.account.quota_bytes?;
-        let used = self.quota_used.load(Ordering::Relaxed).max(0) as u64;
+        let used = self.quota_used.current();
         (used.saturating_add(growth) > quota).then(|| {
             status(
                 StatusCode::Failure,
@@ -341,17 +426,8 @@ impl SftpSession {
         if write {
             self.check_upload_allowed(&path, &attrs)?;
         }
-        // Limits first: past them, no descriptor is even opened. One
-        // session may hold a quarter of the server's budget at most.
-        if self.handles.len() >= MAX_HANDLES.min(self.shared.file_share()) {
-            return Err(status(StatusCode::Failure, "Too many open handles"));
-        }
-        let slot = self.shared.reserve_file().ok_or_else(|| {
-            status(
-                StatusCode::Failure,
-                "The server has too many open files; close some and retry",
-            )
-        })?;
+        // Limits first: past them, no descriptor is even opened.
+        let slot = self.reserve_handle()?;
         let opts = OpenOptions {
             // Upload handles are always readable: completion hashes the
             // file through this fd (a resumed upload's existing prefix, or
@@ -363,29 +439,50 @@ impl SftpSession {
             truncate: pflags.contains(OpenFlags::TRUNCATE),
             append: pflags.contains(OpenFlags::APPEND),
             exclusive: pflags.contains(OpenFlags::EXCLUDE),
-            mode: attrs.permissions.map(|p| p & 0o777).unwrap_or(0o644) | 0o600,
+            mode: customer_mode(attrs.permissions.unwrap_or(0o644), false),
         };
         let mark = write && is_final(&self.account, &path);
         let before_meta = self.jail.stat(&path).ok();
         let before = before_meta.as_ref().map(|m| m.len());
+        let mut copied = false;
         if write && before_meta.is_some_and(|m| m.is_file() && self.shares_acknowledged_bytes(&m)) {
             // A copy of the whole file: off the async threads.
             let (j, p) = (self.jail.clone(), path.clone());
             let truncate = opts.truncate;
             blocking(move || break_link(&j, &p, truncate).map_err(fail)).await?;
+            copied = true;
         }
-        let (file, len) = metadata(|| {
-            let file = self.jail.open_file(&path, &opts).map_err(fail)?;
+        let open_path = path.clone();
+        let open = move |jail: &Jail| -> Reply<(std::fs::File, u64)> {
+            let file = jail.open_file(&open_path, &opts).map_err(fail)?;
             if mark {
                 super::upload::mark_partial(&file);
             }
             let len = file.metadata().map_err(|e| io_fail(&e))?.len();
             Ok((file, len))
-        })?;
+        };
+        let (file, len) = match (opts.truncate, before) {
+            // Truncating a file with bytes in it changes what the account
+            // stores: measured and opened with the count locked.
+            (true, Some(old)) if old > 0 => {
+                let (j, p, usage) = (self.jail.clone(), path.clone(), self.quota_used.clone());
+                blocking(move || {
+                    usage.change(|_| {
+                        let old = match copied {
+                            // The copy made just before replaced the
+                            // file the count knew.
+                            true => old,
+                            false => j.stat(&p).map(|m| m.len()).unwrap_or(0),
+                        };
+                        let (file, len) = open(&j)?;
+                        Ok(((file, len), len as i64 - old as i64))
+                    })
+                })
+                .await?
+            }
+            _ => metadata(|| open(&self.jail))?,
+        };
         let upload = write.then(|| Upload::new(len, before.is_none() || opts.truncate));
-        if let (Some(old), true) = (before, opts.truncate) {
-            self.quota_used.fetch_sub(old as i64, Ordering::Relaxed);
-        }
         self.add_handle(OpenHandle::File(FileHandle {
             path,
             file: Arc::new(file),
@@ -425,7 +522,7 @@ impl SftpSession {
     }
 
     async fn do_write(&mut self, handle: &str, offset: u64, data: Vec<u8>) -> Reply<()> {
-        let max = self.account.max_file_size;
+        let (limits, usage) = (self.limits(), self.quota_used.clone());
         let fh = self.file_handle(handle)?;
         let Some(mut up) = fh.upload.take() else {
             return Err(status(
@@ -433,23 +530,9 @@ impl SftpSession {
                 "The file was not opened for writing",
             ));
         };
-        let offset = if fh.append { up.len } else { offset };
-        let end = offset.saturating_add(data.len() as u64);
-        let growth = end.saturating_sub(up.len);
-        let refusal = match max {
-            Some(m) if end > m => Some(status(
-                StatusCode::Failure,
-                format!("Files over {m} bytes are not accepted"),
-            )),
-            _ => self.quota_refusal(growth).filter(|_| growth > 0),
-        };
-        let fh = self.file_handle(handle)?;
-        if let Some(r) = refusal {
-            fh.upload = Some(up);
-            return Err(r);
-        }
-        let file = fh.file.clone();
+        let (file, append) = (fh.file.clone(), fh.append);
         let n = data.len();
+        let cancel = up.cancel_on_drop();
         let seals = self.shared.seals.clone();
         let (up, res) = tokio::task::spawn_blocking(move || {
             // Another handle's CLOSE or RENAME may have completed this file
@@ -460,30 +543,42 @@ impl SftpSession {
                 .metadata()
                 .is_ok_and(|m| m.nlink() > 1 || seals.is_sealed(&m))
             {
-                return (up, Err(std::io::Error::other(ARCHIVED)));
+                return (up, Err(WriteError::Io(std::io::Error::other(ARCHIVED))));
             }
-            let res = file.write_all_at(&data, offset);
-            match res {
-                Ok(()) => up.written(&file, offset, data),
-                Err(_) => up.invalidate(),
+            let res = usage
+                .change(|used| write_measured(&file, &limits, used, append, offset, &data))
+                .and_then(|r| r);
+            match &res {
+                Ok(at) => up.written(&file, *at, data),
+                Err(WriteError::Io(_)) => up.invalidate(),
+                Err(WriteError::Refused(_)) => {}
             }
             (up, res)
         })
         .await
         .map_err(|_| status(StatusCode::Failure, "Operation failed"))?;
+        cancel.done();
         let fh = self.file_handle(handle)?;
         fh.upload = Some(up);
-        if res.as_ref().is_err_and(|e| e.to_string() == ARCHIVED) {
-            return Err(status(
+        match res {
+            Ok(_) => {
+                Metrics::add(&self.shared.metrics.bytes_in, n as u64);
+                Ok(())
+            }
+            Err(WriteError::Io(e)) if e.to_string() == ARCHIVED => Err(status(
                 StatusCode::Failure,
                 "The file was ingested meanwhile; upload it again to replace it",
-            ));
+            )),
+            Err(e) => {
+                // Refused or failed, the file is not what the client sent:
+                // its CLOSE must not complete it.
+                fh.write_failed = true;
+                Err(match e {
+                    WriteError::Refused(msg) => status(StatusCode::Failure, msg),
+                    WriteError::Io(e) => io_fail(&e),
+                })
+            }
         }
-        fh.write_failed |= res.is_err();
-        res.map_err(|e| io_fail(&e))?;
-        self.quota_used.fetch_add(growth as i64, Ordering::Relaxed);
-        Metrics::add(&self.shared.metrics.bytes_in, n as u64);
-        Ok(())
     }
 
     async fn do_read(&mut self, handle: &str, offset: u64, len: u32) -> Reply<Vec<u8>> {
@@ -516,6 +611,7 @@ impl SftpSession {
         let jail = self.jail.clone();
         let meta = jail.stat(&path).map_err(fail)?;
         let old = meta.len();
+        let mut copied = false;
         if meta.is_file()
             && (meta.nlink() > 1 || (attrs.size.is_some() && self.shared.seals.is_sealed(&meta)))
         {
@@ -524,27 +620,28 @@ impl SftpSession {
             let (j, p) = (jail.clone(), path.clone());
             let empty = attrs.size == Some(0);
             blocking(move || break_link(&j, &p, empty).map_err(fail)).await?;
+            copied = true;
         }
         if let Some(size) = attrs.size {
             let opts = OpenOptions {
                 write: true,
                 ..Default::default()
             };
-            let p = path.clone();
-            let j = jail.clone();
+            let (p, j) = (path.clone(), jail.clone());
+            let (limits, usage) = (self.limits(), self.quota_used.clone());
+            // The copy made just before replaced the file the count knew.
+            let known = copied.then_some(old);
             blocking(move || {
-                j.open_file(&p, &opts)
-                    .map_err(fail)?
-                    .set_len(size)
-                    .map_err(|e| io_fail(&e))
+                let file = j.open_file(&p, &opts).map_err(fail)?;
+                usage.change(|used| set_len_measured(&file, &limits, used, size, known))
             })
             .await?;
-            self.quota_used
-                .fetch_add(size as i64 - old as i64, Ordering::Relaxed);
         }
+        let is_dir = meta.is_dir();
         blocking(move || {
             if let Some(mode) = attrs.permissions {
-                jail.set_permissions(&path, mode & 0o777).map_err(fail)?;
+                jail.set_permissions(&path, customer_mode(mode, is_dir))
+                    .map_err(fail)?;
             }
             if attrs.atime.is_some() || attrs.mtime.is_some() {
                 jail.set_times(&path, to_time(attrs.atime), to_time(attrs.mtime))
@@ -577,22 +674,25 @@ impl SftpSession {
         }
         let fh = self.file_handle(handle)?;
         if let Some(size) = attrs.size {
-            let Some(up) = fh.upload.as_mut() else {
+            if fh.upload.is_none() {
                 return Err(status(
                     StatusCode::PermissionDenied,
                     "The file was not opened for writing",
                 ));
-            };
-            up.invalidate();
-            up.len = size;
+            }
+            let (limits, usage, f) = (self.limits(), self.quota_used.clone(), file.clone());
+            blocking(move || usage.change(|used| set_len_measured(&f, &limits, used, size, None)))
+                .await?;
+            if let Some(up) = self.file_handle(handle)?.upload.as_mut() {
+                up.invalidate();
+                up.len = size;
+            }
         }
         blocking(move || {
-            if let Some(size) = attrs.size {
-                file.set_len(size).map_err(|e| io_fail(&e))?;
-            }
             if let Some(mode) = attrs.permissions {
                 use std::os::unix::fs::PermissionsExt;
-                file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
+                let mode = customer_mode(mode, false);
+                file.set_permissions(std::fs::Permissions::from_mode(mode))
                     .map_err(|e| io_fail(&e))?;
             }
             if attrs.atime.is_some() || attrs.mtime.is_some() {
@@ -637,9 +737,13 @@ impl SftpSession {
         let jail = self.jail.clone();
         let (f, t) = (from.clone(), to.clone());
         let completes = what == RenameKind::Completes;
-        let (replaced, file) = blocking(move || {
-            let replaced = jail.stat(&t).ok().filter(|m| m.is_file()).map(|m| m.len());
-            jail.rename(&f, &t, overwrite).map_err(fail)?;
+        let usage = self.quota_used.clone();
+        let file = blocking(move || {
+            usage.change(|_| -> Reply<((), i64)> {
+                let replaced = replaced_size(&jail, &f, &t);
+                jail.rename(&f, &t, overwrite).map_err(fail)?;
+                Ok(((), -(replaced as i64)))
+            })?;
             let file = match completes && jail.stat(&t).is_ok_and(|m| m.is_file()) {
                 true => Some(
                     jail.open_file(
@@ -653,12 +757,9 @@ impl SftpSession {
                 ),
                 false => None,
             };
-            Ok((replaced, file))
+            Ok(file)
         })
         .await?;
-        if let Some(old) = replaced {
-            self.quota_used.fetch_sub(old as i64, Ordering::Relaxed);
-        }
         if what == RenameKind::Moves {
             self.move_records(&from, &to, is_dir).await;
             return Ok(());
@@ -734,25 +835,13 @@ impl SftpSession {
 
     async fn do_remove(&mut self, path: JailPath) -> Reply<()> {
         self.check_modifiable(&path)?;
-        let jail = self.jail.clone();
-        let size = blocking(move || {
-            let size = jail.stat(&path).map_err(fail)?.len();
-            jail.remove_file(&path).map_err(fail)?;
-            Ok(size)
-        })
-        .await?;
-        self.quota_used.fetch_sub(size as i64, Ordering::Relaxed);
-        Ok(())
-    }
-
-    async fn list_dir(&self, path: JailPath) -> Reply<Vec<File>> {
-        let jail = self.jail.clone();
+        let (jail, usage) = (self.jail.clone(), self.quota_used.clone());
         blocking(move || {
-            let entries = jail.read_dir(&path).map_err(fail)?;
-            Ok(entries
-                .iter()
-                .map(|e| File::new(e.name.clone(), attrs_of(&e.metadata)))
-                .collect())
+            usage.change(|_| {
+                let m = jail.stat(&path).map_err(fail)?;
+                jail.remove_file(&path).map_err(fail)?;
+                Ok(((), if m.is_file() { -(m.len() as i64) } else { 0 }))
+            })
         })
         .await
     }
@@ -875,21 +964,43 @@ impl russh_sftp::server::Handler for SftpSession {
 
     async fn opendir(&mut self, id: u32, path: String) -> Reply<Handle> {
         let p = parse(&path)?;
-        let mut files = self.list_dir(p).await?;
-        files.reverse(); // popped from the end in order
-        let handle = self.add_handle(OpenHandle::Dir(files))?;
+        let slot = self.reserve_handle()?;
+        let jail = self.jail.clone();
+        let listing = blocking(move || jail.list_dir(&p).map_err(fail)).await?;
+        let handle = self.add_handle(OpenHandle::Dir(DirHandle {
+            listing: Some(listing),
+            _slot: slot,
+        }))?;
         Ok(Handle { id, handle })
     }
 
+    /// The next page of the listing, read and stat'ed now: a directory
+    /// handle never holds more than one page.
     async fn readdir(&mut self, id: u32, handle: String) -> Reply<Name> {
-        let Some(OpenHandle::Dir(rest)) = self.handles.get_mut(&handle) else {
+        let Some(OpenHandle::Dir(dir)) = self.handles.get_mut(&handle) else {
             return Err(status(StatusCode::Failure, "Invalid handle"));
         };
-        if rest.is_empty() {
+        let mut listing = dir
+            .listing
+            .take()
+            .ok_or_else(|| status(StatusCode::Failure, "Invalid handle"))?;
+        let (listing, page) = tokio::task::spawn_blocking(move || {
+            let page = listing.next_page(READDIR_CHUNK);
+            (listing, page)
+        })
+        .await
+        .map_err(|_| status(StatusCode::Failure, "Operation failed"))?;
+        if let Some(OpenHandle::Dir(dir)) = self.handles.get_mut(&handle) {
+            dir.listing = Some(listing);
+        }
+        let page = page.map_err(fail)?;
+        if page.is_empty() {
             return Err(status(StatusCode::Eof, "End of directory"));
         }
-        let n = rest.len().min(READDIR_CHUNK);
-        let files: Vec<File> = (0..n).filter_map(|_| rest.pop()).collect();
+        let files = page
+            .into_iter()
+            .map(|e| File::new(e.name, attrs_of(&e.metadata)))
+            .collect();
         Ok(Name { id, files })
     }
 
@@ -901,7 +1012,7 @@ impl russh_sftp::server::Handler for SftpSession {
     async fn mkdir(&mut self, id: u32, path: String, attrs: FileAttributes) -> Reply<Status> {
         let p = parse(&path)?;
         self.check_modifiable(&p)?;
-        let mode = attrs.permissions.map(|m| m & 0o777).unwrap_or(0o755) | 0o700;
+        let mode = customer_mode(attrs.permissions.unwrap_or(0o755), true);
         metadata(|| self.jail.mkdir(&p, mode).map_err(fail)).map(|_| ok(id))
     }
 
@@ -981,7 +1092,7 @@ impl russh_sftp::server::Handler for SftpSession {
                     max_packet_len: 262_144,
                     max_read_len: MAX_IO as u64,
                     max_write_len: MAX_IO as u64,
-                    max_open_handles: 0,
+                    max_open_handles: self.shared.handles.limits().session as u64,
                 },
             ),
             _ => Err(self.unimplemented()),

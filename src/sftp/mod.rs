@@ -7,9 +7,11 @@
 //! then OK to the client and the entry handed to the pipeline.
 
 pub mod auth;
+mod budget;
 mod channel;
 mod fs;
 mod policy;
+mod quota;
 mod ssh;
 mod upload;
 
@@ -54,13 +56,9 @@ pub struct Shared {
     sessions_per_account: Mutex<HashMap<String, usize>>,
     /// Open write handles across all sessions (graceful shutdown waits on it).
     pub open_uploads: AtomicUsize,
-    /// File handles (one descriptor each) held by all sessions together, and
-    /// how many they may hold: what the process's descriptor limit leaves
-    /// after sockets and the database, so that one session opening files
-    /// without end can never make `accept` or SQLite fail with EMFILE.
-    open_files: AtomicUsize,
-    max_open_files: usize,
-    quota: Mutex<HashMap<String, Arc<std::sync::atomic::AtomicI64>>>,
+    /// File and directory handles: per session, per account, per server.
+    handles: Arc<budget::Budget>,
+    quota: Mutex<HashMap<String, Arc<quota::Usage>>>,
 }
 
 impl Shared {
@@ -73,7 +71,7 @@ impl Shared {
         in_flight: Arc<Mutex<HashSet<(String, String)>>>,
         seals: Arc<crate::deposit::Seals>,
     ) -> Result<Arc<Shared>> {
-        let max_open_files = file_handle_budget(settings.server.max_sessions);
+        let handles = Arc::new(budget::Budget::new(&settings.server));
         Ok(Arc::new(Shared {
             bans: BanList::new(settings.auth.clone()),
             passwords: PasswordChecker::new(settings.auth.max_concurrent_password_checks)?,
@@ -87,37 +85,9 @@ impl Shared {
             sessions_total: AtomicUsize::new(0),
             sessions_per_account: Mutex::new(HashMap::new()),
             open_uploads: AtomicUsize::new(0),
-            open_files: AtomicUsize::new(0),
-            max_open_files,
+            handles,
             quota: Mutex::new(HashMap::new()),
         }))
-    }
-
-    /// How many file handles one session may hold: a quarter of the
-    /// server's budget, so a single session cannot starve the others.
-    fn file_share(&self) -> usize {
-        (self.max_open_files / 4).max(16)
-    }
-
-    /// Takes one of the server's file-handle slots; `None` when all are used.
-    fn reserve_file(self: &Arc<Self>) -> Option<FileSlot> {
-        let taken = self
-            .open_files
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < self.max_open_files).then_some(n + 1)
-            });
-        match taken {
-            Ok(_) => Some(FileSlot {
-                shared: self.clone(),
-            }),
-            Err(_) => {
-                tracing::warn!(
-                    max = self.max_open_files,
-                    "every file-handle slot of the server is in use; open refused"
-                );
-                None
-            }
-        }
     }
 
     pub fn account(&self, name: &str) -> Option<Arc<Account>> {
@@ -142,67 +112,12 @@ impl Shared {
     }
 
     /// The account's running total of bytes stored in its jail.
-    fn quota_usage(
-        &self,
-        account: &str,
-        root: &std::path::Path,
-    ) -> Arc<std::sync::atomic::AtomicI64> {
+    fn quota_usage(&self, account: &str, root: &std::path::Path) -> Arc<quota::Usage> {
         let mut map = self.quota.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(account.to_string())
-            .or_insert_with(|| Arc::new(std::sync::atomic::AtomicI64::new(dir_size(root) as i64)))
+            .or_insert_with(|| Arc::new(quota::Usage::new(quota::dir_size(root))))
             .clone()
     }
-}
-
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
-}
-
-/// One open file handle's claim on the server's descriptor budget.
-pub(crate) struct FileSlot {
-    shared: Arc<Shared>,
-}
-
-impl Drop for FileSlot {
-    fn drop(&mut self) {
-        self.shared.open_files.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Raises the soft open-files limit to the hard one (service managers
-/// commonly start daemons at 1024, fewer than one session's 4096 handles),
-/// then returns how many file handles all sessions may hold: the limit
-/// less a reserve for every session's socket and jail directory, the
-/// database and the pipeline.
-fn file_handle_budget(max_sessions: usize) -> usize {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let lim = getrlimit(Resource::Nofile);
-    if let (Some(cur), Some(max)) = (lim.current, lim.maximum) {
-        if cur < max {
-            let raised = rustix::process::Rlimit {
-                current: Some(max),
-                maximum: Some(max),
-            };
-            if let Err(e) = setrlimit(Resource::Nofile, raised) {
-                tracing::warn!(error = %e, "cannot raise the open-files limit");
-            }
-        }
-    }
-    let soft = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20) as usize;
-    let reserve = 2 * max_sessions + 128;
-    let budget = soft.saturating_sub(reserve).max(soft / 4);
-    tracing::info!(fd_limit = soft, file_handles = budget, "open-files limit");
-    budget
 }
 
 /// A session's claim on its account's session budget, released on drop.

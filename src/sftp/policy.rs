@@ -1,5 +1,6 @@
-//! What an account may upload where: temporary names, final names, and the
-//! refusals made at OPEN (or RENAME) for files that could never be ingested.
+//! What an account may upload where: temporary names, final names, the
+//! refusals made at OPEN (or RENAME) for files that could never be ingested,
+//! and the permissions a customer may give its files.
 
 use crate::config::Account;
 use crate::jail::JailPath;
@@ -84,9 +85,32 @@ pub fn refuse_final_name(account: &Account, p: &JailPath) -> Option<String> {
     None
 }
 
+/// The permission bits a customer's OPEN, MKDIR or SETSTAT really sets:
+/// never group/other write, setuid, setgid or sticky (another local user
+/// could then plant or change files the start-up scan ingests), and the
+/// owner — depot itself — keeps read and write (and search, on a
+/// directory), so a `chmod 000` cannot stop it hashing or ingesting.
+pub fn customer_mode(requested: u32, is_dir: bool) -> u32 {
+    match is_dir {
+        true => (requested & 0o755) | 0o700,
+        false => (requested & 0o644) | 0o600,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn customer_modes_are_masked() {
+        assert_eq!(customer_mode(0o777, false), 0o644);
+        assert_eq!(customer_mode(0o4777, false), 0o644);
+        assert_eq!(customer_mode(0o000, false), 0o600);
+        assert_eq!(customer_mode(0o640, false), 0o640);
+        assert_eq!(customer_mode(0o1777, true), 0o755);
+        assert_eq!(customer_mode(0o2750, true), 0o750);
+        assert_eq!(customer_mode(0o000, true), 0o700);
+    }
 
     #[test]
     fn temp_names() {

@@ -7,6 +7,10 @@
 //! Writes out of order or overlapping make the running hash useless; then
 //! the file is hashed from disk at completion instead.
 //!
+//! Hashing from disk is bounded by the file's size (whose holes are bounded
+//! at WRITE and SETSTAT) and cancellable: a session that ends, or a server
+//! shutting down, stops it within one read of 256 KiB.
+//!
 //! Completion = fsync file data when configured,
 //! commit the journal row, hand the entry to the pipeline. Only after that
 //! does the client get OK.
@@ -19,6 +23,7 @@ use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -51,6 +56,35 @@ pub struct Upload {
     pub len: u64,
     /// A WRITE happened (or the file was created or truncated at open).
     pub changed: bool,
+    /// Set to stop every hashing of this upload's bytes from disk.
+    cancel: Arc<AtomicBool>,
+}
+
+/// Cancels hashing when dropped before [`CancelOnDrop::done`]: held by the
+/// async side of a blocking call that hashes, so a session task aborted
+/// (disconnect, shutdown) never leaves a thread hashing gigabytes behind.
+pub struct CancelOnDrop(Option<Arc<AtomicBool>>);
+
+impl CancelOnDrop {
+    /// The call finished: nothing to cancel.
+    pub fn done(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(flag) = &self.0 {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn cancelled() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Interrupted,
+        "hashing cancelled: the session ended",
+    )
 }
 
 /// Where the running hash is computed. A small upload is hashed inline as
@@ -85,7 +119,13 @@ impl Upload {
             hashed: 0,
             changed: created_or_truncated,
             len: len_at_open,
+            cancel: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// A guard that cancels this upload's hashing when dropped.
+    pub fn cancel_on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(Some(self.cancel.clone()))
     }
 
     /// Call after `data` was written at `offset` of `file`: keeps the
@@ -122,7 +162,7 @@ impl Upload {
             self.start_thread(file);
         }
         let ok = match &mut self.hashing {
-            Hashing::Inline(h) => add(h, file, &piece),
+            Hashing::Inline(h) => add(h, file, &piece, &self.cancel),
             Hashing::Thread { pieces, .. } => pieces.send(piece).is_ok(),
             Hashing::Abandoned => false,
         };
@@ -137,7 +177,7 @@ impl Upload {
             return;
         };
         let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(QUEUED);
-        let (mut h, file) = (h.clone(), file.clone());
+        let (mut h, file, cancel) = (h.clone(), file.clone(), self.cancel.clone());
         let spawned = std::thread::Builder::new()
             .name("depot-hash".into())
             .spawn(move || {
@@ -145,7 +185,7 @@ impl Upload {
                 while let Ok(piece) = rx.recv() {
                     // After a failure, keep receiving so the sender never
                     // blocks; the result is thrown away.
-                    ok = ok && add(&mut h, &file, &piece);
+                    ok = ok && add(&mut h, &file, &piece, &cancel);
                 }
                 ok.then_some(h)
             });
@@ -177,18 +217,18 @@ impl Upload {
         };
         match running {
             Some(h) if self.hashed == size => Ok((size, hex::encode(h.finalize()))),
-            _ => hash_file(file),
+            _ => hash_file_until(file, &self.cancel),
         }
     }
 }
 
-fn add(h: &mut Sha256, file: &File, piece: &Piece) -> bool {
+fn add(h: &mut Sha256, file: &File, piece: &Piece, cancel: &AtomicBool) -> bool {
     match piece {
         Piece::Bytes(b) => {
             h.update(b);
             true
         }
-        Piece::FromFile(from, to) => hash_range(file, *from, *to, h).is_ok(),
+        Piece::FromFile(from, to) => hash_range(file, *from, *to, h, cancel).is_ok(),
     }
 }
 
@@ -198,10 +238,19 @@ fn read_buffer_len(len: u64) -> usize {
     (len.saturating_add(1)).clamp(4096, 256 * 1024) as usize
 }
 
-fn hash_range(file: &File, from: u64, to: u64, h: &mut Sha256) -> std::io::Result<()> {
+fn hash_range(
+    file: &File,
+    from: u64,
+    to: u64,
+    h: &mut Sha256,
+    cancel: &AtomicBool,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; read_buffer_len(to.saturating_sub(from))];
     let mut pos = from;
     while pos < to {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(cancelled());
+        }
         let want = ((to - pos) as usize).min(buf.len());
         let n = file.read_at(&mut buf[..want], pos)?;
         if n == 0 {
@@ -215,6 +264,11 @@ fn hash_range(file: &File, from: u64, to: u64, h: &mut Sha256) -> std::io::Resul
 
 /// (size, sha256 hex) of a whole file.
 pub fn hash_file(file: &File) -> std::io::Result<(u64, String)> {
+    hash_file_until(file, &AtomicBool::new(false))
+}
+
+/// [`hash_file`], stopped with an `Interrupted` error once `cancel` is set.
+fn hash_file_until(file: &File, cancel: &AtomicBool) -> std::io::Result<(u64, String)> {
     let mut h = Sha256::new();
     // Sized by the file: a zeroed 256 KiB buffer for every small recording
     // cost more than hashing it (`depot import`, the pipeline's check).
@@ -223,6 +277,9 @@ pub fn hash_file(file: &File) -> std::io::Result<(u64, String)> {
     let mut size = 0u64;
     let mut r = file;
     loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(cancelled());
+        }
         let n = r.read(&mut buf)?;
         if n == 0 {
             break;
@@ -249,12 +306,18 @@ pub async fn complete(
     // Sealed before it is hashed: from here on no handle of any session can
     // change the bytes the journal row is about to name.
     let seal = shared.seals.seal(&file)?;
+    let cancel = match &upload {
+        Some(u) => u.cancel.clone(),
+        None => Arc::new(AtomicBool::new(false)),
+    };
+    // Dropped with this future (the session ended): the hashing stops.
+    let guard = CancelOnDrop(Some(cancel.clone()));
     let (size, sha256) = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
         let digest = match upload {
             Some(u) => u.finish(&file)?,
             None => {
                 let f = file.try_clone()?;
-                hash_file(&f)?
+                hash_file_until(&f, &cancel)?
             }
         };
         if fsync {
@@ -268,6 +331,7 @@ pub async fn complete(
         Ok(digest)
     })
     .await??;
+    guard.done();
     let new = NewEntry {
         account: account.to_string(),
         path: path.as_str().to_string(),
@@ -328,6 +392,19 @@ mod tests {
         assert!(is_partial(&f));
         clear_partial(&f);
         assert!(!is_partial(&f));
+    }
+
+    #[test]
+    fn a_cancelled_upload_stops_hashing_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
+        let f = Arc::new(File::open(&path).unwrap());
+        let mut up = Upload::new(1 << 20, false);
+        up.invalidate();
+        drop(up.cancel_on_drop());
+        let e = up.finish(&f).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted);
     }
 
     #[test]

@@ -14,7 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const ACCOUNT: &str = "[audio]\ndir = \"/audio\"\nrequire_date_dir = false\n";
-const MAX_HANDLES: usize = 4096;
+/// Handles one connection may hold (`server.max_handles_per_session`).
+const MAX_HANDLES: usize = 256;
+/// The hostile sessions log in to an account of their own: an account's
+/// handle budget is shared by its sessions, and the normal session shows
+/// that another account keeps working.
+const HOSTILE: &str = "mallory";
 const OPENS: usize = 10_000;
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -76,7 +81,7 @@ impl Raw {
             ..Default::default()
         };
         let mut handle = russh_client::connect(depot.port, config).await?;
-        russh_client::key_login(&mut handle, "acme", &depot.key()).await?;
+        russh_client::key_login(&mut handle, HOSTILE, &depot.key()).await?;
         let channel = handle.channel_open_session().await?;
         channel.request_subsystem(true, "sftp").await?;
         Ok(Raw {
@@ -261,7 +266,7 @@ async fn forged_handles(depot: &Depot) -> TestResult {
     Ok(())
 }
 
-/// 10,000 OPENs pipelined without a CLOSE: 4096 handles, then failures;
+/// 10,000 OPENs pipelined without a CLOSE: 256 handles, then failures;
 /// the session is then dropped without closing any of them.
 async fn open_flood(
     depot: &Depot,
@@ -359,10 +364,16 @@ async fn wait_fds(depot: &Depot, baseline: usize) -> TestResult<usize> {
 /// Starts depot as a service manager would (soft fd limit 1024) with a
 /// file to open and a scratch directory.
 fn hostile_depot(ulimit: &str) -> TestResult<Depot> {
-    let mut depot = Depot::new("acme", ACCOUNT)?;
-    let jail = depot.jail("acme");
-    std::fs::create_dir_all(jail.join("scratch"))?;
-    std::fs::write(jail.join("hello.txt"), b"hello")?;
+    let opts = crate::process::Options {
+        accounts: vec![(HOSTILE.into(), ACCOUNT.into())],
+        ..Default::default()
+    };
+    let mut depot = Depot::with_options("acme", ACCOUNT, opts)?;
+    for account in ["acme", HOSTILE] {
+        let jail = depot.jail(account);
+        std::fs::create_dir_all(jail.join("scratch"))?;
+        std::fs::write(jail.join("hello.txt"), b"hello")?;
+    }
     depot.ulimit_nofile = Some(ulimit.into());
     depot.start()?;
     Ok(depot)
@@ -379,7 +390,7 @@ async fn fd_baseline(depot: &Depot, stop: &AtomicBool, flooded: &AtomicBool) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_sessions_end_alone_and_leak_nothing() -> TestResult {
     let _timing = crate::process::timing_shared().await;
-    // A service manager's usual soft limit (1024) below one session's 4096.
+    // A service manager's usual soft limit (1024), raised by depot to the hard one.
     let depot = hostile_depot("-S -n 1024")?;
     let (stop, flooded) = (AtomicBool::new(true), AtomicBool::new(false));
     let baseline = fd_baseline(&depot, &stop, &flooded).await?;
@@ -401,7 +412,7 @@ async fn hostile_sessions_end_alone_and_leak_nothing() -> TestResult {
     let (rounds, during_flood) = normal?;
     assert!(
         during_flood > 0,
-        "the normal session made no round trip while 4096 handles were held"
+        "the normal session made no round trip while the flood held its handles"
     );
     let after = wait_fds(&depot, baseline).await?;
     eprintln!(

@@ -61,6 +61,8 @@ pub struct TestConfig {
     pub ban_window: String,
     pub ban_duration: String,
     pub max_attempts_per_connection: u32,
+    /// Extra lines for `[server]` (e.g. `max_handles_per_session = 8`).
+    pub server: String,
 }
 
 impl Default for TestConfig {
@@ -72,6 +74,7 @@ impl Default for TestConfig {
             ban_window: "5m".into(),
             ban_duration: "15m".into(),
             max_attempts_per_connection: 6,
+            server: String::new(),
         }
     }
 }
@@ -295,6 +298,7 @@ fn depot_toml(c: &TestConfig) -> String {
          data_dir = \"data\"\n\
          accounts_dir = \"accounts\"\n\
          idle_timeout = \"2m\"\n\
+         {}\n\
          \n\
          [auth]\n\
          max_attempts_per_connection = {}\n\
@@ -305,7 +309,7 @@ fn depot_toml(c: &TestConfig) -> String {
          \n\
          [log]\n\
          level = \"warn\"\n",
-        c.max_attempts_per_connection, c.ban_after_failures, c.ban_window, c.ban_duration
+        c.server, c.max_attempts_per_connection, c.ban_after_failures, c.ban_window, c.ban_duration
     )
 }
 

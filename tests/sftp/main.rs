@@ -13,6 +13,7 @@ mod cli;
 mod completion;
 mod download;
 mod jail;
+mod limits;
 mod refusals;
 mod restart;
 mod upload;
