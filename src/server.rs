@@ -127,6 +127,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
         settings.server.data_dir.clone(),
         in_flight.clone(),
         metrics.clone(),
+        settings.pipeline,
     );
     let pipeline = tokio::spawn(crate::pipeline::worker::run(pipeline, inbox));
     let ssh_config = Arc::new(sftp::ssh_config(&settings, host_keys));

@@ -251,7 +251,10 @@ fn a_completed_call_is_not_rejected_by_a_late_timeout() {
     done.existing = Some(id);
     store(&c, &done).unwrap();
     let r = Rejection::new("metadata_csv", "no row in time");
-    assert_eq!(reject_awaiting(&c, &seen, &r, "2026-02-11").unwrap(), None);
+    assert_eq!(
+        reject_awaiting(&c, &seen, &r, "2026-02-11", 1000).unwrap(),
+        None
+    );
     let (status, rejections): (String, i64) = c
         .query_row(
             "SELECT status, (SELECT count(*) FROM rejections) FROM conversations WHERE id = ?1",
