@@ -7,10 +7,10 @@
 //! against the journaled sha256, which nothing the customer does can
 //! change) and read one bounded record at a time. A metadata CSV is read
 //! twice: once to check it as a whole (an encoding error on its last line
-//! refuses every row), then to store its rows in transactions of
-//! `pipeline.csv_rows_per_commit` rows, so the single database writer
-//! acknowledges other accounts' uploads in between instead of after a
-//! million-row transaction. Exactly once across a crash: the rows are
+//! refuses every row), then to store its rows in transactions of at most
+//! `pipeline.csv_rows_per_commit` rows and about 10 ms each, so the single
+//! database writer acknowledges other accounts' uploads in between instead
+//! of after a million-row transaction. Exactly once across a crash: the rows are
 //! upserts (applying them again changes nothing), and the rejections and
 //! the journal row marked done are in the last transaction only.
 
@@ -179,6 +179,10 @@ struct StoreCsv {
 
 type MetadataRow = (String, BTreeMap<String, String>, u64);
 
+/// The longest a transaction of metadata rows holds the database writer:
+/// an upload's CLOSE waiting behind it stays well under 50 ms.
+const WRITER_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl StoreCsv {
     fn run(self, file: &Path) -> Result<Stored, Failure> {
         // First pass: refuse the file as a whole before storing any row.
@@ -221,8 +225,9 @@ impl StoreCsv {
         .map_err(Failure::Transient)?;
         // The staged copy passed the first pass; failing now is I/O.
         read.map_err(|e| transient(anyhow!("second read of a checked CSV: {e}")))?;
+        self.put_rows(chunk).map_err(Failure::Transient)?;
         let refused = rejections.len() + more;
-        let recorded = self.finish(chunk, rows, rejections, more)?;
+        let recorded = self.finish(rows, rejections, more)?;
         Ok(Stored {
             rows,
             refused,
@@ -230,23 +235,31 @@ impl StoreCsv {
         })
     }
 
-    fn put_rows(&self, chunk: Vec<MetadataRow>) -> anyhow::Result<()> {
-        let (acc, src) = (self.account.clone(), self.entry.path.clone());
-        self.writer.run_blocking(move |c| {
-            for (file, fields, line) in &chunk {
-                snapshots::put_metadata_row(c, &acc, file, fields, &src, *line)?;
-            }
-            Ok(())
-        })?;
+    /// Stores rows in as many transactions as it takes for none to hold
+    /// the writer longer than [`WRITER_SLICE`].
+    fn put_rows(&self, mut rows: Vec<MetadataRow>) -> anyhow::Result<()> {
+        while !rows.is_empty() {
+            let (acc, src) = (self.account.clone(), self.entry.path.clone());
+            rows = self.writer.run_blocking(move |c| {
+                let started = std::time::Instant::now();
+                let mut rest = rows.into_iter();
+                for (file, fields, line) in rest.by_ref() {
+                    snapshots::put_metadata_row(c, &acc, file.as_str(), &fields, &src, line)?;
+                    if started.elapsed() >= WRITER_SLICE {
+                        break;
+                    }
+                }
+                Ok(rest.collect())
+            })?;
+        }
         Ok(())
     }
 
-    /// The last rows, the rejections and the journal row, in one
-    /// transaction (a crash before it leaves the journal row pending: the
+    /// The rejections and the journal row, in one transaction after every
+    /// row is stored (a crash before it leaves the journal row pending: the
     /// file is stored again on retry, the same rows over the same rows).
     fn finish(
         &self,
-        chunk: Vec<MetadataRow>,
         rows: usize,
         rejections: Vec<Rejection>,
         more: usize,
@@ -261,9 +274,6 @@ impl StoreCsv {
             .run_blocking(move |c| {
                 if journal::get(c, entry.id)?.is_some_and(|e| e.state == "done") {
                     return Ok(Recorded::New(Vec::new()));
-                }
-                for (file, fields, line) in &chunk {
-                    snapshots::put_metadata_row(c, &acc, file, fields, &entry.path, *line)?;
                 }
                 let refused = rejections.len() + more;
                 let recorded = conversations::replace_rejections(

@@ -106,3 +106,99 @@ async fn a_wide_or_huge_record_csv_is_refused_in_bounded_memory() -> TestResult 
     assert_eq!(rows, 0);
     Ok(())
 }
+
+/// Uploads 1 KiB as `/f<n>.dat` and returns how long its CLOSE took.
+async fn timed_close(s: &crate::process::Session, n: usize) -> TestResult<Duration> {
+    use russh_sftp::protocol::{FileAttributes, OpenFlags};
+    let handle = s
+        .sftp
+        .open(
+            format!("/f{n}.dat"),
+            OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
+            FileAttributes::empty(),
+        )
+        .await?
+        .handle;
+    s.sftp.write(handle.as_str(), 0, vec![7; 1024]).await?;
+    let t = Instant::now();
+    s.sftp.close(handle).await?;
+    Ok(t.elapsed())
+}
+
+fn percentiles(mut d: Vec<Duration>) -> String {
+    d.sort();
+    let at = |p: usize| d[(d.len() * p / 100).min(d.len() - 1)];
+    format!(
+        "{} closes, p50 {:?}, p99 {:?}, max {:?}",
+        d.len(),
+        at(50),
+        at(99),
+        d[d.len() - 1]
+    )
+}
+
+/// A 32 MB, 1,000,000-row metadata CSV: the server's peak RSS while it is
+/// stored, and how long another account's CLOSE waits meanwhile (each
+/// CLOSE commits a journal row through the same single database writer).
+/// Prints the figures; ignored in the normal suite (it takes a while):
+/// `cargo test --release --test hardening -- --ignored million_row_csv --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn million_row_csv_memory_and_other_accounts_close() -> TestResult {
+    let _timing = crate::process::timing_exclusive().await;
+    let mut depot = crate::process::Depot::with_options(
+        "acme",
+        ACCOUNT,
+        crate::process::Options {
+            accounts: vec![("other".into(), String::new())],
+            ..Default::default()
+        },
+    )?;
+    depot.start()?;
+    let mut csv = String::from("filename;advisor;channel;reason\n");
+    let mut i = 0;
+    while csv.len() < 32 << 20 || i < 1_000_000 {
+        writeln!(csv, "call-{i:07}.mp3;Advisor{};Entrant;163", i % 100).unwrap();
+        i += 1;
+    }
+    let acme = connect(depot.port, "acme", &depot.key()).await?;
+    let other = connect(depot.port, "other", &depot.key()).await?;
+    // The same CLOSEs with nothing else going on, for comparison.
+    let mut idle = Vec::new();
+    for n in 0..500 {
+        idle.push(timed_close(&other, 1_000_000 + n).await?);
+    }
+    let before = depot.peak_rss_kib()?;
+    assert!(upload(&acme, "/audio/million.csv", csv.as_bytes()).await?);
+    let uploaded = Instant::now();
+    let done = || -> TestResult<bool> {
+        let c = depot::store::open_read(&depot.db())?;
+        Ok(c.query_row(
+            "SELECT count(*) FROM journal WHERE path = '/audio/million.csv' AND state = 'done'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? > 0)
+    };
+    let mut closes = Vec::new();
+    while !done()? {
+        if uploaded.elapsed() > Duration::from_secs(600) {
+            return Err(format!("the CSV was not stored in 10 minutes: {}", depot.log()).into());
+        }
+        closes.push(timed_close(&other, closes.len()).await?);
+    }
+    let stored = uploaded.elapsed();
+    let after = depot.peak_rss_kib()?;
+    let c = depot::store::open_read(&depot.db())?;
+    let rows: i64 = c.query_row("SELECT count(*) FROM metadata_rows", [], |r| r.get(0))?;
+    eprintln!(
+        "metadata CSV: {} bytes, {i} rows, {rows} stored in {stored:?}; peak RSS {} MiB before, \
+         {} MiB after; other account's CLOSE meanwhile: {}; with nothing else going on: {}",
+        csv.len(),
+        before / 1024,
+        after / 1024,
+        percentiles(closes),
+        percentiles(idle),
+    );
+    assert_eq!(rows, i as i64);
+    Ok(())
+}
