@@ -530,9 +530,9 @@ impl<R: Read> Decoded<R> {
         let Some(from) = offset.checked_sub(self.window_start) else {
             return 0;
         };
+        let from = usize::try_from(from).map_or(self.window.len(), |f| f.min(self.window.len()));
         self.window
-            .iter()
-            .skip(from as usize)
+            .range(from..)
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .filter(|&&b| b == b'\n')
             .count() as u64
@@ -949,7 +949,173 @@ mod tests {
         }
     }
 
+    /// Hands out at most one byte per read: every boundary a record, a
+    /// line break or a UTF-8 sequence can straddle.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some((first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = *first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    fn streamed<R: Read>(
+        input: R,
+        dialect: &CsvDialect,
+        layout: &Layout,
+        bounds: Bounds,
+    ) -> Result<Vec<Item>, CsvError> {
+        let mut items = Vec::new();
+        let mut each = |item| {
+            items.push(item);
+            Ok(())
+        };
+        stream(input, dialect, layout, bounds, &mut each).unwrap()?;
+        Ok(items)
+    }
+
+    #[test]
+    fn a_large_file_streams_with_the_right_lines() {
+        // Well past the decoder's 64 KiB chunks: accents, CRLF, quoted
+        // newlines and blank lines everywhere.
+        let mut csv = String::from("Filename;Advisor;Comment\r\n");
+        let mut want = Vec::new();
+        let mut line = 2;
+        for i in 0..5000 {
+            if i % 7 == 0 {
+                csv.push_str("\r\n \n");
+                line += 2;
+            }
+            let comment = if i % 3 == 0 {
+                "\"two\nlines\""
+            } else {
+                "éàü€"
+            };
+            csv.push_str(&format!("f{i}.mp3;Zoé{i};{comment}\r\n"));
+            want.push((line, format!("f{i}.mp3")));
+            line += if i % 3 == 0 { 2 } else { 1 };
+        }
+        let got: Vec<(u64, String)> = parse(csv.as_bytes(), &utf8(), &with_header(1))
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| (r.line, r.file_name))
+            .collect();
+        assert_eq!(got, want);
+        let trickled = streamed(
+            Trickle(csv.as_bytes()),
+            &utf8(),
+            &with_header(1),
+            Bounds::default(),
+        );
+        let lines: Vec<u64> = trickled
+            .unwrap()
+            .into_iter()
+            .map(|item| match item {
+                Item::Row(r) => r.line,
+                Item::Error(e) => panic!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(lines, want.iter().map(|w| w.0).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn bounds_refuse_wide_and_huge_records() {
+        let bounds = Bounds {
+            max_columns: 3,
+            max_record_bytes: 100,
+        };
+        let cases: Vec<(&str, String, Layout, CsvError)> = vec![
+            (
+                "wide header",
+                "Filename;Advisor;a;b\nx.mp3;A;1;2\n".into(),
+                with_header(1),
+                CsvError::Header("the header has 4 columns; at most 3 are accepted".into()),
+            ),
+            (
+                "wide first positional row",
+                "x.mp3;A;1;2\n".into(),
+                positional(),
+                CsvError::Syntax {
+                    line: 1,
+                    reason: "4 columns; at most 3 are accepted".into(),
+                },
+            ),
+            (
+                "one huge quoted cell",
+                format!("Filename;Advisor\n\nx.mp3;\"{}\"\n", "y".repeat(5000)),
+                with_header(1),
+                CsvError::Syntax {
+                    line: 3,
+                    reason: "a row of more than 100 bytes; is the delimiter or a quote wrong?"
+                        .into(),
+                },
+            ),
+            (
+                "a record just over the bound",
+                format!("Filename;Advisor\nx.mp3;{}\n", "y".repeat(95)),
+                with_header(1),
+                CsvError::Syntax {
+                    line: 2,
+                    reason: "a row of more than 100 bytes; is the delimiter or a quote wrong?"
+                        .into(),
+                },
+            ),
+        ];
+        for (name, csv, layout, want) in cases {
+            let got = streamed(csv.as_bytes(), &utf8(), &layout, bounds);
+            assert_eq!(got, Err(want), "case: {name}");
+        }
+        // Within the bounds: read.
+        let fits = format!("Filename;Advisor\nx.mp3;{}\n", "y".repeat(90));
+        assert!(streamed(fits.as_bytes(), &utf8(), &with_header(1), bounds).is_ok());
+    }
+
+    #[test]
+    fn a_utf8_error_far_into_the_file_names_its_byte_and_line() {
+        let mut csv = b"Filename;Advisor\n".to_vec();
+        for i in 0..20_000 {
+            csv.extend_from_slice(format!("f{i}.mp3;Zoé\n").as_bytes());
+        }
+        let at = csv.len() + 6;
+        csv.extend_from_slice(b"x.mp3;Fran\xE7ois\n");
+        let want = CsvError::Decode(format!(
+            "not valid UTF-8 at byte {} (line 20002); is the file Windows-1252?",
+            at + 4
+        ));
+        assert_eq!(parse(&csv, &utf8(), &with_header(1)), Err(want.clone()));
+        let trickled = streamed(Trickle(&csv), &utf8(), &with_header(1), Bounds::default());
+        assert_eq!(trickled.map(|i| i.len()), Err(want));
+    }
+
     proptest! {
+        #[test]
+        fn one_byte_reads_give_what_whole_reads_give(
+            bytes in proptest::collection::vec(
+                prop_oneof![Just(b';'), Just(b'"'), Just(b'\n'), Just(b'\r'), Just(b'a'), Just(0xC3), Just(0xA9)],
+                0..300,
+            ),
+            header in any::<bool>(),
+            latin in any::<bool>(),
+        ) {
+            let dialect = CsvDialect {
+                encoding: if latin { Encoding::Windows1252 } else { Encoding::Utf8 },
+                ..utf8()
+            };
+            let layout = Layout { header, ..with_header(0) };
+            let whole = streamed(bytes.as_slice(), &dialect, &layout, Bounds::default());
+            let trickled = streamed(Trickle(&bytes), &dialect, &layout, Bounds::default());
+            prop_assert_eq!(whole, trickled);
+        }
+
         #[test]
         fn arbitrary_input_never_panics(
             bytes in proptest::collection::vec(any::<u8>(), 0..400),
