@@ -107,6 +107,76 @@ async fn a_wide_or_huge_record_csv_is_refused_in_bounded_memory() -> TestResult 
     Ok(())
 }
 
+/// Counts (metadata rows, open rejections of `path`, done journal rows of
+/// `path`).
+fn csv_state(depot: &Depot, path: &str) -> TestResult<(i64, i64, i64)> {
+    let c = depot::store::open_read(&depot.db())?;
+    Ok(c.query_row(
+        "SELECT (SELECT count(*) FROM metadata_rows),
+                (SELECT count(*) FROM rejections WHERE path = ?1 AND cleared_at IS NULL),
+                (SELECT count(*) FROM journal WHERE path = ?1 AND state = 'done')",
+        [path],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?)
+}
+
+/// Killed while a big CSV's rows are being stored (some transactions
+/// committed, not the last), the server stores it again after a restart:
+/// every row once, each bad row's rejection once, the journal row done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_halfway_through_a_big_csv_still_stores_it_once() -> TestResult {
+    const ROWS: usize = 100_000;
+    const BAD: usize = 50;
+    let path = "/audio/big.csv";
+    let mut depot = Depot::new("acme", ACCOUNT)?;
+    depot.start()?;
+    let mut csv = String::from("filename;advisor\n");
+    for i in 0..ROWS {
+        writeln!(csv, "call-{i:06}.mp3;Advisor{}", i % 10).unwrap();
+        if i % (ROWS / BAD) == 0 {
+            csv.push_str("no-advisor.mp3\n");
+        }
+    }
+    let s = connect(depot.port, "acme", &depot.key()).await?;
+    assert!(upload(&s, path, csv.as_bytes()).await?);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (rows, _, done) = csv_state(&depot, path)?;
+        if done > 0 {
+            return Err(format!("stored before the kill ({rows} rows seen)").into());
+        }
+        if rows > 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no row stored after 60 s: {}", depot.log()).into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    depot.kill();
+    let (rows, rejected, done) = csv_state(&depot, path)?;
+    assert!(
+        rows < ROWS as i64 && (rejected, done) == (0, 0),
+        "{rows} {rejected} {done}"
+    );
+    depot.start()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while csv_state(&depot, path)?.2 == 0 {
+        if Instant::now() > deadline {
+            return Err(format!("not stored after the restart: {}", depot.log()).into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(csv_state(&depot, path)?, (ROWS as i64, BAD as i64, 1));
+    let c = depot::store::open_read(&depot.db())?;
+    let outcome: String =
+        c.query_row("SELECT outcome FROM journal WHERE path = ?1", [path], |r| {
+            r.get(0)
+        })?;
+    assert_eq!(outcome, format!("metadata_csv: {ROWS} rows, {BAD} refused"));
+    Ok(())
+}
+
 /// Uploads 1 KiB as `/f<n>.dat` and returns how long its CLOSE took.
 async fn timed_close(s: &crate::process::Session, n: usize) -> TestResult<Duration> {
     use russh_sftp::protocol::{FileAttributes, OpenFlags};
