@@ -141,6 +141,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
         settings.server.data_dir.clone(),
         in_flight.clone(),
         metrics.clone(),
+        settings.pipeline,
     );
     let seals = pipeline.seals.clone();
     let pipeline = tokio::spawn(crate::pipeline::worker::run(pipeline, inbox));

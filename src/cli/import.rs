@@ -225,6 +225,7 @@ where
         local.settings.server.data_dir.clone(),
         Arc::new(Mutex::new(HashSet::new())),
         Arc::new(Metrics::default()),
+        local.settings.pipeline,
     );
     let mut pipeline = tokio::spawn(worker::run(pipeline, inbox));
     let (ev_tx, mut events) = mpsc::unbounded_channel();

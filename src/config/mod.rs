@@ -15,7 +15,7 @@ pub use account::{
     ContactReasons, CrmSettings, CsvDialect, Encoding, MetadataCsvSettings, MetadataUse,
     OnConflict, OnTimeout, OnUnknown, PickingSettings,
 };
-pub use server::{AuthConfig, LogConfig, LogFormat, ServerConfig, Settings};
+pub use server::{AuthConfig, LogConfig, LogFormat, PipelineLimits, ServerConfig, Settings};
 pub use watch::Accounts;
 
 use std::fmt;

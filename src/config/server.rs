@@ -20,6 +20,8 @@ struct RawFile {
     auth: RawAuth,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    pipeline: RawPipeline,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +111,55 @@ impl Default for RawLog {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPipeline {
+    csv_max_columns: usize,
+    csv_max_record_bytes: usize,
+    csv_rows_per_commit: usize,
+    max_rejections_per_deposit: usize,
+}
+
+impl Default for RawPipeline {
+    fn default() -> Self {
+        let d = PipelineLimits::default();
+        RawPipeline {
+            csv_max_columns: d.csv_max_columns,
+            csv_max_record_bytes: d.csv_max_record_bytes,
+            csv_rows_per_commit: d.csv_rows_per_commit,
+            max_rejections_per_deposit: d.max_rejections_per_deposit,
+        }
+    }
+}
+
+/// What one deposit may cost the pipeline: a CSV is read one bounded
+/// record at a time and stored in bounded transactions, and a deposit
+/// records a bounded number of rejections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineLimits {
+    /// Columns a metadata or CRM CSV may have.
+    pub csv_max_columns: usize,
+    /// Bytes one CSV record (one row, quoted newlines included) may take.
+    pub csv_max_record_bytes: usize,
+    /// Metadata CSV rows stored per transaction, so the single database
+    /// writer is free for other accounts' uploads in between.
+    pub csv_rows_per_commit: usize,
+    /// Rejections stored (and reported) per deposit; the rest are counted
+    /// in one summary row.
+    pub max_rejections_per_deposit: usize,
+}
+
+impl Default for PipelineLimits {
+    fn default() -> Self {
+        PipelineLimits {
+            csv_max_columns: 1000,
+            csv_max_record_bytes: 1 << 20,
+            csv_rows_per_commit: 2000,
+            max_rejections_per_deposit: 1000,
+        }
+    }
+}
+
 /// Validated server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -160,6 +211,7 @@ pub struct Settings {
     pub server: ServerConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    pub pipeline: PipelineLimits,
 }
 
 impl Settings {
@@ -227,6 +279,25 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
         (
             "server.max_handles_per_account",
             raw.server.max_handles_per_account,
+        ),
+    ] {
+        if v == 0 {
+            errors.push(ConfigError::new(path, key, "must be at least 1"));
+        }
+    }
+    for (key, v) in [
+        ("pipeline.csv_max_columns", raw.pipeline.csv_max_columns),
+        (
+            "pipeline.csv_max_record_bytes",
+            raw.pipeline.csv_max_record_bytes,
+        ),
+        (
+            "pipeline.csv_rows_per_commit",
+            raw.pipeline.csv_rows_per_commit,
+        ),
+        (
+            "pipeline.max_rejections_per_deposit",
+            raw.pipeline.max_rejections_per_deposit,
         ),
     ] {
         if v == 0 {
@@ -308,6 +379,12 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
                 log: LogConfig {
                     format,
                     level: raw.log.level,
+                },
+                pipeline: PipelineLimits {
+                    csv_max_columns: raw.pipeline.csv_max_columns,
+                    csv_max_record_bytes: raw.pipeline.csv_max_record_bytes,
+                    csv_rows_per_commit: raw.pipeline.csv_rows_per_commit,
+                    max_rejections_per_deposit: raw.pipeline.max_rejections_per_deposit,
                 },
             })
         }

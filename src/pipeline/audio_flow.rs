@@ -4,7 +4,7 @@
 //! then one stored conversation. Also completes audio that was waiting for
 //! its CSV row, when the row arrives or the wait runs out.
 
-use super::worker::{mark, refresh_report, today, transient, Failure, Pipeline};
+use super::worker::{append_report, mark, today, transient, Failure, Pipeline};
 use super::{audio, enrich, identify, names, reason, Rejection};
 use crate::archive::Staged;
 use crate::config::{Account, MetadataUse, OnTimeout};
@@ -396,21 +396,31 @@ async fn reject_awaiting(
     r: Rejection,
 ) -> anyhow::Result<()> {
     let day = today(account);
-    let (a2, r2, day2) = (a.clone(), r.clone(), day.clone());
-    let rejected = p
+    let (a2, r2, day2, cap) = (
+        a.clone(),
+        r.clone(),
+        day.clone(),
+        p.limits.max_rejections_per_deposit,
+    );
+    let recorded = p
         .writer
-        .run(move |c| conversations::reject_awaiting(c, &a2, &r2, &day2))
+        .run(move |c| conversations::reject_awaiting(c, &a2, &r2, &day2, cap))
         .await?;
-    if rejected.is_none() {
+    let Some(recorded) = recorded else {
         // Its metadata row completed it in the meantime: nothing to reject.
         return Ok(());
-    }
+    };
     if let Some(archived) = &a.archive_path {
         let _ = std::fs::remove_file(archived);
     }
-    Metrics::add(&p.metrics.rejections, 1);
+    let rows = recorded.new_rows();
+    if rows.is_empty() {
+        tracing::info!(account = %account.name, path = %a.path, "same content as an open rejection of this path; nothing changes");
+        return Ok(());
+    }
+    Metrics::add(&p.metrics.rejections, rows.len() as u64);
     tracing::info!(account = %account.name, path = %a.path, stage = r.stage, reason = %r.reason, "deposit rejected");
-    refresh_report(p, account, day).await
+    append_report(p, account, day, rows).await
 }
 
 /// Applies `on_timeout` to every conversation whose wait has run out.

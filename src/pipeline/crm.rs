@@ -16,14 +16,17 @@
 //! With `HashMap<String, Vec<String>>` a 1,000,000-row file took over 1.5 s to
 //! load (and as long to drop), mostly allocator and cache misses.
 //! Rows replaced by a later duplicate stay in the string, unreachable.
-//! Decoding (BOM, encoding) and record reading are shared with
-//! `super::csvfile`.
+//! Decoding (BOM, encoding) and streaming record reading are shared with
+//! `super::csvfile`; a file is read one bounded record at a time, never
+//! whole.
 
 use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
-use super::csvfile::{column_keys, decode_borrowed, CsvDialect, Records};
+use std::io::Read;
+
+use super::csvfile::{column_keys, Bounds, CsvDialect, Records};
 
 /// One CRM snapshot, indexed by its key column.
 #[derive(Debug, Clone)]
@@ -63,12 +66,32 @@ impl CrmTable {
     }
 }
 
-/// Loads a whole CRM file; `Err` is the reason shown to the customer.
+/// Loads a whole CRM file held in memory; `Err` is the reason shown to
+/// the customer.
 pub fn load(bytes: &[u8], dialect: &CsvDialect, key: &str) -> Result<CrmTable, String> {
-    let text = decode_borrowed(bytes, dialect.encoding).map_err(|e| e.to_string())?;
-    let mut records = Records::new(&text, dialect);
+    load_from(bytes, bytes.len(), dialect, key, Bounds::default())
+}
+
+/// Loads a CRM file from `input`, one record at a time: memory is the
+/// table itself (about the file's size, plus the index) and one bounded
+/// record. `size_hint` is the file's size.
+pub fn load_from<R: Read>(
+    input: R,
+    size_hint: usize,
+    dialect: &CsvDialect,
+    key: &str,
+    bounds: Bounds,
+) -> Result<CrmTable, String> {
+    let mut records = Records::new(input, dialect, bounds.max_record_bytes);
     if records.next().map_err(|e| e.to_string())?.is_none() {
         return Err("empty file: no header row".to_owned());
+    }
+    if records.record().len() > bounds.max_columns {
+        return Err(format!(
+            "the header has {} columns; at most {} are accepted",
+            records.record().len(),
+            bounds.max_columns
+        ));
     }
     let mut columns = column_keys(records.record(), &BTreeMap::new())?;
     let Some(key_index) = columns.iter().position(|c| c == key) else {
@@ -80,7 +103,7 @@ pub fn load(bytes: &[u8], dialect: &CsvDialect, key: &str) -> Result<CrmTable, S
     columns.remove(key_index);
     let width = columns.len() + 1;
 
-    let mut values = Values::new(width, text.len());
+    let mut values = Values::new(width, size_hint);
     let mut row_count = 0;
     while let Some(line) = records.next().map_err(|e| e.to_string())? {
         let record = records.record();

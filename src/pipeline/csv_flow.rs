@@ -1,53 +1,99 @@
-//! CSV deposits (SPEC §5.4, §5.7): metadata CSV rows stored per audio file
-//! name (completing audio that waited for them), and CRM files turned into
-//! snapshots — the newest accepted one becomes the account's latest,
-//! atomically; a file that fails is rejected whole and the previous
-//! snapshot stays.
+//! CSV deposits: metadata CSV rows stored per audio file name (completing
+//! audio that waited for them), and CRM files turned into snapshots — the
+//! newest accepted one becomes the account's latest, atomically; a file
+//! that fails is rejected whole and the previous snapshot stays.
+//!
+//! A CSV is never held in memory whole: it is staged (a copy checked
+//! against the journaled sha256, which nothing the customer does can
+//! change) and read one bounded record at a time. A metadata CSV is read
+//! twice: once to check it as a whole (an encoding error on its last line
+//! refuses every row), then to store its rows in transactions of at most
+//! `pipeline.csv_rows_per_commit` rows and about 10 ms each, so the single
+//! database writer acknowledges other accounts' uploads in between instead
+//! of after a million-row transaction. Exactly once across a crash: the rows are
+//! upserts (applying them again changes nothing), and the rejections and
+//! the journal row marked done are in the last transaction only.
 
 use super::crm::{self, CrmTable};
-use super::csvfile::{self, CsvError, Layout};
+use super::csvfile::{self, Bounds, CsvError, Item, Layout};
 use super::worker::{lock, mark, transient, Failure, Pipeline};
 use super::Rejection;
 use crate::config::Account;
-use crate::jail::{Jail, JailPath, OpenOptions};
+use crate::jail::JailPath;
+use crate::metrics::Metrics;
+use crate::store::conversations::{self, DepositRejections, Recorded};
 use crate::store::journal::{self, Entry};
-use crate::store::{conversations, snapshots};
+use crate::store::{snapshots, Writer};
 use anyhow::anyhow;
-use std::io::Read;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Reads a deposit whole and checks it is the journaled content
-/// (`None`: it changed or was deleted since; a newer completion covers it).
-async fn read_deposit(
+/// A staged copy of a deposit, removed when dropped.
+struct Staged(PathBuf);
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Stages the deposit at `dest` (`None`: it changed or was deleted since
+/// its completion; a newer completion covers it).
+/// Copies the CSV into the archive's staging area and checks it is the
+/// acknowledged content; it is parsed from that copy. `None` when a newer
+/// completion of the same path covers the row (already marked); bytes
+/// changed or gone without one are a rejection that says so.
+async fn stage(
     p: &Pipeline,
     account: &Account,
     entry: &Entry,
-) -> Result<Option<Vec<u8>>, Failure> {
-    let root = p.jail_root(&account.name);
-    let (path, sha) = (entry.path.clone(), entry.sha256.clone());
-    tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Vec<u8>>> {
-        let jail = Jail::open(&root)?;
-        let jp = JailPath::parse(&path).map_err(|e| anyhow!("{e}"))?;
-        let mut f = match jail.open_file(
-            &jp,
-            &OpenOptions {
-                read: true,
-                ..Default::default()
+    dest: PathBuf,
+) -> Result<Option<PathBuf>, Failure> {
+    use crate::archive::{Source, Staged};
+    let (root, sha) = (p.jail_root(&account.name), entry.sha256.clone());
+    let jp = JailPath::parse(&entry.path).map_err(|e| transient(anyhow!("{e}")))?;
+    let sealed = p.seals.source(entry.id);
+    let t = dest.clone();
+    let staged = tokio::task::spawn_blocking(move || {
+        let from = match &sealed {
+            Some(f) => Source::Descriptor(f),
+            None => Source::Jail {
+                root: &root,
+                path: &jp,
             },
-        ) {
-            Ok(f) => f,
-            Err(crate::jail::JailError::NotFound) => return Ok(None),
-            Err(e) => return Err(anyhow!("{e}")),
         };
-        let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes)?;
-        use sha2::Digest;
-        let now = hex::encode(sha2::Sha256::digest(&bytes));
-        Ok((now == sha).then_some(bytes))
+        crate::archive::stage(&from, &t, &sha)
     })
     .await
     .map_err(transient)?
-    .map_err(Failure::Transient)
+    .map_err(transient)?;
+    let found = match staged {
+        Staged::Ready(_) => return Ok(Some(dest)),
+        Staged::Changed { sha256 } => Some(sha256),
+        Staged::Missing => None,
+    };
+    super::audio_flow::not_as_acknowledged(p, account, entry, found.as_deref()).await?;
+    Ok(None)
+}
+
+fn bounds(p: &Pipeline) -> Bounds {
+    Bounds {
+        max_columns: p.limits.csv_max_columns,
+        max_record_bytes: p.limits.csv_max_record_bytes,
+    }
+}
+
+/// A whole-file problem as the customer reads it.
+fn refused(e: CsvError) -> Failure {
+    let (reason, line) = match e {
+        CsvError::Decode(r) | CsvError::Header(r) => (r, None),
+        CsvError::Syntax { line, reason } => (reason, Some(line)),
+        CsvError::Read(e) => return transient(anyhow!("reading a staged CSV: {e}")),
+    };
+    let mut r = Rejection::new("metadata_csv", reason);
+    r.line = line;
+    r.into()
 }
 
 pub async fn metadata_csv(
@@ -58,160 +104,257 @@ pub async fn metadata_csv(
     let Some(settings) = &account.metadata_csv else {
         return Err(transient(anyhow!("account has no [metadata_csv]")));
     };
-    let Some(bytes) = read_deposit(p, account, entry).await? else {
-        return mark(p, entry.id, "stale: changed after this upload")
-            .await
-            .map_err(Failure::Transient);
-    };
-    let layout = Layout {
-        skip_rows: settings.skip_rows,
-        header: settings.header,
-        column_map: settings.column_map.clone(),
-        column_list: settings.column_list.clone(),
-        filename_column: settings.filename_column.clone(),
-    };
-    let dialect = settings.dialect.clone();
-    let parsed = tokio::task::spawn_blocking(move || csvfile::parse(&bytes, &dialect, &layout))
+    let id = entry.id;
+    // A retry after a later step failed: the rows are stored already.
+    let done = p
+        .writer
+        .run(move |c| Ok(journal::get(c, id)?.is_some_and(|e| e.state == "done")))
         .await
         .map_err(transient)?;
-    let parsed = match parsed {
-        Ok(p) => p,
-        Err(e) => {
-            let (reason, line) = match e {
-                CsvError::Decode(r) | CsvError::Header(r) => (r, None),
-                CsvError::Syntax { line, reason } => (reason, Some(line)),
-            };
-            let mut r = Rejection::new("metadata_csv", reason);
-            r.line = line;
-            return Err(r.into());
-        }
-    };
-    let rows: Vec<(String, std::collections::BTreeMap<String, String>, u64)> = parsed
-        .rows
-        .into_iter()
-        .map(|r| (r.file_name, r.fields, r.line))
-        .collect();
-    let (acc, src, id, rows2) = (
-        account.name.clone(),
-        entry.path.clone(),
-        entry.id,
-        rows.clone(),
-    );
-    let kept = rows.len();
-    let rejections: Vec<Rejection> = parsed
-        .errors
-        .into_iter()
-        .map(|e| Rejection {
-            stage: "metadata_csv",
-            reason: e.reason,
-            line: Some(e.line),
-        })
-        .collect();
-    let refused = rejections.len();
-    let (day, rs) = (super::worker::today(account), rejections.clone());
-    let day2 = day.clone();
-    // Rows, their rejections and the journal state in one transaction; a
-    // retry after a later step failed finds the row done and records
-    // nothing twice.
-    p.writer
-        .run(move |c| {
-            if journal::get(c, id)?.is_some_and(|e| e.state == "done") {
-                return Ok(());
-            }
-            conversations::clear_rejections(c, &acc, &src)?;
-            for (file, fields, line) in &rows2 {
-                snapshots::put_metadata_row(c, &acc, file, fields, &src, *line)?;
-            }
-            for r in &rs {
-                conversations::reject(c, &acc, &src, None, r, &day2)?;
-            }
-            journal::mark_done(
-                c,
-                id,
-                &format!("metadata_csv: {} rows, {} refused", rows2.len(), refused),
-            )
-        })
-        .await
-        .map_err(transient)?;
-    tracing::info!(account = %account.name, path = %entry.path, rows = kept, refused, "metadata CSV stored");
-    for r in &rejections {
-        crate::metrics::Metrics::add(&p.metrics.rejections, 1);
-        tracing::info!(account = %account.name, path = %entry.path, stage = r.stage, line = r.line, reason = %r.reason, "CSV row rejected");
-    }
-    if refused > 0 {
-        super::worker::refresh_report_logged(p, account, day).await;
-    }
-    for (file, fields, _) in rows {
-        let (acc, f) = (account.name.clone(), file.clone());
-        let waiting = p
-            .writer
-            .run(move |c| snapshots::awaiting_for_file(c, &acc, &f))
-            .await
-            .map_err(transient)?;
-        for conv in waiting {
-            super::audio_flow::complete_awaiting(p, account, conv, Some(fields.clone()))
+    if !done {
+        let dest = p
+            .archive_root(&account.name)
+            .join(".incoming")
+            .join(format!("j{id}.csv"));
+        let Some(staged) = stage(p, account, entry, dest).await? else {
+            return mark(p, entry.id, "stale: changed after this upload")
                 .await
-                .map_err(Failure::Transient)?;
+                .map_err(Failure::Transient);
+        };
+        let staged = Staged(staged);
+        let layout = Layout {
+            skip_rows: settings.skip_rows,
+            header: settings.header,
+            column_map: settings.column_map.clone(),
+            column_list: settings.column_list.clone(),
+            filename_column: settings.filename_column.clone(),
+        };
+        let job = StoreCsv {
+            writer: p.writer.clone(),
+            account: account.name.clone(),
+            entry: entry.clone(),
+            day: super::worker::today(account),
+            dialect: settings.dialect.clone(),
+            layout,
+            bounds: bounds(p),
+            rows_per_commit: p.limits.csv_rows_per_commit,
+            cap: p.limits.max_rejections_per_deposit,
+        };
+        let day = job.day.clone();
+        let stored = tokio::task::spawn_blocking(move || job.run(&staged.0))
+            .await
+            .map_err(transient)??;
+        log_stored(p, account, entry, &stored);
+        if let Recorded::New(rows) = stored.recorded {
+            super::worker::append_report_logged(p, account, day, rows).await;
         }
+    }
+    let acc = account.name.clone();
+    let waiting = p
+        .writer
+        .run(move |c| snapshots::awaiting_with_rows(c, &acc))
+        .await
+        .map_err(transient)?;
+    for (conv, fields) in waiting {
+        super::audio_flow::complete_awaiting(p, account, conv, Some(fields))
+            .await
+            .map_err(Failure::Transient)?;
     }
     Ok(())
+}
+
+fn log_stored(p: &Pipeline, account: &Account, entry: &Entry, stored: &Stored) {
+    match &stored.recorded {
+        Recorded::Unchanged { rejection } => {
+            tracing::info!(account = %account.name, path = %entry.path, rows = stored.rows, rejection, "metadata CSV stored; its rejected rows are those of the same content, still open");
+        }
+        Recorded::New(rejected) => {
+            Metrics::add(&p.metrics.rejections, rejected.len() as u64);
+            tracing::info!(account = %account.name, path = %entry.path, rows = stored.rows, refused = stored.refused, "metadata CSV stored");
+            for r in rejected {
+                tracing::info!(account = %account.name, path = %entry.path, stage = %r.stage, line = r.line, reason = %r.reason, "CSV row rejected");
+            }
+        }
+    }
+}
+
+/// What storing a metadata CSV did.
+struct Stored {
+    rows: usize,
+    refused: usize,
+    recorded: Recorded,
+}
+
+/// Everything a metadata CSV's two passes need, on a blocking thread.
+struct StoreCsv {
+    writer: Writer,
+    account: String,
+    entry: Entry,
+    day: String,
+    dialect: csvfile::CsvDialect,
+    layout: Layout,
+    bounds: Bounds,
+    rows_per_commit: usize,
+    cap: usize,
+}
+
+type MetadataRow = (String, BTreeMap<String, String>, u64);
+
+/// The longest a transaction of metadata rows holds the database writer:
+/// an upload's CLOSE waiting behind it stays well under 50 ms.
+const WRITER_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl StoreCsv {
+    fn run(self, file: &Path) -> Result<Stored, Failure> {
+        // First pass: refuse the file as a whole before storing any row.
+        let checked = csvfile::stream(
+            open(file)?,
+            &self.dialect,
+            &self.layout,
+            self.bounds,
+            &mut |_| Ok(()),
+        )
+        .map_err(Failure::Transient)?;
+        checked.map_err(refused)?;
+
+        let mut chunk: Vec<MetadataRow> = Vec::new();
+        let (mut rows, mut rejections, mut more) = (0, Vec::new(), 0);
+        let read = csvfile::stream(
+            open(file)?,
+            &self.dialect,
+            &self.layout,
+            self.bounds,
+            &mut |item| {
+                match item {
+                    Item::Row(r) => {
+                        rows += 1;
+                        chunk.push((r.file_name, r.fields, r.line));
+                        if chunk.len() >= self.rows_per_commit {
+                            self.put_rows(std::mem::take(&mut chunk))?;
+                        }
+                    }
+                    Item::Error(e) if rejections.len() < self.cap => rejections.push(Rejection {
+                        stage: "metadata_csv",
+                        reason: e.reason,
+                        line: Some(e.line),
+                    }),
+                    Item::Error(_) => more += 1,
+                }
+                Ok(())
+            },
+        )
+        .map_err(Failure::Transient)?;
+        // The staged copy passed the first pass; failing now is I/O.
+        read.map_err(|e| transient(anyhow!("second read of a checked CSV: {e}")))?;
+        self.put_rows(chunk).map_err(Failure::Transient)?;
+        let refused = rejections.len() + more;
+        let recorded = self.finish(rows, rejections, more)?;
+        Ok(Stored {
+            rows,
+            refused,
+            recorded,
+        })
+    }
+
+    /// Stores rows in as many transactions as it takes for none to hold
+    /// the writer longer than [`WRITER_SLICE`].
+    fn put_rows(&self, mut rows: Vec<MetadataRow>) -> anyhow::Result<()> {
+        while !rows.is_empty() {
+            let (acc, src) = (self.account.clone(), self.entry.path.clone());
+            rows = self.writer.run_blocking(move |c| {
+                let started = std::time::Instant::now();
+                let mut rest = rows.into_iter();
+                for (file, fields, line) in rest.by_ref() {
+                    snapshots::put_metadata_row(c, &acc, file.as_str(), &fields, &src, line)?;
+                    if started.elapsed() >= WRITER_SLICE {
+                        break;
+                    }
+                }
+                Ok(rest.collect())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The rejections and the journal row, in one transaction after every
+    /// row is stored (a crash before it leaves the journal row pending: the
+    /// file is stored again on retry, the same rows over the same rows).
+    fn finish(
+        &self,
+        rows: usize,
+        rejections: Vec<Rejection>,
+        more: usize,
+    ) -> Result<Recorded, Failure> {
+        let (acc, entry, day, cap) = (
+            self.account.clone(),
+            self.entry.clone(),
+            self.day.clone(),
+            self.cap,
+        );
+        self.writer
+            .run_blocking(move |c| {
+                if journal::get(c, entry.id)?.is_some_and(|e| e.state == "done") {
+                    return Ok(Recorded::New(Vec::new()));
+                }
+                let refused = rejections.len() + more;
+                let recorded = conversations::replace_rejections(
+                    c,
+                    &DepositRejections {
+                        account: &acc,
+                        path: &entry.path,
+                        journal_id: entry.id,
+                        sha256: &entry.sha256,
+                        rejections: &rejections,
+                        more,
+                        cap,
+                        day: &day,
+                    },
+                )?;
+                let outcome = match &recorded {
+                    Recorded::New(_) => format!("metadata_csv: {rows} rows, {refused} refused"),
+                    Recorded::Unchanged { rejection } => format!(
+                        "metadata_csv: {rows} rows, {refused} refused (unchanged: rejected:{rejection})"
+                    ),
+                };
+                journal::mark_done(c, entry.id, &outcome)?;
+                Ok(recorded)
+            })
+            .map_err(transient)
+    }
+}
+
+fn open(file: &Path) -> Result<std::io::BufReader<std::fs::File>, Failure> {
+    Ok(std::io::BufReader::new(
+        std::fs::File::open(file).map_err(transient)?,
+    ))
 }
 
 pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Result<(), Failure> {
     let Some(settings) = &account.crm else {
         return Err(transient(anyhow!("account has no [crm]")));
     };
-    let Some(bytes) = read_deposit(p, account, entry).await? else {
-        return mark(p, entry.id, "stale: changed after this upload")
-            .await
-            .map_err(Failure::Transient);
+    let archive = p.archive_root(&account.name).join("crm");
+    let tmp = archive.join(format!(".j{}.csv", entry.id));
+    let Some(staged) = stage(p, account, entry, tmp.clone()).await? else {
+        return Ok(());
     };
-    let (dialect, key) = (settings.dialect.clone(), settings.key.clone());
+    let (dialect, key, limits) = (settings.dialect.clone(), settings.key.clone(), bounds(p));
     let started = std::time::Instant::now();
-    let table = tokio::task::spawn_blocking(move || crm::load(&bytes, &dialect, &key))
+    let loaded = tokio::task::spawn_blocking(move || load_file(&staged, &dialect, &key, limits))
         .await
         .map_err(transient)?
-        .map_err(|reason| {
-            Rejection::new(
+        .map_err(Failure::Transient)?;
+    let table = match loaded {
+        Ok(table) => table,
+        Err(reason) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Rejection::new(
                 "crm",
                 format!("CRM file not loaded, the previous snapshot stays: {reason}"),
             )
-        })?;
-    let archive = p.archive_root(&account.name).join("crm");
-    let tmp = archive.join(format!(".j{}.csv", entry.id));
-    let (root, jp, t, sha) = (
-        p.jail_root(&account.name),
-        JailPath::parse(&entry.path).map_err(|e| transient(anyhow!("{e}")))?,
-        tmp.clone(),
-        entry.sha256.clone(),
-    );
-    let sealed = p.seals.source(entry.id);
-    let staged = tokio::task::spawn_blocking(move || {
-        use crate::archive::{stage, Source};
-        match &sealed {
-            Some(f) => stage(&Source::Descriptor(f), &t, &sha),
-            None => stage(
-                &Source::Jail {
-                    root: &root,
-                    path: &jp,
-                },
-                &t,
-                &sha,
-            ),
+            .into());
         }
-    })
-    .await
-    .map_err(transient)?
-    .map_err(transient)?;
-    match staged {
-        crate::archive::Staged::Ready(_) => {}
-        crate::archive::Staged::Changed { sha256 } => {
-            return super::audio_flow::not_as_acknowledged(p, account, entry, Some(&sha256)).await;
-        }
-        crate::archive::Staged::Missing => {
-            return super::audio_flow::not_as_acknowledged(p, account, entry, None).await;
-        }
-    }
+    };
     let (acc, path, jid, rows, dups) = (
         account.name.clone(),
         entry.path.clone(),
@@ -246,6 +389,25 @@ pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Res
     Ok(())
 }
 
+/// Loads a CRM file from disk, one record at a time; the outer error is
+/// I/O, the inner one the reason the customer reads.
+fn load_file(
+    file: &Path,
+    dialect: &csvfile::CsvDialect,
+    key: &str,
+    bounds: Bounds,
+) -> anyhow::Result<Result<CrmTable, String>> {
+    let f = std::fs::File::open(file)?;
+    let size = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    Ok(crm::load_from(
+        std::io::BufReader::new(f),
+        size,
+        dialect,
+        key,
+        bounds,
+    ))
+}
+
 /// The account's latest CRM snapshot, loaded from its archived file the
 /// first time it is needed after a start.
 pub async fn latest_crm(
@@ -278,8 +440,7 @@ pub async fn latest_crm(
             let table = tokio::task::spawn_blocking(move || -> anyhow::Result<CrmTable> {
                 #[cfg(test)]
                 tests::LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let bytes = std::fs::read(&file)?;
-                crm::load(&bytes, &dialect, &key)
+                load_file(Path::new(&file), &dialect, &key, Bounds::default())?
                     .map_err(|e| anyhow!("reloading CRM snapshot {file}: {e}"))
             })
             .await??;
@@ -340,6 +501,7 @@ mod tests {
             dir.path().to_path_buf(),
             Arc::new(Mutex::new(HashSet::new())),
             Arc::new(Metrics::default()),
+            Default::default(),
         );
         let lookups: Vec<_> = (0..8)
             .map(|_| {

@@ -2,8 +2,11 @@
 //! metadata row per audio file name out, plus the rows that must be reported
 //! back to the customer as rejections.
 //!
-//! Pure: no I/O, nothing logged; the caller stores the rows and records the
-//! errors. Invariants of a successful [`parse`]: every [`Row`] has a non-empty
+//! Streaming: [`stream`] reads any reader one record at a time, decoding as
+//! it goes, and hands each row to the caller, so memory is bounded by
+//! [`Bounds`] (columns, bytes per record), not by the file; [`parse`] does
+//! the same over bytes in memory and collects. Nothing logged; the caller
+//! stores the rows and records the errors. Invariants of a successful [`parse`]: every [`Row`] has a non-empty
 //! `file_name` that is a bare name (no directory part) and is also stored under
 //! `filename_column` in its `fields`; file names in `rows` are unique (the last
 //! row for a name wins, kept at its own position); every line number is the
@@ -15,7 +18,8 @@
 //! helpers are shared with the CRM loader (`super::crm`).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::io::Read;
 
 use csv::{Position, StringRecord};
 use thiserror::Error;
@@ -69,6 +73,9 @@ pub enum CsvError {
     Header(String),
     #[error("line {line}: {reason}")]
     Syntax { line: u64, reason: String },
+    /// The file could not be read (an I/O error, not the customer's doing).
+    #[error("cannot read the file: {0}")]
+    Read(String),
 }
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -80,8 +87,7 @@ pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, CsvError> {
     decode_borrowed(bytes, encoding).map(Cow::into_owned)
 }
 
-/// [`decode`] without copying valid UTF-8 (a CRM file can be large).
-pub(crate) fn decode_borrowed(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, CsvError> {
+fn decode_borrowed(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, CsvError> {
     if let Some(rest) = bytes.strip_prefix(UTF8_BOM) {
         return decode_utf8(rest, UTF8_BOM.len());
     }
@@ -113,44 +119,53 @@ fn decode_utf8(bytes: &[u8], base: usize) -> Result<Cow<'_, str>, CsvError> {
     }
 }
 
-/// Parses a metadata CSV; see the module comment for what is guaranteed.
-pub fn parse(bytes: &[u8], dialect: &CsvDialect, layout: &Layout) -> Result<Parsed, CsvError> {
-    let text = decode_borrowed(bytes, dialect.encoding)?;
-    let mut records = Records::new(&text, dialect);
-    let skip = if layout.header {
-        layout.skip_rows.max(1)
-    } else {
-        layout.skip_rows
-    };
-    let mut keys = None;
-    for skipped in 1..=skip {
-        if records.next()?.is_none() {
-            if layout.header {
-                return Err(CsvError::Header(format!(
-                    "no header row: it should be row {skip}, but the file has only {} rows",
-                    skipped - 1
-                )));
-            }
-            return Ok(Parsed::default());
-        }
-        if layout.header && skipped == skip {
-            keys = Some(header_keys(records.record(), layout)?);
+/// How large one CSV file's records may be. Parsing is streaming, so these
+/// bound its memory whatever the file's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub max_columns: usize,
+    /// Bytes of one record, quoted line breaks included.
+    pub max_record_bytes: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        let limits = crate::config::PipelineLimits::default();
+        Bounds {
+            max_columns: limits.csv_max_columns,
+            max_record_bytes: limits.csv_max_record_bytes,
         }
     }
+}
 
+/// One data record of a metadata CSV, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Row(Row),
+    Error(RowError),
+}
+
+/// Parses a whole metadata CSV held in memory; see the module comment for
+/// what is guaranteed.
+pub fn parse(bytes: &[u8], dialect: &CsvDialect, layout: &Layout) -> Result<Parsed, CsvError> {
     let mut rows: Vec<Option<Row>> = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
     let mut errors = Vec::new();
-    while let Some(line) = records.next()? {
-        match build_row(records.record(), line, layout, &mut keys) {
-            Ok(row) => {
+    let mut each = |item| {
+        match item {
+            Item::Row(row) => {
                 if let Some(earlier) = by_name.insert(row.file_name.clone(), rows.len()) {
                     rows[earlier] = None;
                 }
                 rows.push(Some(row));
             }
-            Err(reason) => errors.push(RowError { line, reason }),
+            Item::Error(e) => errors.push(e),
         }
+        Ok(())
+    };
+    match stream(bytes, dialect, layout, Bounds::default(), &mut each) {
+        Ok(parsed) => parsed?,
+        Err(e) => return Err(CsvError::Read(format!("{e:#}"))),
     }
     Ok(Parsed {
         rows: rows.into_iter().flatten().collect(),
@@ -158,8 +173,86 @@ pub fn parse(bytes: &[u8], dialect: &CsvDialect, layout: &Layout) -> Result<Pars
     })
 }
 
+/// Streams a metadata CSV: `each` gets every data record, a row or a row
+/// error, in file order, one at a time (duplicate file names included: the
+/// caller keeps the last). Memory is bounded by `bounds`, not by the file.
+/// The outer error is `each`'s own (it stops the parse); the inner one is
+/// why the file as a whole is refused — records before it were already
+/// passed to `each`, so a caller that must not act on a refused file makes
+/// a first pass that only checks.
+pub fn stream<R: Read>(
+    input: R,
+    dialect: &CsvDialect,
+    layout: &Layout,
+    bounds: Bounds,
+    each: &mut dyn FnMut(Item) -> anyhow::Result<()>,
+) -> anyhow::Result<Result<(), CsvError>> {
+    let mut records = Records::new(input, dialect, bounds.max_record_bytes);
+    let skip = if layout.header {
+        layout.skip_rows.max(1)
+    } else {
+        layout.skip_rows
+    };
+    let mut keys = None;
+    for skipped in 1..=skip {
+        match records.next() {
+            Err(e) => return Ok(Err(e)),
+            Ok(Some(_)) => {}
+            Ok(None) if layout.header => {
+                return Ok(Err(CsvError::Header(format!(
+                    "no header row: it should be row {skip}, but the file has only {} rows",
+                    skipped - 1
+                ))));
+            }
+            Ok(None) => return Ok(Ok(())),
+        }
+        if layout.header && skipped == skip {
+            match header_keys(records.record(), layout, bounds.max_columns) {
+                Ok(k) => keys = Some(k),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+    loop {
+        let line = match records.next() {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(Ok(())),
+            Err(e) => return Ok(Err(e)),
+        };
+        let record = records.record();
+        if keys.is_none() && record.len() > bounds.max_columns {
+            return Ok(Err(too_many_columns(
+                line,
+                record.len(),
+                bounds.max_columns,
+            )));
+        }
+        match build_row(record, line, layout, &mut keys) {
+            Ok(row) => each(Item::Row(row))?,
+            Err(reason) => each(Item::Error(RowError { line, reason }))?,
+        }
+    }
+}
+
+fn too_many_columns(line: u64, found: usize, max: usize) -> CsvError {
+    CsvError::Syntax {
+        line,
+        reason: format!("{found} columns; at most {max} are accepted"),
+    }
+}
+
 /// Mapped keys of the header record; the filename key must be among them.
-fn header_keys(record: &StringRecord, layout: &Layout) -> Result<Vec<String>, CsvError> {
+fn header_keys(
+    record: &StringRecord,
+    layout: &Layout,
+    max_columns: usize,
+) -> Result<Vec<String>, CsvError> {
+    if record.len() > max_columns {
+        return Err(CsvError::Header(format!(
+            "the header has {} columns; at most {max_columns} are accepted",
+            record.len()
+        )));
+    }
     let keys = column_keys(record, &layout.column_map).map_err(CsvError::Header)?;
     if keys.contains(&layout.filename_column) {
         return Ok(keys);
@@ -264,49 +357,80 @@ pub(crate) fn column_keys(
     Ok(keys)
 }
 
-/// Non-blank records of a decoded CSV, one reused buffer, with the line each
-/// record really starts on (csv's own position points before skipped blank
-/// lines).
-pub(crate) struct Records<'a> {
-    text: &'a str,
-    reader: csv::Reader<&'a [u8]>,
+/// Non-blank records of a CSV read from any reader, one reused buffer,
+/// with the line each record really starts on (csv's own position points
+/// before skipped blank lines).
+pub(crate) struct Records<R: Read> {
+    reader: csv::Reader<Decoded<R>>,
     record: StringRecord,
+    max_record_bytes: usize,
 }
 
-impl<'a> Records<'a> {
-    pub(crate) fn new(text: &'a str, dialect: &CsvDialect) -> Self {
+impl<R: Read> Records<R> {
+    pub(crate) fn new(input: R, dialect: &CsvDialect, max_record_bytes: usize) -> Self {
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .delimiter(dialect.delimiter)
             .quote(dialect.quote)
             .double_quote(true)
-            .from_reader(text.as_bytes());
+            .from_reader(Decoded::new(input, dialect.encoding));
         Records {
-            text,
             reader,
             record: StringRecord::new(),
+            max_record_bytes,
         }
     }
 
     /// Reads the next non-blank record; returns its line, `None` at the end.
     pub(crate) fn next(&mut self) -> Result<Option<u64>, CsvError> {
         loop {
+            let start = self.reader.position().clone();
+            let limit = start.byte() + (self.max_record_bytes + READ_AHEAD) as u64;
+            self.reader.get_mut().begin_record(start.byte(), limit);
             match self.reader.read_record(&mut self.record) {
                 Ok(false) => return Ok(None),
-                Ok(true) if self.record.iter().all(|f| f.trim().is_empty()) => continue,
-                Ok(true) => return Ok(Some(self.line(self.record.position()))),
+                Ok(true) => {
+                    let line = self.line(self.record.position());
+                    let size = self.reader.position().byte() - start.byte();
+                    if size > self.max_record_bytes as u64 {
+                        return Err(self.too_large(line));
+                    }
+                    if self.record.iter().all(|f| f.trim().is_empty()) {
+                        continue;
+                    }
+                    return Ok(Some(line));
+                }
                 Err(err) => {
-                    let line = self.line(err.position());
-                    let reason = match err.kind() {
-                        csv::ErrorKind::Utf8 { err, .. } => {
-                            format!("field {} is not valid text", err.field() + 1)
-                        }
-                        _ => err.to_string(),
-                    };
-                    return Err(CsvError::Syntax { line, reason });
+                    let line = self.line(err.position().or(Some(&start)));
+                    return Err(match err.kind() {
+                        csv::ErrorKind::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref())
+                        {
+                            Some(ReadFailure::Decode(msg)) => CsvError::Decode(msg.clone()),
+                            Some(ReadFailure::TooLarge) => self.too_large(self.line(Some(&start))),
+                            None => CsvError::Read(io.to_string()),
+                        },
+                        csv::ErrorKind::Utf8 { err, .. } => CsvError::Syntax {
+                            line,
+                            reason: format!("field {} is not valid text", err.field() + 1),
+                        },
+                        _ => CsvError::Syntax {
+                            line,
+                            reason: err.to_string(),
+                        },
+                    });
                 }
             }
+        }
+    }
+
+    fn too_large(&self, line: u64) -> CsvError {
+        CsvError::Syntax {
+            line,
+            reason: format!(
+                "a row of more than {} bytes; is the delimiter or a quote wrong?",
+                self.max_record_bytes
+            ),
         }
     }
 
@@ -318,13 +442,194 @@ impl<'a> Records<'a> {
     /// Line of the first byte at or after `pos` that is not a line break.
     fn line(&self, pos: Option<&Position>) -> u64 {
         let Some(pos) = pos else { return 0 };
-        let from = usize::try_from(pos.byte()).map_or(self.text.len(), |b| b.min(self.text.len()));
-        let breaks = self.text.as_bytes()[from..]
-            .iter()
+        pos.line() + self.reader.get_ref().breaks_at(pos.byte())
+    }
+}
+
+/// What the csv reader may have buffered beyond the record it is reading.
+const READ_AHEAD: usize = 64 * 1024;
+/// Raw bytes decoded at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// Why [`Decoded`] stopped, carried inside the `io::Error` the csv reader
+/// reports.
+#[derive(Debug, Error)]
+enum ReadFailure {
+    #[error("{0}")]
+    Decode(String),
+    #[error("record too large")]
+    TooLarge,
+}
+
+/// A file's bytes as UTF-8, decoded as they are read: a UTF-8 BOM is
+/// stripped and then means UTF-8 whatever the configured encoding (those
+/// three bytes never start a real Windows-1252 CSV, and re-reading UTF-8
+/// as Windows-1252 would garble every accent); invalid UTF-8 stops the
+/// read with a message naming the byte and line.
+///
+/// It keeps the decoded bytes from the start of the record being read
+/// (so the line a record starts on can be found) and refuses to produce
+/// more than a bounded number past that start: one huge record cannot
+/// take the memory a whole file would.
+struct Decoded<R> {
+    inner: R,
+    encoding: Encoding,
+    started: bool,
+    eof: bool,
+    /// Raw bytes read but not yet decoded (an incomplete UTF-8 sequence).
+    raw: Vec<u8>,
+    /// Offset and line (0-based) in the file of `raw[0]`.
+    raw_offset: u64,
+    raw_lines: u64,
+    cp1252: Option<encoding_rs::Decoder>,
+    /// Decoded bytes not yet handed out, from `out_pos`.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Decoded bytes handed out so far.
+    produced: u64,
+    /// No byte at or past this offset is handed out.
+    limit: u64,
+    /// Handed-out bytes from offset `window_start` on.
+    window: VecDeque<u8>,
+    window_start: u64,
+}
+
+impl<R: Read> Decoded<R> {
+    fn new(inner: R, encoding: Encoding) -> Self {
+        Decoded {
+            inner,
+            encoding,
+            started: false,
+            eof: false,
+            raw: Vec::new(),
+            raw_offset: 0,
+            raw_lines: 0,
+            cp1252: None,
+            out: Vec::new(),
+            out_pos: 0,
+            produced: 0,
+            limit: u64::MAX,
+            window: VecDeque::new(),
+            window_start: 0,
+        }
+    }
+
+    /// A new record starts at `offset`: earlier bytes are no longer needed,
+    /// and nothing at or past `limit` may be produced for it.
+    fn begin_record(&mut self, offset: u64, limit: u64) {
+        let drop = offset
+            .saturating_sub(self.window_start)
+            .min(self.window.len() as u64);
+        self.window.drain(..drop as usize);
+        self.window_start += drop;
+        self.limit = limit;
+    }
+
+    /// How many line breaks (`\n`, with any `\r`) follow `offset` at once.
+    fn breaks_at(&self, offset: u64) -> u64 {
+        let Some(from) = offset.checked_sub(self.window_start) else {
+            return 0;
+        };
+        let from = usize::try_from(from).map_or(self.window.len(), |f| f.min(self.window.len()));
+        self.window
+            .range(from..)
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .filter(|&&b| b == b'\n')
-            .count();
-        pos.line() + breaks as u64
+            .count() as u64
+    }
+
+    fn fill_raw(&mut self, want: usize) -> std::io::Result<()> {
+        let mut buf = [0u8; 8192];
+        while !self.eof && self.raw.len() < want {
+            match self.inner.read(&mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.raw.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes the next chunk into `out`; leaves it empty at the end.
+    fn refill(&mut self) -> std::io::Result<()> {
+        self.out.clear();
+        self.out_pos = 0;
+        if !self.started {
+            self.started = true;
+            self.fill_raw(UTF8_BOM.len())?;
+            if self.raw.starts_with(UTF8_BOM) {
+                self.raw.drain(..UTF8_BOM.len());
+                self.raw_offset = UTF8_BOM.len() as u64;
+                self.encoding = Encoding::Utf8;
+            } else if self.encoding == Encoding::Windows1252 {
+                self.cp1252 = Some(encoding_rs::WINDOWS_1252.new_decoder_without_bom_handling());
+            }
+        }
+        while self.out.is_empty() && !(self.eof && self.raw.is_empty()) {
+            self.fill_raw(self.raw.len() + CHUNK)?;
+            match &mut self.cp1252 {
+                Some(decoder) => {
+                    let room = decoder
+                        .max_utf8_buffer_length(self.raw.len())
+                        .unwrap_or(CHUNK * 3);
+                    self.out.resize(room, 0);
+                    let (_, read, written, _) =
+                        decoder.decode_to_utf8(&self.raw, &mut self.out, self.eof);
+                    self.out.truncate(written);
+                    self.consume_raw(read);
+                }
+                None => self.decode_utf8()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn decode_utf8(&mut self) -> std::io::Result<()> {
+        let valid = match std::str::from_utf8(&self.raw) {
+            Ok(_) => self.raw.len(),
+            // An incomplete sequence at the end of what was read so far.
+            Err(e) if e.error_len().is_none() && !self.eof => e.valid_up_to(),
+            Err(e) => {
+                let at = e.valid_up_to();
+                let line = self.raw_lines + 1 + newlines(&self.raw[..at]);
+                return Err(std::io::Error::other(ReadFailure::Decode(format!(
+                    "not valid UTF-8 at byte {} (line {line}); is the file Windows-1252?",
+                    self.raw_offset + at as u64
+                ))));
+            }
+        };
+        self.out.extend_from_slice(&self.raw[..valid]);
+        self.consume_raw(valid);
+        Ok(())
+    }
+
+    fn consume_raw(&mut self, n: usize) {
+        self.raw_lines += newlines(&self.raw[..n]);
+        self.raw_offset += n as u64;
+        self.raw.drain(..n);
+    }
+}
+
+fn newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+impl<R: Read> Read for Decoded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.produced >= self.limit {
+            return Err(std::io::Error::other(ReadFailure::TooLarge));
+        }
+        if self.out_pos >= self.out.len() {
+            self.refill()?;
+        }
+        let room = usize::try_from(self.limit - self.produced).unwrap_or(usize::MAX);
+        let n = buf.len().min(self.out.len() - self.out_pos).min(room);
+        buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
+        self.out_pos += n;
+        self.produced += n as u64;
+        self.window.extend(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -644,7 +949,173 @@ mod tests {
         }
     }
 
+    /// Hands out at most one byte per read: every boundary a record, a
+    /// line break or a UTF-8 sequence can straddle.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some((first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = *first;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    fn streamed<R: Read>(
+        input: R,
+        dialect: &CsvDialect,
+        layout: &Layout,
+        bounds: Bounds,
+    ) -> Result<Vec<Item>, CsvError> {
+        let mut items = Vec::new();
+        let mut each = |item| {
+            items.push(item);
+            Ok(())
+        };
+        stream(input, dialect, layout, bounds, &mut each).unwrap()?;
+        Ok(items)
+    }
+
+    #[test]
+    fn a_large_file_streams_with_the_right_lines() {
+        // Well past the decoder's 64 KiB chunks: accents, CRLF, quoted
+        // newlines and blank lines everywhere.
+        let mut csv = String::from("Filename;Advisor;Comment\r\n");
+        let mut want = Vec::new();
+        let mut line = 2;
+        for i in 0..5000 {
+            if i % 7 == 0 {
+                csv.push_str("\r\n \n");
+                line += 2;
+            }
+            let comment = if i % 3 == 0 {
+                "\"two\nlines\""
+            } else {
+                "éàü€"
+            };
+            csv.push_str(&format!("f{i}.mp3;Zoé{i};{comment}\r\n"));
+            want.push((line, format!("f{i}.mp3")));
+            line += if i % 3 == 0 { 2 } else { 1 };
+        }
+        let got: Vec<(u64, String)> = parse(csv.as_bytes(), &utf8(), &with_header(1))
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| (r.line, r.file_name))
+            .collect();
+        assert_eq!(got, want);
+        let trickled = streamed(
+            Trickle(csv.as_bytes()),
+            &utf8(),
+            &with_header(1),
+            Bounds::default(),
+        );
+        let lines: Vec<u64> = trickled
+            .unwrap()
+            .into_iter()
+            .map(|item| match item {
+                Item::Row(r) => r.line,
+                Item::Error(e) => panic!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(lines, want.iter().map(|w| w.0).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn bounds_refuse_wide_and_huge_records() {
+        let bounds = Bounds {
+            max_columns: 3,
+            max_record_bytes: 100,
+        };
+        let cases: Vec<(&str, String, Layout, CsvError)> = vec![
+            (
+                "wide header",
+                "Filename;Advisor;a;b\nx.mp3;A;1;2\n".into(),
+                with_header(1),
+                CsvError::Header("the header has 4 columns; at most 3 are accepted".into()),
+            ),
+            (
+                "wide first positional row",
+                "x.mp3;A;1;2\n".into(),
+                positional(),
+                CsvError::Syntax {
+                    line: 1,
+                    reason: "4 columns; at most 3 are accepted".into(),
+                },
+            ),
+            (
+                "one huge quoted cell",
+                format!("Filename;Advisor\n\nx.mp3;\"{}\"\n", "y".repeat(5000)),
+                with_header(1),
+                CsvError::Syntax {
+                    line: 3,
+                    reason: "a row of more than 100 bytes; is the delimiter or a quote wrong?"
+                        .into(),
+                },
+            ),
+            (
+                "a record just over the bound",
+                format!("Filename;Advisor\nx.mp3;{}\n", "y".repeat(95)),
+                with_header(1),
+                CsvError::Syntax {
+                    line: 2,
+                    reason: "a row of more than 100 bytes; is the delimiter or a quote wrong?"
+                        .into(),
+                },
+            ),
+        ];
+        for (name, csv, layout, want) in cases {
+            let got = streamed(csv.as_bytes(), &utf8(), &layout, bounds);
+            assert_eq!(got, Err(want), "case: {name}");
+        }
+        // Within the bounds: read.
+        let fits = format!("Filename;Advisor\nx.mp3;{}\n", "y".repeat(90));
+        assert!(streamed(fits.as_bytes(), &utf8(), &with_header(1), bounds).is_ok());
+    }
+
+    #[test]
+    fn a_utf8_error_far_into_the_file_names_its_byte_and_line() {
+        let mut csv = b"Filename;Advisor\n".to_vec();
+        for i in 0..20_000 {
+            csv.extend_from_slice(format!("f{i}.mp3;Zoé\n").as_bytes());
+        }
+        let at = csv.len() + 6;
+        csv.extend_from_slice(b"x.mp3;Fran\xE7ois\n");
+        let want = CsvError::Decode(format!(
+            "not valid UTF-8 at byte {} (line 20002); is the file Windows-1252?",
+            at + 4
+        ));
+        assert_eq!(parse(&csv, &utf8(), &with_header(1)), Err(want.clone()));
+        let trickled = streamed(Trickle(&csv), &utf8(), &with_header(1), Bounds::default());
+        assert_eq!(trickled.map(|i| i.len()), Err(want));
+    }
+
     proptest! {
+        #[test]
+        fn one_byte_reads_give_what_whole_reads_give(
+            bytes in proptest::collection::vec(
+                prop_oneof![Just(b';'), Just(b'"'), Just(b'\n'), Just(b'\r'), Just(b'a'), Just(0xC3), Just(0xA9)],
+                0..300,
+            ),
+            header in any::<bool>(),
+            latin in any::<bool>(),
+        ) {
+            let dialect = CsvDialect {
+                encoding: if latin { Encoding::Windows1252 } else { Encoding::Utf8 },
+                ..utf8()
+            };
+            let layout = Layout { header, ..with_header(0) };
+            let whole = streamed(bytes.as_slice(), &dialect, &layout, Bounds::default());
+            let trickled = streamed(Trickle(&bytes), &dialect, &layout, Bounds::default());
+            prop_assert_eq!(whole, trickled);
+        }
+
         #[test]
         fn arbitrary_input_never_panics(
             bytes in proptest::collection::vec(any::<u8>(), 0..400),

@@ -15,13 +15,14 @@
 use super::classify::{classify, Kind};
 use super::crm::CrmTable;
 use super::Rejection;
-use crate::config::Account;
+use crate::config::{Account, PipelineLimits};
 use crate::deposit::Seals;
 use crate::jail::JailPath;
 use crate::metrics::Metrics;
 use crate::sftp::Accounts;
+use crate::store::conversations::{self, DepositRejections, Recorded, ReportRow};
 use crate::store::journal::{self, Entry};
-use crate::store::{conversations, Writer};
+use crate::store::Writer;
 use anyhow::anyhow;
 use chrono::Utc;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -53,6 +54,7 @@ pub struct Pipeline {
     /// front, which refuses to change them).
     pub seals: Arc<Seals>,
     pub metrics: Arc<Metrics>,
+    pub limits: PipelineLimits,
     pub crm: CrmCache,
     /// Held while a CRM snapshot is loaded into [`Pipeline::crm`].
     pub crm_loading: tokio::sync::Mutex<()>,
@@ -60,11 +62,6 @@ pub struct Pipeline {
     /// Set when the inbox closes (shutdown): rows waiting to be retried stop
     /// waiting and stay pending for the next start.
     stopping: watch::Sender<bool>,
-    /// Held while a customer's rejection report is rewritten (see
-    /// [`refresh_report`]).
-    reports: tokio::sync::Mutex<()>,
-    /// Reports (account, day) with a rewrite asked for and not yet begun.
-    reports_due: Mutex<HashSet<(String, String)>>,
 }
 
 impl Pipeline {
@@ -74,6 +71,7 @@ impl Pipeline {
         data_dir: PathBuf,
         in_flight: Arc<Mutex<HashSet<(String, String)>>>,
         metrics: Arc<Metrics>,
+        limits: PipelineLimits,
     ) -> Arc<Pipeline> {
         Arc::new(Pipeline {
             accounts,
@@ -82,12 +80,11 @@ impl Pipeline {
             in_flight,
             seals: Arc::new(Seals::default()),
             metrics,
+            limits,
             crm: Mutex::new(HashMap::new()),
             crm_loading: tokio::sync::Mutex::new(()),
             timer_busy: AtomicBool::new(false),
             stopping: watch::Sender::new(false),
-            reports: tokio::sync::Mutex::new(()),
-            reports_due: Mutex::new(HashSet::new()),
         })
     }
 
@@ -281,87 +278,84 @@ pub fn today(account: &Account) -> String {
         .to_string()
 }
 
-/// Records rejections of one deposit (a CSV may have several rows refused)
-/// and rewrites the customer's report for today.
-async fn reject_many(
-    p: &Pipeline,
-    account: &Account,
-    entry: &Entry,
-    rs: Vec<Rejection>,
-    close: bool,
-) -> anyhow::Result<()> {
-    let day = today(account);
-    let (acc, path, id, day2, rs2) = (
-        account.name.clone(),
-        entry.path.clone(),
-        entry.id,
-        day.clone(),
-        rs.clone(),
-    );
-    p.writer
-        .run(move |c| {
-            for r in &rs2 {
-                conversations::reject(c, &acc, &path, None, r, &day2)?;
-            }
-            if close {
-                journal::mark_done(c, id, "rejected")?;
-            }
-            Ok(())
-        })
-        .await?;
-    for r in &rs {
-        Metrics::add(&p.metrics.rejections, 1);
-        tracing::info!(account = %account.name, path = %entry.path, stage = r.stage, line = r.line, reason = %r.reason, "deposit rejected");
-    }
-    refresh_report_logged(p, account, day).await;
-    Ok(())
-}
-
-/// Rewrites the report after rejections were committed. A failure here is
-/// logged, never retried as the deposit's failure: the rejection itself is
-/// already recorded, and the next rejection rewrites the report whole.
-pub async fn refresh_report_logged(p: &Pipeline, account: &Account, day: String) {
-    if let Err(e) = refresh_report(p, account, day).await {
-        tracing::warn!(account = %account.name, error = %format!("{e:#}"), "cannot rewrite the customer's rejection report; it is rewritten at the next rejection");
-    }
-}
-
+/// Records the rejection of a whole deposit and appends it to the
+/// customer's report for today. The same content at the same path as an
+/// open rejection changes nothing: no new row, no new report line.
 pub async fn reject(
     p: &Pipeline,
     account: &Account,
     entry: &Entry,
     r: Rejection,
 ) -> anyhow::Result<()> {
-    reject_many(p, account, entry, vec![r], true).await
+    let day = today(account);
+    let (acc, path, id, sha, day2, cap) = (
+        account.name.clone(),
+        entry.path.clone(),
+        entry.id,
+        entry.sha256.clone(),
+        day.clone(),
+        p.limits.max_rejections_per_deposit,
+    );
+    let r2 = r.clone();
+    let recorded = p
+        .writer
+        .run(move |c| {
+            let recorded = conversations::reject_deposit(
+                c,
+                &DepositRejections {
+                    account: &acc,
+                    path: &path,
+                    journal_id: id,
+                    sha256: &sha,
+                    rejections: std::slice::from_ref(&r2),
+                    more: 0,
+                    cap,
+                    day: &day2,
+                },
+            )?;
+            journal::mark_done(c, id, &recorded.outcome())?;
+            Ok(recorded)
+        })
+        .await?;
+    match recorded {
+        Recorded::Unchanged { rejection } => {
+            tracing::info!(account = %account.name, path = %entry.path, rejection, "same content as an open rejection of this path; nothing changes");
+        }
+        Recorded::New(rows) => {
+            Metrics::add(&p.metrics.rejections, rows.len() as u64);
+            tracing::info!(account = %account.name, path = %entry.path, stage = r.stage, line = r.line, reason = %r.reason, "deposit rejected");
+            append_report_logged(p, account, day, rows).await;
+        }
+    }
+    Ok(())
 }
 
-/// Rewrites the customer's report for `day` from the database. One rewrite
-/// at a time, each reading the rows under the lock, so the last write holds
-/// every rejection committed before it (rewrites that each wrote the rows
-/// read when their rejection committed could land out of order, leaving an
-/// older list in place).
-///
-/// Requests coalesce: while a rewrite of the same report waits for its
-/// turn, a new request is already covered by it (it reads the rows after
-/// this one's rejection committed) and returns at once. A flood of
-/// rejections thus costs a few whole rewrites, not one per rejection (which
-/// grew quadratically with the day's list). The rows are read through a
-/// connection of their own, not the writer thread that acknowledges
-/// uploads.
-pub async fn refresh_report(p: &Pipeline, account: &Account, day: String) -> anyhow::Result<()> {
-    let key = (account.name.clone(), day);
-    if !lock(&p.reports_due).insert(key.clone()) {
+/// Appends rejections already committed to the customer's report. A
+/// failure here is logged, never retried as the deposit's failure: the
+/// rejections are recorded (`depot rejections` lists them).
+pub async fn append_report_logged(
+    p: &Pipeline,
+    account: &Account,
+    day: String,
+    rows: Vec<ReportRow>,
+) {
+    if let Err(e) = append_report(p, account, day, rows).await {
+        tracing::warn!(account = %account.name, error = %format!("{e:#}"), "cannot append to the customer's rejection report; the rejections are recorded, the report misses them");
+    }
+}
+
+/// Appends `rows` to the customer's report for `day`, on a blocking thread
+/// (never the database writer's).
+pub async fn append_report(
+    p: &Pipeline,
+    account: &Account,
+    day: String,
+    rows: Vec<ReportRow>,
+) -> anyhow::Result<()> {
+    if rows.is_empty() {
         return Ok(());
     }
-    let _one_at_a_time = p.reports.lock().await;
-    // From here on, a new request waits for a rewrite of its own.
-    lock(&p.reports_due).remove(&key);
-    let (db, root) = (p.writer.path().to_path_buf(), p.jail_root(&account.name));
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let (acc, day) = key;
-        let rows = conversations::report(&crate::store::open_read(&db)?, &acc, &day)?;
-        super::report::write(&root, &day, &rows)
-    })
-    .await??;
+    let root = p.jail_root(&account.name);
+    tokio::task::spawn_blocking(move || super::report::append(&root, &day, &rows)).await??;
     Ok(())
 }

@@ -328,14 +328,47 @@ pub fn reject_awaiting(
     a: &Awaiting,
     r: &Rejection,
     day: &str,
-) -> Result<Option<i64>> {
+    cap: usize,
+) -> Result<Option<Recorded>> {
     let deleted = conn
         .prepare_cached("DELETE FROM conversations WHERE id = ?1 AND status = 'awaiting_metadata'")?
         .execute([a.id])?;
     if deleted == 0 {
         return Ok(None);
     }
-    reject(conn, &a.account, &a.path, Some(a.journal_id), r, day).map(Some)
+    let recorded = reject_deposit(
+        conn,
+        &DepositRejections {
+            account: &a.account,
+            path: &a.path,
+            journal_id: a.journal_id,
+            sha256: &a.sha256,
+            rejections: std::slice::from_ref(r),
+            more: 0,
+            cap,
+            day,
+        },
+    )?;
+    journal::mark_done(conn, a.journal_id, &recorded.outcome())?;
+    Ok(Some(recorded))
+}
+
+impl Recorded {
+    /// The journal outcome of a deposit rejected whole.
+    pub fn outcome(&self) -> String {
+        match self {
+            Recorded::New(_) => "rejected".to_owned(),
+            Recorded::Unchanged { rejection } => format!("unchanged: rejected:{rejection}"),
+        }
+    }
+
+    /// The report lines to append.
+    pub fn new_rows(self) -> Vec<ReportRow> {
+        match self {
+            Recorded::New(rows) => rows,
+            Recorded::Unchanged { .. } => Vec::new(),
+        }
+    }
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -484,6 +517,111 @@ pub fn reject(
         journal::mark_done(conn, j, &format!("rejected:{id}"))?;
     }
     Ok(id)
+}
+
+/// What recording one deposit's rejections did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// These rows were stored: the lines to add to the customer's report.
+    New(Vec<ReportRow>),
+    /// The same bytes at the same path are already rejected and that
+    /// rejection is still open: nothing was stored, nothing is reported
+    /// again. `rejection` is the open one.
+    Unchanged { rejection: i64 },
+}
+
+/// The rejections of one deposit, bounded: at most `cap` are stored, and
+/// the ones beyond (`rs` past `cap`, plus `more` that the caller already
+/// counted without keeping) become one summary row. A CSV of a million
+/// bad rows then costs a thousand rows, not a million.
+#[derive(Debug, Clone)]
+pub struct DepositRejections<'a> {
+    pub account: &'a str,
+    pub path: &'a str,
+    pub journal_id: i64,
+    pub sha256: &'a str,
+    pub rejections: &'a [Rejection],
+    pub more: usize,
+    pub cap: usize,
+    /// The rejection's date in the account's timezone (names the report).
+    pub day: &'a str,
+}
+
+/// Records a deposit's rejections (see [`DepositRejections`]); the caller
+/// marks the journal row done in the same transaction. Completing the same
+/// path again with the same content while its rejection is open changes
+/// nothing ([`Recorded::Unchanged`]): a batch client retrying the same
+/// files every night must not grow the list.
+pub fn reject_deposit(conn: &Connection, d: &DepositRejections<'_>) -> Result<Recorded> {
+    if let Some(rejection) = open_rejection_of_content(conn, d)? {
+        return Ok(Recorded::Unchanged { rejection });
+    }
+    insert_rejections(conn, d)
+}
+
+/// [`reject_deposit`] for a deposit accepted with some rejections (a
+/// metadata CSV with bad rows): the path's earlier open rejections are
+/// closed first, this version's recorded — unless they are this same
+/// content's, which stay as they are.
+pub fn replace_rejections(conn: &Connection, d: &DepositRejections<'_>) -> Result<Recorded> {
+    if let Some(rejection) = open_rejection_of_content(conn, d)? {
+        return Ok(Recorded::Unchanged { rejection });
+    }
+    clear_rejections(conn, d.account, d.path)?;
+    insert_rejections(conn, d)
+}
+
+fn insert_rejections(conn: &Connection, d: &DepositRejections<'_>) -> Result<Recorded> {
+    let kept = d.rejections.len().min(d.cap);
+    let dropped = d.rejections.len() - kept + d.more;
+    let summary = (dropped > 0).then(|| Rejection {
+        stage: d.rejections.first().map_or("metadata_csv", |r| r.stage),
+        reason: format!("… and {dropped} more rows rejected"),
+        line: None,
+    });
+    let at = now_rfc3339();
+    let mut rows = Vec::with_capacity(kept + 1);
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO rejections (account, path, stage, reason, line, at, day, journal_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for r in d.rejections[..kept].iter().chain(summary.as_ref()) {
+        let line = r.line.map(|l| l as i64);
+        insert.execute(params![
+            d.account,
+            d.path,
+            r.stage,
+            r.reason,
+            line,
+            at,
+            d.day,
+            d.journal_id
+        ])?;
+        rows.push(ReportRow {
+            path: d.path.to_owned(),
+            stage: r.stage.to_owned(),
+            reason: r.reason.clone(),
+            line,
+            at: at.clone(),
+        });
+    }
+    Ok(Recorded::New(rows))
+}
+
+/// An open rejection of this path recorded for another completion with the
+/// same sha256.
+fn open_rejection_of_content(conn: &Connection, d: &DepositRejections<'_>) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT r.id FROM rejections r JOIN journal j ON j.id = r.journal_id
+             WHERE r.account = ?1 AND r.path = ?2 AND r.cleared_at IS NULL
+               AND j.sha256 = ?3 AND j.id != ?4
+             ORDER BY r.id LIMIT 1",
+        )?
+        .query_row(params![d.account, d.path, d.sha256, d.journal_id], |r| {
+            r.get(0)
+        })
+        .optional()?)
 }
 
 /// Closes the open rejections of a deposit: it was re-uploaded and this

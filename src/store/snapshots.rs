@@ -114,19 +114,25 @@ pub fn snapshots(conn: &Connection, account: Option<&str>) -> Result<Vec<Snapsho
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Conversations of `account` waiting for the metadata row of `file_name`.
-pub fn awaiting_for_file(conn: &Connection, account: &str, file_name: &str) -> Result<Vec<i64>> {
+/// Conversations of `account` waiting for their metadata row whose row is
+/// now stored, with that row: a metadata CSV just stored completes them.
+pub fn awaiting_with_rows(
+    conn: &Connection,
+    account: &str,
+) -> Result<Vec<(i64, BTreeMap<String, String>)>> {
     let mut st = conn.prepare_cached(
-        "SELECT id, path FROM conversations WHERE account = ?1 AND status = 'awaiting_metadata'",
+        "SELECT id, path FROM conversations WHERE account = ?1 AND status = 'awaiting_metadata' ORDER BY id",
     )?;
-    let rows = st.query_map([account], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-    })?;
+    let waiting = st
+        .query_map([account], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, path) = row?;
-        if path.rsplit('/').next() == Some(file_name) {
-            out.push(id);
+    for (id, path) in waiting {
+        let file_name = path.rsplit('/').next().unwrap_or(&path);
+        if let Some(row) = metadata_row(conn, account, file_name)? {
+            out.push((id, row));
         }
     }
     Ok(out)

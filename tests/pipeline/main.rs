@@ -13,5 +13,6 @@ mod support;
 
 mod audio;
 mod crm;
+mod limits;
 mod metadata;
 mod picking;

@@ -251,7 +251,10 @@ fn a_completed_call_is_not_rejected_by_a_late_timeout() {
     done.existing = Some(id);
     store(&c, &done).unwrap();
     let r = Rejection::new("metadata_csv", "no row in time");
-    assert_eq!(reject_awaiting(&c, &seen, &r, "2026-02-11").unwrap(), None);
+    assert_eq!(
+        reject_awaiting(&c, &seen, &r, "2026-02-11", 1000).unwrap(),
+        None
+    );
     let (status, rejections): (String, i64) = c
         .query_row(
             "SELECT status, (SELECT count(*) FROM rejections) FROM conversations WHERE id = ?1",
@@ -302,4 +305,96 @@ fn a_redo_keeps_the_pick_and_counts_unless_repick() {
         .query_row("SELECT sum(picked) FROM picking_advisors", [], |r| r.get(0))
         .unwrap();
     assert_eq!(advisor_picked, 0);
+}
+
+fn journaled(c: &Connection, path: &str, sha: &str) -> i64 {
+    let e = NewEntry {
+        account: "acme".into(),
+        path: path.into(),
+        size: 1,
+        sha256: sha.into(),
+        source: Source::Sftp,
+    };
+    insert(c, &e).unwrap().id
+}
+
+fn rejections_of(
+    c: &Connection,
+    journal_id: i64,
+    sha: &str,
+    rs: &[Rejection],
+    more: usize,
+) -> Recorded {
+    let d = DepositRejections {
+        account: "acme",
+        path: "/audio/x.csv",
+        journal_id,
+        sha256: sha,
+        rejections: rs,
+        more,
+        cap: 3,
+        day: "2026-02-11",
+    };
+    reject_deposit(c, &d).unwrap()
+}
+
+#[test]
+fn a_deposit_stores_its_cap_of_rejections_and_one_summary() {
+    let (_d, c) = db();
+    let rs: Vec<Rejection> = (1..=5)
+        .map(|l| Rejection {
+            line: Some(l),
+            ..Rejection::new("metadata_csv", "expected 3 columns, found 2")
+        })
+        .collect();
+    let j = journaled(&c, "/audio/x.csv", "a");
+    let Recorded::New(rows) = rejections_of(&c, j, "a", &rs, 10) else {
+        panic!("recorded nothing")
+    };
+    let lines: Vec<_> = rows.iter().map(|r| (r.line, r.reason.as_str())).collect();
+    assert_eq!(
+        lines,
+        [
+            (Some(1), "expected 3 columns, found 2"),
+            (Some(2), "expected 3 columns, found 2"),
+            (Some(3), "expected 3 columns, found 2"),
+            (None, "… and 12 more rows rejected"),
+        ]
+    );
+    assert_eq!(report(&c, "acme", "2026-02-11").unwrap(), rows);
+}
+
+#[test]
+fn the_same_content_again_changes_nothing_while_its_rejection_is_open() {
+    let (_d, c) = db();
+    let bad = [Rejection::new("file_name", "expected 7 fields")];
+    let first = journaled(&c, "/audio/x.csv", "a");
+    assert!(matches!(
+        rejections_of(&c, first, "a", &bad, 0),
+        Recorded::New(_)
+    ));
+    let first_id: i64 = c
+        .query_row("SELECT id FROM rejections", [], |r| r.get(0))
+        .unwrap();
+    let again = journaled(&c, "/audio/x.csv", "a");
+    assert_eq!(
+        rejections_of(&c, again, "a", &bad, 0),
+        Recorded::Unchanged {
+            rejection: first_id
+        }
+    );
+    // Other content is a rejection of its own; so is the same content once
+    // its rejection was cleared (a fixed version was accepted in between).
+    let other = journaled(&c, "/audio/x.csv", "b");
+    assert!(matches!(
+        rejections_of(&c, other, "b", &bad, 0),
+        Recorded::New(_)
+    ));
+    clear_rejections(&c, "acme", "/audio/x.csv").unwrap();
+    let back = journaled(&c, "/audio/x.csv", "a");
+    assert!(matches!(
+        rejections_of(&c, back, "a", &bad, 0),
+        Recorded::New(_)
+    ));
+    assert_eq!(report(&c, "acme", "2026-02-11").unwrap().len(), 3);
 }
