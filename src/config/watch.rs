@@ -1,4 +1,4 @@
-//! Hot reload of account files (SPEC §3): a `notify` watcher on the accounts
+//! Hot reload of account files: a `notify` watcher on the accounts
 //! directory and on the directories of the files accounts reference
 //! (mapping CSVs, key files) → a short debounce → every account file whose
 //! bytes (or referenced files' bytes) changed is loaded again → the new map
@@ -8,7 +8,8 @@
 //! valid version (the errors are logged with file and key); a file that is
 //! gone removes its account; an unreadable accounts directory changes
 //! nothing. Directories are watched rather than files because editors
-//! replace files by renaming, which silently ends a watch on the file.
+//! replace files by renaming, which silently ends a watch on the file; an
+//! account file that is a symlink has its target's directory watched too.
 
 use super::{load_account, Account, ConfigError};
 use notify::event::{AccessKind, AccessMode};
@@ -165,10 +166,20 @@ fn stamp(file: &Path, refs: &[PathBuf]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The directories to watch: the accounts directory and the parents of
-/// every referenced file that exist.
+/// The directories to watch: the accounts directory, the directories of
+/// the files its symlinked account files point to (an edit there changes
+/// nothing in the accounts directory itself), and the parents of every
+/// referenced file that exist.
 fn wanted_dirs(dir: &Path, accounts: &BTreeMap<String, Arc<Account>>) -> BTreeSet<PathBuf> {
     let mut out = BTreeSet::from([dir.to_path_buf()]);
+    for file in account_files(dir).unwrap_or_default() {
+        let linked = std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink());
+        if let Some(target) = linked.then(|| std::fs::canonicalize(&file).ok()).flatten() {
+            if let Some(p) = target.parent().filter(|p| p.is_dir()) {
+                out.insert(p.to_path_buf());
+            }
+        }
+    }
     for a in accounts.values() {
         for f in &a.referenced_files {
             if let Some(p) = f.parent().filter(|p| p.is_dir()) {
