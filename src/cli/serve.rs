@@ -15,11 +15,12 @@ pub fn run(config: &Path) -> Result<()> {
         .enable_all()
         .build()?;
     let result = rt.block_on(async move {
+        // Before the listeners open: a SIGTERM as soon as clients can
+        // connect must be a graceful shutdown, not the default death.
+        let stop = stop_signals()?;
         let running = crate::server::start(settings).await?;
-        wait_for_signal().await;
-        tracing::info!(
-            "shutting down: no new sessions; finishing uploads and ingestion in progress"
-        );
+        stop.await;
+        tracing::info!("shutting down: no new sessions; closing sessions, finishing ingestion");
         let counters = running.shutdown().await?;
         let line: Vec<String> = counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
         tracing::info!(counters = %line.join(" "), "stopped");
@@ -31,17 +32,16 @@ pub fn run(config: &Path) -> Result<()> {
     result
 }
 
-async fn wait_for_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on SIGTERM or SIGINT; both are caught from the moment this
+/// returns.
+fn stop_signals() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
+    })
 }
