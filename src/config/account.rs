@@ -349,6 +349,8 @@ impl Validator<'_> {
         raw: RawAccount,
         generate_keys: bool,
     ) -> (Account, Option<PathBuf>) {
+        // A hash given but refused has its own error already.
+        let hash_given = raw.password_hash.is_some();
         let password_hash = raw.password_hash.and_then(|h| self.password_hash(h));
         let mut keys = Vec::new();
         for (i, line) in raw.authorized_keys.iter().flatten().enumerate() {
@@ -360,7 +362,7 @@ impl Validator<'_> {
             keys.extend(k);
             pending = p;
         }
-        if password_hash.is_none() && keys.is_empty() && pending.is_none() {
+        if !hash_given && keys.is_empty() && pending.is_none() {
             self.err(
                 "password_hash",
                 "the account has no credentials: set password_hash (from `depot hash-password`) or authorized_keys",

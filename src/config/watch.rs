@@ -359,6 +359,47 @@ mod tests {
         assert_eq!(labels.get("2").map(String::as_str), Some("Two"));
     }
 
+    /// A hash whose argon2 cost is over the bounds is an invalid edit:
+    /// named by file and key, and the previous version stays in force.
+    #[test]
+    fn a_costly_password_hash_keeps_the_previous_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        write(dir, "a.toml", &account(""));
+        let current = super::super::load_accounts(dir, false).accounts;
+        let before = current["a"].password_hash.clone();
+        let mut r = Reloader::new(dir, &current);
+        write(
+            dir,
+            "a.toml",
+            "password_hash = \"$argon2id$v=19$m=4194304,t=3000,p=1$c2FsdHNhbHRzYWx0$2m1EV0Ywb7zzJkcn+GXbXqXwYjAhOgG4bmAd3aTmXAo\"\n",
+        );
+        let (next, ch) = r.reload(&current);
+        assert!(next.is_none());
+        assert_eq!(ch.invalid.len(), 1, "{:?}", ch.invalid);
+        assert_eq!(ch.invalid[0].key, "password_hash");
+        assert!(ch.invalid[0].file.ends_with("a.toml"));
+        assert_eq!(current["a"].password_hash, before);
+    }
+
+    /// An account file that is a symlink: the directory of its target is
+    /// watched, so an edit there is seen without the periodic rescan.
+    #[test]
+    fn the_target_directory_of_a_symlinked_account_is_watched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, managed) = (tmp.path().join("accounts"), tmp.path().join("managed"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&managed).unwrap();
+        write(&managed, "a.toml", &account(""));
+        std::os::unix::fs::symlink(managed.join("a.toml"), dir.join("a.toml")).unwrap();
+        let current = super::super::load_accounts(&dir, false).accounts;
+        let dirs = wanted_dirs(&dir, &current);
+        assert!(
+            dirs.contains(&std::fs::canonicalize(&managed).unwrap()),
+            "{dirs:?}"
+        );
+    }
+
     #[test]
     fn an_unreadable_directory_changes_nothing() {
         let tmp = tempfile::tempdir().unwrap();
