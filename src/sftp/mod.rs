@@ -54,7 +54,7 @@ pub struct Shared {
     sessions_total: AtomicUsize,
     unauthenticated: Arc<conn::Unauthenticated>,
     sessions_per_account: Mutex<HashMap<String, usize>>,
-    /// Open write handles across all sessions (graceful shutdown waits on it).
+    /// Open write handles across all sessions.
     pub open_uploads: AtomicUsize,
     /// File handles (one descriptor each) held by all sessions together, and
     /// how many they may hold: what the process's descriptor limit leaves

@@ -3,8 +3,10 @@
 //! Nothing else (shells, exec, forwarding) is offered.
 //!
 //! Once logged in, a small task per connection watches the accounts in force
-//! and disconnects the session when its account is removed (SPEC §3);
-//! a changed account keeps serving its open sessions.
+//! and disconnects the session when its account is removed; a changed
+//! account keeps serving its open sessions. Logging in frees the
+//! connection's place among the unauthenticated and takes a session slot
+//! of the server and of the account.
 
 use super::auth::{ip_allowed, FailureOutcome};
 use super::conn::Pending;
