@@ -23,6 +23,8 @@ pub fn load_settings(path: &Path) -> Result<Settings> {
 }
 
 /// Installs the global tracing subscriber (`RUST_LOG` overrides the level).
+/// The text format escapes control characters in every field: a file name
+/// with a newline cannot start a line of its own in the log.
 pub fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
@@ -31,6 +33,102 @@ pub fn init_logging(format: LogFormat, level: &str) {
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(log_text::EscapedFields).try_init(),
     };
+}
+
+pub mod log_text {
+    //! Field formatting for the text log: like tracing's default
+    //! (`message` bare, then `name=value`), with control characters and
+    //! Unicode line separators written as escapes.
+
+    use std::fmt::{self, Write as _};
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::field::RecordFields;
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::FormatFields;
+
+    pub struct EscapedFields;
+
+    impl<'w> FormatFields<'w> for EscapedFields {
+        fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+            let mut v = Escaping {
+                writer,
+                first: true,
+                result: Ok(()),
+            };
+            fields.record(&mut v);
+            v.result
+        }
+    }
+
+    struct Escaping<'w> {
+        writer: Writer<'w>,
+        first: bool,
+        result: fmt::Result,
+    }
+
+    impl Escaping<'_> {
+        fn field(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+            if self.result.is_err() || field.name().starts_with("log.") {
+                return;
+            }
+            let sep = if std::mem::take(&mut self.first) {
+                ""
+            } else {
+                " "
+            };
+            let mut text = String::new();
+            let _ = text.write_fmt(value);
+            let text = escape(&text);
+            self.result = match field.name() {
+                "message" => write!(self.writer, "{sep}{text}"),
+                name => write!(self.writer, "{sep}{name}={text}"),
+            };
+        }
+    }
+
+    impl Visit for Escaping<'_> {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            match field.name() {
+                "message" => self.field(field, format_args!("{value}")),
+                _ => self.field(field, format_args!("{value:?}")),
+            }
+        }
+
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            self.field(field, format_args!("{value:?}"))
+        }
+    }
+
+    /// `text` with every control character (newline, carriage return,
+    /// escape...) and line or paragraph separator as a `\n` / `\u{..}` escape.
+    pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+        let bad = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+        if !text.contains(bad) {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len() + 8);
+        for c in text.chars() {
+            match bad(c) {
+                true => out.extend(c.escape_default()),
+                false => out.push(c),
+            }
+        }
+        std::borrow::Cow::Owned(out)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn control_characters_are_escaped() {
+            assert_eq!(escape("a.mp3"), "a.mp3");
+            assert_eq!(
+                escape("x\nERROR forged\r\u{1b}[31m\u{2028}"),
+                "x\\nERROR forged\\r\\u{1b}[31m\\u{2028}"
+            );
+        }
+    }
 }

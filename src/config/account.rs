@@ -349,6 +349,8 @@ impl Validator<'_> {
         raw: RawAccount,
         generate_keys: bool,
     ) -> (Account, Option<PathBuf>) {
+        // A hash given but refused has its own error already.
+        let hash_given = raw.password_hash.is_some();
         let password_hash = raw.password_hash.and_then(|h| self.password_hash(h));
         let mut keys = Vec::new();
         for (i, line) in raw.authorized_keys.iter().flatten().enumerate() {
@@ -360,7 +362,7 @@ impl Validator<'_> {
             keys.extend(k);
             pending = p;
         }
-        if password_hash.is_none() && keys.is_empty() && pending.is_none() {
+        if !hash_given && keys.is_empty() && pending.is_none() {
             self.err(
                 "password_hash",
                 "the account has no credentials: set password_hash (from `depot hash-password`) or authorized_keys",
@@ -390,7 +392,13 @@ impl Validator<'_> {
 
     fn password_hash(&mut self, h: String) -> Option<String> {
         match argon2::PasswordHash::new(&h) {
-            Ok(p) if p.algorithm.as_str() == "argon2id" => Some(h),
+            Ok(p) if p.algorithm.as_str() == "argon2id" => match argon2_cost_allowed(&p) {
+                Ok(()) => Some(h),
+                Err(why) => {
+                    self.err("password_hash", why);
+                    None
+                }
+            },
             Ok(p) => {
                 self.err(
                     "password_hash",
@@ -763,6 +771,33 @@ fn read_reason_file(path: &Path) -> Result<HashMap<String, String>, String> {
         map.insert(id.to_string(), label.to_string());
     }
     Ok(map)
+}
+
+/// The costliest argon2 parameters a `password_hash` may ask for: each
+/// guess costs the server this much memory and time, so an account file
+/// must not be able to make one guess take gigabytes or seconds.
+pub const ARGON2_MAX_M_KIB: u32 = 256 * 1024;
+pub const ARGON2_MAX_T: u32 = 10;
+pub const ARGON2_MAX_P: u32 = 8;
+
+/// Whether a parsed argon2 hash stays within the bounds above; the error
+/// says which parameter is over and what to do.
+pub fn argon2_cost_allowed(h: &argon2::PasswordHash<'_>) -> Result<(), String> {
+    let p = argon2::Params::try_from(h).map_err(|e| {
+        format!("argon2 parameters unreadable ({e}); make one with `depot hash-password`")
+    })?;
+    for (name, value, max) in [
+        ("m (memory, KiB)", p.m_cost(), ARGON2_MAX_M_KIB),
+        ("t (iterations)", p.t_cost(), ARGON2_MAX_T),
+        ("p (lanes)", p.p_cost(), ARGON2_MAX_P),
+    ] {
+        if value > max {
+            return Err(format!(
+                "argon2 parameter {name} = {value} is over the maximum {max}; make a new hash with `depot hash-password`"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

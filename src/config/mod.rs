@@ -11,9 +11,9 @@ mod server;
 pub mod watch;
 
 pub use account::{
-    load_account, load_accounts, valid_account_name, Account, AdvisorSettings, AudioSettings,
-    ContactReasons, CrmSettings, CsvDialect, Encoding, MetadataCsvSettings, MetadataUse,
-    OnConflict, OnTimeout, OnUnknown, PickingSettings,
+    argon2_cost_allowed, load_account, load_accounts, valid_account_name, Account, AdvisorSettings,
+    AudioSettings, ContactReasons, CrmSettings, CsvDialect, Encoding, MetadataCsvSettings,
+    MetadataUse, OnConflict, OnTimeout, OnUnknown, PickingSettings,
 };
 pub use server::{AuthConfig, LogConfig, LogFormat, PipelineLimits, ServerConfig, Settings};
 pub use watch::Accounts;

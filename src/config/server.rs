@@ -42,6 +42,7 @@ struct RawServer {
     max_sessions_per_account: usize,
     idle_timeout: String,
     fsync: bool,
+    shutdown_timeout: String,
     max_handles_per_session: usize,
     max_handles_per_account: usize,
     max_hole: ByteSize,
@@ -69,6 +70,7 @@ impl Default for RawServer {
             max_handles_per_session: 256,
             max_handles_per_account: 1024,
             max_hole: ByteSize::Text("64MiB".into()),
+            shutdown_timeout: "15s".into(),
         }
     }
 }
@@ -81,6 +83,9 @@ struct RawAuth {
     ban_window: String,
     ban_duration: String,
     max_concurrent_password_checks: usize,
+    login_grace_time: String,
+    max_unauthenticated_per_ip: usize,
+    max_unauthenticated: usize,
 }
 
 impl Default for RawAuth {
@@ -91,6 +96,9 @@ impl Default for RawAuth {
             ban_window: "5m".into(),
             ban_duration: "15m".into(),
             max_concurrent_password_checks: 4,
+            login_grace_time: "30s".into(),
+            max_unauthenticated_per_ip: 10,
+            max_unauthenticated: 64,
         }
     }
 }
@@ -180,6 +188,9 @@ pub struct ServerConfig {
     /// size making a larger one is refused, so hashing costs the bytes
     /// written. Clients writing out of order stay within a few MiB.
     pub max_hole: u64,
+    /// SIGTERM: the longest wait, from the signal to exit, for sessions to
+    /// close and the pipeline to drain (what is left resumes at next start).
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +200,12 @@ pub struct AuthConfig {
     pub ban_window: Duration,
     pub ban_duration: Duration,
     pub max_concurrent_password_checks: usize,
+    /// An unauthenticated connection is closed this long after it opened.
+    pub login_grace_time: Duration,
+    /// Unauthenticated connections at once from one address, and in all;
+    /// counted apart from sessions.
+    pub max_unauthenticated_per_ip: usize,
+    pub max_unauthenticated: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +297,11 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
             "server.max_handles_per_account",
             raw.server.max_handles_per_account,
         ),
+        (
+            "auth.max_unauthenticated_per_ip",
+            raw.auth.max_unauthenticated_per_ip,
+        ),
+        ("auth.max_unauthenticated", raw.auth.max_unauthenticated),
     ] {
         if v == 0 {
             errors.push(ConfigError::new(path, key, "must be at least 1"));
@@ -325,6 +347,25 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
         &raw.auth.ban_duration,
         &mut errors,
     );
+    let shutdown = parse_duration(
+        path,
+        "server.shutdown_timeout",
+        &raw.server.shutdown_timeout,
+        &mut errors,
+    );
+    let grace = parse_duration(
+        path,
+        "auth.login_grace_time",
+        &raw.auth.login_grace_time,
+        &mut errors,
+    );
+    if grace.is_some_and(|g| g.is_zero()) {
+        errors.push(ConfigError::new(
+            path,
+            "auth.login_grace_time",
+            "must be longer than 0s (a login needs a moment)",
+        ));
+    }
     let format = match raw.log.format.as_str() {
         "text" => LogFormat::Text,
         "json" => LogFormat::Json,
@@ -347,47 +388,55 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
             ),
         ));
     }
-    match (idle, window, ban) {
-        (Some(idle_timeout), Some(ban_window), Some(ban_duration)) if errors.is_empty() => {
-            Ok(Settings {
-                path: path.to_path_buf(),
-                server: ServerConfig {
-                    listen,
-                    host_keys: raw
-                        .server
-                        .host_keys
-                        .iter()
-                        .map(|p| resolve(cwd, p))
-                        .collect(),
-                    data_dir: resolve(cwd, &raw.server.data_dir),
-                    accounts_dir: resolve(cwd, &raw.server.accounts_dir),
-                    max_sessions: raw.server.max_sessions,
-                    max_sessions_per_account: raw.server.max_sessions_per_account,
-                    idle_timeout,
-                    fsync: raw.server.fsync,
-                    max_handles_per_session: raw.server.max_handles_per_session,
-                    max_handles_per_account: raw.server.max_handles_per_account,
-                    max_hole: max_hole.unwrap_or(0),
-                },
-                auth: AuthConfig {
-                    max_attempts_per_connection: raw.auth.max_attempts_per_connection,
-                    ban_after_failures: raw.auth.ban_after_failures,
-                    ban_window,
-                    ban_duration,
-                    max_concurrent_password_checks: raw.auth.max_concurrent_password_checks,
-                },
-                log: LogConfig {
-                    format,
-                    level: raw.log.level,
-                },
-                pipeline: PipelineLimits {
-                    csv_max_columns: raw.pipeline.csv_max_columns,
-                    csv_max_record_bytes: raw.pipeline.csv_max_record_bytes,
-                    csv_rows_per_commit: raw.pipeline.csv_rows_per_commit,
-                    max_rejections_per_deposit: raw.pipeline.max_rejections_per_deposit,
-                },
-            })
-        }
+    match (idle, window, ban, shutdown, grace) {
+        (
+            Some(idle_timeout),
+            Some(ban_window),
+            Some(ban_duration),
+            Some(shutdown_timeout),
+            Some(login_grace_time),
+        ) if errors.is_empty() => Ok(Settings {
+            path: path.to_path_buf(),
+            server: ServerConfig {
+                listen,
+                host_keys: raw
+                    .server
+                    .host_keys
+                    .iter()
+                    .map(|p| resolve(cwd, p))
+                    .collect(),
+                data_dir: resolve(cwd, &raw.server.data_dir),
+                accounts_dir: resolve(cwd, &raw.server.accounts_dir),
+                max_sessions: raw.server.max_sessions,
+                max_sessions_per_account: raw.server.max_sessions_per_account,
+                idle_timeout,
+                fsync: raw.server.fsync,
+                shutdown_timeout,
+                max_handles_per_session: raw.server.max_handles_per_session,
+                max_handles_per_account: raw.server.max_handles_per_account,
+                max_hole: max_hole.unwrap_or(0),
+            },
+            auth: AuthConfig {
+                max_attempts_per_connection: raw.auth.max_attempts_per_connection,
+                ban_after_failures: raw.auth.ban_after_failures,
+                ban_window,
+                ban_duration,
+                max_concurrent_password_checks: raw.auth.max_concurrent_password_checks,
+                login_grace_time,
+                max_unauthenticated_per_ip: raw.auth.max_unauthenticated_per_ip,
+                max_unauthenticated: raw.auth.max_unauthenticated,
+            },
+            log: LogConfig {
+                format,
+                level: raw.log.level,
+            },
+            pipeline: PipelineLimits {
+                csv_max_columns: raw.pipeline.csv_max_columns,
+                csv_max_record_bytes: raw.pipeline.csv_max_record_bytes,
+                csv_rows_per_commit: raw.pipeline.csv_rows_per_commit,
+                max_rejections_per_deposit: raw.pipeline.max_rejections_per_deposit,
+            },
+        }),
         _ => Err(ConfigErrors(errors)),
     }
 }
@@ -457,6 +506,10 @@ mod tests {
         assert_eq!(s.server.max_handles_per_session, 256);
         assert_eq!(s.server.max_handles_per_account, 1024);
         assert_eq!(s.server.max_hole, 64 << 20);
+        assert_eq!(s.server.shutdown_timeout, Duration::from_secs(15));
+        assert_eq!(s.auth.login_grace_time, Duration::from_secs(30));
+        assert_eq!(s.auth.max_unauthenticated_per_ip, 10);
+        assert_eq!(s.auth.max_unauthenticated, 64);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Hot reload of account files (SPEC §3): a `notify` watcher on the accounts
+//! Hot reload of account files: a `notify` watcher on the accounts
 //! directory and on the directories of the files accounts reference
 //! (mapping CSVs, key files) → a short debounce → every account file whose
 //! bytes (or referenced files' bytes) changed is loaded again → the new map
@@ -8,7 +8,8 @@
 //! valid version (the errors are logged with file and key); a file that is
 //! gone removes its account; an unreadable accounts directory changes
 //! nothing. Directories are watched rather than files because editors
-//! replace files by renaming, which silently ends a watch on the file.
+//! replace files by renaming, which silently ends a watch on the file; an
+//! account file that is a symlink has its target's directory watched too.
 
 use super::{load_account, Account, ConfigError};
 use notify::event::{AccessKind, AccessMode};
@@ -165,10 +166,20 @@ fn stamp(file: &Path, refs: &[PathBuf]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The directories to watch: the accounts directory and the parents of
-/// every referenced file that exist.
+/// The directories to watch: the accounts directory, the directories of
+/// the files its symlinked account files point to (an edit there changes
+/// nothing in the accounts directory itself), and the parents of every
+/// referenced file that exist.
 fn wanted_dirs(dir: &Path, accounts: &BTreeMap<String, Arc<Account>>) -> BTreeSet<PathBuf> {
     let mut out = BTreeSet::from([dir.to_path_buf()]);
+    for file in account_files(dir).unwrap_or_default() {
+        let linked = std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink());
+        if let Some(target) = linked.then(|| std::fs::canonicalize(&file).ok()).flatten() {
+            if let Some(p) = target.parent().filter(|p| p.is_dir()) {
+                out.insert(p.to_path_buf());
+            }
+        }
+    }
     for a in accounts.values() {
         for f in &a.referenced_files {
             if let Some(p) = f.parent().filter(|p| p.is_dir()) {
@@ -346,6 +357,47 @@ mod tests {
         let next = next.unwrap();
         let labels = &next["a"].contact_reasons.as_ref().unwrap().labels;
         assert_eq!(labels.get("2").map(String::as_str), Some("Two"));
+    }
+
+    /// A hash whose argon2 cost is over the bounds is an invalid edit:
+    /// named by file and key, and the previous version stays in force.
+    #[test]
+    fn a_costly_password_hash_keeps_the_previous_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        write(dir, "a.toml", &account(""));
+        let current = super::super::load_accounts(dir, false).accounts;
+        let before = current["a"].password_hash.clone();
+        let mut r = Reloader::new(dir, &current);
+        write(
+            dir,
+            "a.toml",
+            "password_hash = \"$argon2id$v=19$m=4194304,t=3000,p=1$c2FsdHNhbHRzYWx0$2m1EV0Ywb7zzJkcn+GXbXqXwYjAhOgG4bmAd3aTmXAo\"\n",
+        );
+        let (next, ch) = r.reload(&current);
+        assert!(next.is_none());
+        assert_eq!(ch.invalid.len(), 1, "{:?}", ch.invalid);
+        assert_eq!(ch.invalid[0].key, "password_hash");
+        assert!(ch.invalid[0].file.ends_with("a.toml"));
+        assert_eq!(current["a"].password_hash, before);
+    }
+
+    /// An account file that is a symlink: the directory of its target is
+    /// watched, so an edit there is seen without the periodic rescan.
+    #[test]
+    fn the_target_directory_of_a_symlinked_account_is_watched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, managed) = (tmp.path().join("accounts"), tmp.path().join("managed"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&managed).unwrap();
+        write(&managed, "a.toml", &account(""));
+        std::os::unix::fs::symlink(managed.join("a.toml"), dir.join("a.toml")).unwrap();
+        let current = super::super::load_accounts(&dir, false).accounts;
+        let dirs = wanted_dirs(&dir, &current);
+        assert!(
+            dirs.contains(&std::fs::canonicalize(&managed).unwrap()),
+            "{dirs:?}"
+        );
     }
 
     #[test]

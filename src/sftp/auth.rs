@@ -97,13 +97,16 @@ impl PasswordChecker {
         };
         let password = password.to_string();
         let ok = tokio::task::spawn_blocking(move || {
+            // Validation refuses costlier hashes; checked again here so no
+            // hash can make a guess cost more than the bounds.
             PasswordHash::new(&hash)
-                .map(|h| {
+                .ok()
+                .filter(|h| crate::config::argon2_cost_allowed(h).is_ok())
+                .is_some_and(|h| {
                     Argon2::default()
                         .verify_password(password.as_bytes(), &h)
                         .is_ok()
                 })
-                .unwrap_or(false)
         })
         .await
         .unwrap_or(false);
@@ -212,6 +215,9 @@ mod tests {
             ban_window: Duration::from_secs(60),
             ban_duration: Duration::from_secs(30),
             max_concurrent_password_checks: 2,
+            login_grace_time: Duration::from_secs(30),
+            max_unauthenticated_per_ip: 10,
+            max_unauthenticated: 64,
         }
     }
 
@@ -272,35 +278,91 @@ mod tests {
         );
     }
 
+    /// The decoy costs what a real hash made by `depot hash-password`
+    /// costs: the same argon2 parameters, so timing cannot tell an unknown
+    /// user from a wrong password.
+    #[test]
+    fn the_decoy_has_the_default_parameters() {
+        let checker = PasswordChecker::new(1).unwrap();
+        let decoy = PasswordHash::new(&checker.decoy_hash).unwrap();
+        let real = hash_password("s3cret").unwrap();
+        let real = PasswordHash::new(&real).unwrap();
+        assert_eq!(decoy.algorithm, real.algorithm);
+        let cost = |h: &PasswordHash<'_>| {
+            let p = argon2::Params::try_from(h).unwrap();
+            (p.m_cost(), p.t_cost(), p.p_cost())
+        };
+        let d = argon2::Params::default();
+        assert_eq!(cost(&decoy), cost(&real));
+        assert_eq!(cost(&decoy), (d.m_cost(), d.t_cost(), d.p_cost()));
+    }
+
+    /// Waits (yielding) until `cond` holds; panics after a generous bound.
+    async fn until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Regression (brute-force test): one address's queued checks must not
-    /// hold every slot; another address's check runs beside them.
+    /// hold every slot; another address's check runs beside them. Checked
+    /// on state, not on time: while the attacker has checks running and
+    /// queued, the other address finds a free slot the moment its turn
+    /// comes. The attacker's hash is the costliest iteration count allowed,
+    /// so its checks are still in flight then however busy the machine.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_address_cannot_take_every_check_slot() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let checker = Arc::new(PasswordChecker::new(2).unwrap());
+        let slow = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(19 * 1024, 10, 1, None).unwrap(),
+        );
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let slow_hash = slow.hash_password(b"s3cret", &salt).unwrap().to_string();
         let hash = hash_password("s3cret").unwrap();
         let attacker: IpAddr = "127.0.0.1".parse().unwrap();
-        let done = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..6)
             .map(|_| {
-                let (c, h, done) = (checker.clone(), hash.clone(), done.clone());
-                tokio::spawn(async move {
-                    c.verify(attacker, Some(&h), "wrong", || true).await;
-                    done.fetch_add(1, Ordering::SeqCst);
-                })
+                let (c, h) = (checker.clone(), slow_hash.clone());
+                tokio::spawn(async move { c.verify(attacker, Some(&h), "wrong", || true).await })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Lane holders: the map's reference plus one per check in flight.
+        let in_flight = || {
+            let lanes = checker.lanes.lock().unwrap();
+            lanes.get(&attacker).map_or(0, |l| Arc::strong_count(l) - 1)
+        };
+        until("the attacker's checks to run and queue", || {
+            in_flight() >= 2 && checker.permits.available_permits() == 1
+        })
+        .await;
         let other: IpAddr = "127.0.0.2".parse().unwrap();
-        let ok = checker.verify(other, Some(&hash), "s3cret", || true).await;
-        let attacker_done = done.load(Ordering::SeqCst);
-        for t in tasks {
-            t.await.unwrap();
-        }
+        let seen = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let ok = checker
+            .verify(other, Some(&hash), "s3cret", || {
+                seen.0
+                    .store(checker.permits.available_permits(), Ordering::SeqCst);
+                seen.1.store(in_flight(), Ordering::SeqCst);
+                true
+            })
+            .await;
         assert_eq!(ok, Some(true));
+        let (free, attacker_left) = (seen.0.into_inner(), seen.1.into_inner());
         assert!(
-            attacker_done <= 2,
-            "the other address waited for {attacker_done} of the attacker's checks"
+            attacker_left >= 1,
+            "the attacker's checks were over already"
         );
+        assert!(
+            free >= 1,
+            "no slot was free when the other address's turn came"
+        );
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Some(false));
+        }
     }
 }

@@ -1,14 +1,16 @@
 //! The SFTP front: accept loop, SSH sessions, authentication, and the SFTP
 //! file-system handler that works inside each account's jail.
 //!
-//! Data flow: TCP accept (ban check, session limit) → [`ssh::Connection`]
-//! (auth) → `sftp` subsystem → [`channel`] pump → [`fs::SftpSession`], whose
+//! Data flow: TCP accept (ban check, unauthenticated limits) →
+//! [`conn::serve`] (login grace time) → [`ssh::Connection`] (auth, session
+//! limits) → `sftp` subsystem → [`channel`] pump → [`fs::SftpSession`], whose
 //! CLOSE/RENAME produce upload completions: fsync, a journal row committed,
 //! then OK to the client and the entry handed to the pipeline.
 
 pub mod auth;
 mod budget;
 mod channel;
+mod conn;
 mod fs;
 mod policy;
 mod quota;
@@ -52,9 +54,11 @@ pub struct Shared {
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
     /// Acknowledged deposits not yet archived: no handle may change them.
     pub seals: Arc<crate::deposit::Seals>,
+    /// Logged-in sessions (unauthenticated connections are counted apart).
     sessions_total: AtomicUsize,
+    unauthenticated: Arc<conn::Unauthenticated>,
     sessions_per_account: Mutex<HashMap<String, usize>>,
-    /// Open write handles across all sessions (graceful shutdown waits on it).
+    /// Open write handles across all sessions.
     pub open_uploads: AtomicUsize,
     /// File and directory handles: per session, per account, per server.
     handles: Arc<budget::Budget>,
@@ -74,6 +78,10 @@ impl Shared {
         let handles = Arc::new(budget::Budget::new(&settings.server));
         Ok(Arc::new(Shared {
             bans: BanList::new(settings.auth.clone()),
+            unauthenticated: conn::Unauthenticated::new(
+                settings.auth.max_unauthenticated_per_ip,
+                settings.auth.max_unauthenticated,
+            ),
             passwords: PasswordChecker::new(settings.auth.max_concurrent_password_checks)?,
             settings,
             accounts,
@@ -94,18 +102,27 @@ impl Shared {
         self.accounts.borrow().get(name).cloned()
     }
 
-    /// Takes a per-account session slot; `None` when the account is full.
-    fn acquire_account_slot(self: &Arc<Self>, account: &str) -> Option<AccountSlot> {
+    /// Takes a session slot of the server and of the account; the error
+    /// names the limit that refused it.
+    fn acquire_account_slot(self: &Arc<Self>, account: &str) -> Result<AccountSlot, &'static str> {
         let mut map = self
             .sessions_per_account
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let n = map.entry(account.to_string()).or_insert(0);
         if *n >= self.settings.server.max_sessions_per_account {
-            return None;
+            return Err("server.max_sessions_per_account");
+        }
+        let total = self
+            .sessions_total
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                (t < self.settings.server.max_sessions).then_some(t + 1)
+            });
+        if total.is_err() {
+            return Err("server.max_sessions");
         }
         *n += 1;
-        Some(AccountSlot {
+        Ok(AccountSlot {
             shared: self.clone(),
             account: account.to_string(),
         })
@@ -136,6 +153,7 @@ impl Drop for AccountSlot {
         if let Some(n) = map.get_mut(&self.account) {
             *n = n.saturating_sub(1);
         }
+        self.shared.sessions_total.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -182,9 +200,6 @@ pub fn ssh_config(settings: &Settings, host_keys: Vec<PrivateKey>) -> russh::ser
     }
 }
 
-/// How long shutdown waits for uploads in progress before closing sessions.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// Binds every configured listen address.
 pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
     let mut out = Vec::new();
@@ -197,8 +212,9 @@ pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
     Ok(out)
 }
 
-/// Accepts connections until `shutdown` turns true, then lets uploads in
-/// progress finish (up to [`SHUTDOWN_GRACE`]) and closes the rest.
+/// Accepts connections until `shutdown` turns true, then closes every
+/// session (within `server.shutdown_timeout`). A request already being
+/// answered, such as a completion being journaled, finishes on its own.
 pub async fn run(
     shared: Arc<Shared>,
     config: Arc<russh::server::Config>,
@@ -226,12 +242,13 @@ pub async fn run(
         });
     }
     drop(conn_tx);
+    let (close_tx, close_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             Some((stream, peer)) = conn_rx.recv() => {
-                if let Some(task) = admit(&shared, &config, stream, peer) {
+                if let Some(task) = admit(&shared, &config, stream, peer, &close_rx) {
                     sessions.spawn(task);
                 }
             }
@@ -239,56 +256,50 @@ pub async fn run(
         }
     }
     acceptors.shutdown().await;
-    drain_sessions(&shared, sessions).await;
+    drop(conn_rx);
+    drain_sessions(&shared, close_tx, sessions).await;
 }
 
-async fn drain_sessions(shared: &Shared, mut sessions: JoinSet<()>) {
-    let deadline = Instant::now() + SHUTDOWN_GRACE;
-    while !sessions.is_empty() {
-        if shared.open_uploads.load(Ordering::SeqCst) == 0 || Instant::now() >= deadline {
-            break;
-        }
-        tokio::select! {
-            _ = sessions.join_next() => {}
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-        }
+/// Tells every connection to close, then waits for them (each cuts its
+/// socket if the client does not leave when asked).
+async fn drain_sessions(shared: &Shared, close: watch::Sender<bool>, mut sessions: JoinSet<()>) {
+    let open = sessions.len();
+    if open > 0 {
+        tracing::info!(connections = open, "closing every connection");
     }
-    if !sessions.is_empty() {
-        tracing::info!(sessions = sessions.len(), "closing remaining sessions");
+    let _ = close.send(true);
+    let limit = shared.settings.server.shutdown_timeout;
+    let all_done = async { while sessions.join_next().await.is_some() {} };
+    if tokio::time::timeout(limit, all_done).await.is_err() {
+        tracing::warn!(
+            connections = sessions.len(),
+            "connections still open at server.shutdown_timeout; abandoning them"
+        );
+        sessions.shutdown().await;
     }
-    sessions.shutdown().await;
 }
 
-/// Decides whether to serve a new connection; returns its session task.
+/// Decides whether to serve a new connection; returns its task.
 fn admit(
     shared: &Arc<Shared>,
     config: &Arc<russh::server::Config>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    close: &watch::Receiver<bool>,
 ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
     if shared.bans.is_banned(peer.ip(), Instant::now()) {
         tracing::debug!(ip = %peer.ip(), "refused connection from banned address");
         return None;
     }
-    let total = shared.sessions_total.fetch_add(1, Ordering::SeqCst);
-    if total >= shared.settings.server.max_sessions {
-        shared.sessions_total.fetch_sub(1, Ordering::SeqCst);
-        tracing::warn!(ip = %peer.ip(), max = shared.settings.server.max_sessions, "session limit reached; connection refused");
-        return None;
-    }
+    let (pending, verdict) = shared.unauthenticated.admit(peer.ip()).ok()?;
     let _ = stream.set_nodelay(true);
-    let shared = shared.clone();
-    let config = config.clone();
-    Some(async move {
-        let handler = ssh::Connection::new(shared.clone(), peer);
-        match russh::server::run_stream(config, stream, handler).await {
-            Ok(session) => {
-                if let Err(e) = session.await {
-                    tracing::debug!(ip = %peer.ip(), error = %e, "session ended with an error");
-                }
-            }
-            Err(e) => tracing::debug!(ip = %peer.ip(), error = %e, "ssh handshake failed"),
-        }
-        shared.sessions_total.fetch_sub(1, Ordering::SeqCst);
-    })
+    Some(conn::serve(
+        shared.clone(),
+        config.clone(),
+        stream,
+        peer,
+        pending,
+        verdict,
+        close.clone(),
+    ))
 }

@@ -3,10 +3,13 @@
 //! Nothing else (shells, exec, forwarding) is offered.
 //!
 //! Once logged in, a small task per connection watches the accounts in force
-//! and disconnects the session when its account is removed (SPEC §3);
-//! a changed account keeps serving its open sessions.
+//! and disconnects the session when its account is removed; a changed
+//! account keeps serving its open sessions. Logging in frees the
+//! connection's place among the unauthenticated and takes a session slot
+//! of the server and of the account.
 
 use super::auth::{ip_allowed, FailureOutcome};
+use super::conn::Pending;
 use super::{AccountSlot, Shared};
 use crate::config::Account;
 use crate::metrics::Metrics;
@@ -24,19 +27,22 @@ pub struct Connection {
     account: Option<Arc<Account>>,
     slot: Option<AccountSlot>,
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// The connection's place among the unauthenticated, until login.
+    pending: Option<Pending>,
     opened_at: Instant,
     /// Closes the session if its account is removed; stopped on drop.
     removal_watch: Option<tokio::task::AbortHandle>,
 }
 
 impl Connection {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr) -> Self {
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, pending: Pending) -> Self {
         Connection {
             shared,
             peer,
             account: None,
             slot: None,
             channels: HashMap::new(),
+            pending: Some(pending),
             opened_at: Instant::now(),
             removal_watch: None,
         }
@@ -94,10 +100,16 @@ impl Connection {
 
     /// Final checks common to every method, then the session is the account's.
     fn accept(&mut self, account: Arc<Account>, method: &str) -> Auth {
-        let Some(slot) = self.shared.acquire_account_slot(&account.name) else {
-            tracing::warn!(account = %account.name, ip = %self.peer.ip(), "per-account session limit reached; login refused");
-            return Self::reject();
+        let slot = match self.shared.acquire_account_slot(&account.name) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                tracing::warn!(account = %account.name, ip = %self.peer.ip(), limit, "session limit reached; login refused");
+                return Self::reject();
+            }
         };
+        if let Some(p) = self.pending.take() {
+            p.authenticated();
+        }
         tracing::info!(account = %account.name, ip = %self.peer.ip(), method, "session opened");
         Metrics::add(&self.shared.metrics.sessions, 1);
         self.slot = Some(slot);

@@ -158,6 +158,7 @@ const MIGRATIONS: &[&str] = &[
 /// Opens (creating if needed) the database at `path` with depot's pragmas and
 /// brings its schema up to date.
 pub fn open(path: &Path) -> Result<Connection> {
+    create_private(path);
     let conn = Connection::open(path)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -166,7 +167,49 @@ pub fn open(path: &Path) -> Result<Connection> {
          PRAGMA busy_timeout = 10000;",
     )?;
     migrate(&conn)?;
+    make_private(path);
     Ok(conn)
+}
+
+/// Creates the database file 0600 before SQLite does, whatever the umask:
+/// SQLite gives its WAL and shared-memory files the database's mode.
+fn create_private(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+}
+
+/// Takes group and other access away from a database made by an older
+/// version (its WAL and shared-memory files too).
+fn make_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut names = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        names.push(PathBuf::from(p));
+    }
+    for p in names {
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        let private = std::fs::Permissions::from_mode(mode & 0o700);
+        match std::fs::set_permissions(&p, private) {
+            Ok(()) => {
+                tracing::info!(file = %p.display(), was = %format!("{mode:o}"), "database file made private")
+            }
+            Err(e) => {
+                tracing::warn!(file = %p.display(), error = %e, "cannot make the database file private; chmod 600 it")
+            }
+        }
+    }
 }
 
 /// A connection for reading (CLI listings, start-up scans).

@@ -307,9 +307,13 @@ async fn open_flood(
     }
     assert_eq!(failures, OPENS - handles);
     let held = depot.fd_count()?;
+    // Hold the handles until the normal session has proved it still works:
+    // it clears the flag after a round trip that began during the flood.
     flooded.store(true, Ordering::SeqCst);
-    // Hold the handles while the normal session proves it still works.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while flooded.load(Ordering::SeqCst) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     r.end().await;
     Ok(held)
 }
@@ -336,6 +340,7 @@ async fn normal_session(
         rounds += 1;
         if flood {
             during_flood += 1;
+            flooded.store(false, Ordering::SeqCst);
         }
     }
     Ok((rounds, during_flood))

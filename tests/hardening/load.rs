@@ -69,6 +69,12 @@ async fn two_hundred_sessions_upload_and_everything_is_ingested() -> TestResult 
         ACCOUNT,
         Options {
             server: format!("max_sessions_per_account = {}\n", SESSIONS + 16),
+            // All 200 log in at once from 127.0.0.1: room for every
+            // handshake from that one address.
+            auth: format!(
+                "max_unauthenticated_per_ip = {0}\nmax_unauthenticated = {0}\n",
+                SESSIONS + 16
+            ),
             ..Default::default()
         },
     )?;

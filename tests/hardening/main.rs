@@ -6,6 +6,7 @@ mod crash;
 mod disk_full;
 mod hostile;
 mod jail_escape;
+mod limits_conn;
 mod limits_csv;
 mod load;
 mod process;

@@ -18,6 +18,14 @@ pub struct Depot {
     pub ulimit_nofile: Option<String>,
 }
 
+/// The depot binary under test: `DEPOT_BIN` when set (a private copy, for
+/// a target directory other builds write to), else the one cargo built.
+pub fn depot_bin() -> PathBuf {
+    std::env::var_os("DEPOT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_depot")))
+}
+
 fn free_port() -> TestResult<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -108,10 +116,10 @@ impl Depot {
                 let mut c = Command::new("sh");
                 c.arg("-c")
                     .arg(format!("ulimit {args} && exec \"$0\" \"$@\""))
-                    .arg(env!("CARGO_BIN_EXE_depot"));
+                    .arg(depot_bin());
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_depot")),
+            None => Command::new(depot_bin()),
         };
         let child = cmd
             .arg("--config")
@@ -153,6 +161,35 @@ impl Depot {
             }
         }
         Ok(())
+    }
+
+    /// SIGTERM, then waits up to `limit` for the exit; returns its status
+    /// and how long it took (SIGKILL and an error past `limit`).
+    pub fn terminate(
+        &mut self,
+        limit: Duration,
+    ) -> TestResult<(std::process::ExitStatus, Duration)> {
+        let mut c = self.child.take().ok_or("depot is not running")?;
+        let t0 = Instant::now();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()?;
+        loop {
+            if let Some(status) = c.try_wait()? {
+                return Ok((status, t0.elapsed()));
+            }
+            if t0.elapsed() > limit {
+                let _ = c.kill();
+                let _ = c.wait();
+                return Err(format!(
+                    "depot still running {limit:?} after SIGTERM: {}",
+                    self.log()
+                )
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn log(&self) -> String {

@@ -152,3 +152,27 @@ fn account_names() {
         assert!(!valid_account_name(bad), "{bad}");
     }
 }
+
+#[test]
+fn costly_argon2_parameters_are_a_config_error() {
+    let salt_and_hash = "c2FsdHNhbHRzYWx0$2m1EV0Ywb7zzJkcn+GXbXqXwYjAhOgG4bmAd3aTmXAo";
+    for (params, over) in [
+        ("m=4194304,t=2,p=1", "m (memory, KiB) = 4194304"),
+        ("m=19456,t=3000,p=1", "t (iterations) = 3000"),
+        ("m=19456,t=2,p=16", "p (lanes) = 16"),
+    ] {
+        let toml = format!("password_hash = \"$argon2id$v=19${params}${salt_and_hash}\"\n");
+        let d = dir_with(&[("acme.toml", &toml)]);
+        let loaded = load_accounts(d.path(), false);
+        assert!(loaded.accounts.is_empty(), "{params} accepted");
+        let e = &loaded.errors[0];
+        assert_eq!(e.key, "password_hash");
+        assert!(e.file.ends_with("acme.toml"), "{e}");
+        assert!(e.message.contains(over), "{e}");
+    }
+    // The bounds themselves are allowed.
+    let toml = format!("password_hash = \"$argon2id$v=19$m=262144,t=10,p=8${salt_and_hash}\"\n");
+    let d = dir_with(&[("acme.toml", &toml)]);
+    let loaded = load_accounts(d.path(), false);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+}
