@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod jail;
 pub mod keys;
 pub mod metrics;

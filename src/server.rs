@@ -22,6 +22,9 @@ pub struct Running {
     pub shared: Arc<Shared>,
     /// SHA256 fingerprints of the host keys, in configuration order.
     pub fingerprints: Vec<String>,
+    /// The HTTP API's bound address, when `[http]` is configured.
+    pub http_addr: Option<SocketAddr>,
+    http: Option<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     front: JoinHandle<()>,
     /// The account watcher (owns the accounts sender); `None` if the file
@@ -152,10 +155,21 @@ pub async fn start(settings: Settings) -> Result<Running> {
     for a in &addrs {
         tracing::info!(addr = %a, "listening for SFTP");
     }
+    let (http_addr, http) = match start_http(&shared, shutdown.subscribe()).await {
+        Ok(Some((a, h))) => (Some(a), Some(h)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            let _ = shutdown.send(true);
+            let _ = front.await;
+            return Err(e);
+        }
+    };
     Ok(Running {
         addrs,
         shared,
         fingerprints,
+        http_addr,
+        http,
         shutdown,
         front,
         watcher,
@@ -164,6 +178,25 @@ pub async fn start(settings: Settings) -> Result<Running> {
         saver_stop,
         db_thread,
     })
+}
+
+/// Starts the HTTP API when `[http]` is configured.
+async fn start_http(
+    shared: &Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Option<(SocketAddr, JoinHandle<()>)>> {
+    let Some(cfg) = shared.settings.http.clone() else {
+        return Ok(None);
+    };
+    let parts = crate::http::Parts {
+        cfg,
+        db_path: db_path(&shared.settings),
+        data_dir: shared.settings.server.data_dir.clone(),
+        accounts: shared.accounts.clone(),
+        bans: shared.bans.clone(),
+        metrics: shared.metrics.clone(),
+    };
+    Ok(Some(crate::http::start(parts, shutdown).await?))
 }
 
 impl Running {
@@ -176,6 +209,9 @@ impl Running {
     pub async fn shutdown(self) -> Result<Vec<(&'static str, u64)>> {
         let _ = self.shutdown.send(true);
         let _ = self.front.await;
+        if let Some(h) = self.http {
+            let _ = h.await;
+        }
         if let Some(w) = self.watcher {
             let _ = w.await;
         }

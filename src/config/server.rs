@@ -20,6 +20,9 @@ struct RawFile {
     auth: RawAuth,
     #[serde(default)]
     log: RawLog,
+    http: Option<super::http::RawHttp>,
+    #[serde(default)]
+    events: super::http::RawEvents,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +140,9 @@ pub struct Settings {
     pub server: ServerConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
+    /// `None`: no `[http]` section, no HTTP server.
+    pub http: Option<super::http::HttpConfig>,
+    pub events: super::http::EventsConfig,
 }
 
 impl Settings {
@@ -156,6 +162,10 @@ impl Settings {
 
 fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErrors> {
     let mut errors = Vec::new();
+    let http = raw
+        .http
+        .map(|h| super::http::validate_http(path, cwd, h, &mut errors));
+    let events = super::http::validate_events(path, raw.events, &mut errors);
     let listen_raw = match raw.server.listen {
         OneOrMany::One(s) => vec![s],
         OneOrMany::Many(v) => v,
@@ -274,6 +284,8 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
                     format,
                     level: raw.log.level,
                 },
+                http: http.flatten(),
+                events,
             })
         }
         _ => Err(ConfigErrors(errors)),

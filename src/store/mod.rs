@@ -8,6 +8,7 @@
 //! only after the batch is durably committed. Readers open their own
 //! connections with [`open_read`].
 
+pub mod api;
 pub mod conversations;
 pub mod journal;
 pub mod queries;

@@ -13,5 +13,6 @@ mod support;
 
 mod audio;
 mod crm;
+mod http;
 mod metadata;
 mod picking;

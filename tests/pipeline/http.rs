@@ -1,0 +1,309 @@
+//! The HTTP API driven by `curl`: conversations listed page by page,
+//! archived audio fetched whole, by range and conditionally, and what one
+//! account's token may not see. Uploads go through real `sftp`; answers
+//! are checked against the bytes uploaded and the rows in SQLite.
+
+use crate::harness::*;
+use crate::support::*;
+use depot::http::tokens::{generate, Scope};
+use serde_json::Value as Json;
+use std::path::Path;
+
+/// One `curl` exchange: status, response headers (lower-case names), body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> TestResult<Json> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            format!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+            .into()
+        })
+    }
+
+    /// The error code of a JSON error answer.
+    fn error_code(&self) -> TestResult<String> {
+        let j = self.json()?;
+        Ok(j["error"]["code"]
+            .as_str()
+            .ok_or(format!("not an error document: {j}"))?
+            .to_string())
+    }
+}
+
+async fn curl(
+    server: &TestServer,
+    token: Option<&str>,
+    path: &str,
+    extra: &[&str],
+) -> TestResult<Reply> {
+    let dir = tempfile::tempdir_in(server.tmp.path())?;
+    let (head, body) = (dir.path().join("head"), dir.path().join("body"));
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-sS", "--max-time", "30", "-o"])
+        .arg(&body)
+        .arg("-D")
+        .arg(&head)
+        .args(["-w", "%{http_code}"]);
+    if let Some(t) = token {
+        cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+    }
+    cmd.args(extra).arg(format!("{}{path}", server.http_url()));
+    let out = cmd.output().await?;
+    if !out.status.success() {
+        return Err(format!("curl {path}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let status = String::from_utf8(out.stdout)?.trim().parse()?;
+    Ok(Reply {
+        status,
+        headers: parse_headers(&head)?,
+        body: std::fs::read(&body).unwrap_or_default(),
+    })
+}
+
+fn parse_headers(path: &Path) -> TestResult<Vec<(String, String)>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect())
+}
+
+/// Tokens written to the server's tokens file: (admin, acme's, beta's).
+fn tokens(server: &TestServer) -> TestResult<(String, String, String)> {
+    let (admin, a) = generate("ops", Scope::Admin, None);
+    let (acme, b) = generate("acme-it", Scope::Read, Some("acme"));
+    let (beta, c) = generate("beta-it", Scope::Read, Some("beta"));
+    std::fs::write(server.tokens_file(), format!("{a}\n{b}\n{c}"))?;
+    Ok((admin, acme, beta))
+}
+
+const SECOND: &str = "2026_02_11_16_05_10_Jean-Pierre_Dupont_Entrant_478_0682316817_163.mp3";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_audio_and_account_isolation_over_curl() -> TestResult {
+    let server = start(vec![customer("acme", ""), customer("beta", "")]).await?;
+    let mp3 = tone_mp3();
+    upload(
+        &server,
+        "acme",
+        &[
+            ("a.mp3", &mp3, &format!("/audio/20260211/{SEED}")),
+            ("b.mp3", &mp3, &format!("/audio/20260211/{SECOND}")),
+        ],
+    )
+    .await?;
+    upload(
+        &server,
+        "beta",
+        &[("c.mp3", &mp3, &format!("/audio/20260211/{SEED}"))],
+    )
+    .await?;
+    settled(&server, "acme").await?;
+    settled(&server, "beta").await?;
+    let (admin, acme, beta) = tokens(&server)?;
+
+    // No token, or a wrong one: 401 and a JSON error, nothing more.
+    for t in [None, Some("depot_not-a-token")] {
+        let r = curl(&server, t, "/v1/conversations", &[]).await?;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.error_code()?, "unauthorized");
+    }
+    assert_eq!(curl(&server, None, "/healthz", &[]).await?.status, 200);
+    let r = curl(&server, None, "/no/such/route", &[]).await?;
+    assert_eq!((r.status, r.error_code()?.as_str()), (404, "not_found"));
+
+    // The admin pages through all three, newest first, one at a time.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/conversations?limit=1&cursor={c}"),
+            None => "/v1/conversations?limit=1".to_string(),
+        };
+        let page = curl(&server, Some(&admin), &path, &[]).await?;
+        assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
+        let page = page.json()?;
+        let items = page["items"].as_array().ok_or("items")?;
+        assert!(items.len() <= 1);
+        seen.extend(items.iter().map(|c| c["id"].as_i64().unwrap_or(-1)));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let mut all: Vec<i64> = conversations(&server, "acme")?
+        .iter()
+        .chain(conversations(&server, "beta")?.iter())
+        .filter_map(|c| c["id"].as_i64())
+        .collect();
+    all.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(seen, all, "every conversation once, newest first");
+
+    // acme's token lists acme only, and may not ask for beta.
+    let listed = curl(&server, Some(&acme), "/v1/conversations", &[])
+        .await?
+        .json()?;
+    let items = listed["items"].as_array().ok_or("items")?;
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|c| c["account"] == "acme"), "{listed:#}");
+    let r = curl(&server, Some(&acme), "/v1/conversations?account=beta", &[]).await?;
+    assert_eq!((r.status, r.error_code()?.as_str()), (403, "forbidden"));
+    let r = curl(&server, Some(&acme), "/v1/rejections?account=beta", &[]).await?;
+    assert_eq!(r.status, 403);
+    let r = curl(&server, Some(&admin), "/v1/conversations?limit=abc", &[]).await?;
+    assert_eq!((r.status, r.error_code()?.as_str()), (400, "bad_request"));
+
+    // One conversation, whole, with its (empty) history.
+    let conv = conversations(&server, "acme")?
+        .into_iter()
+        .find(|c| c["path"] == format!("/audio/20260211/{SEED}").as_str())
+        .ok_or("acme's seed conversation")?;
+    let id = conv["id"].as_i64().ok_or("id")?;
+    let one = curl(
+        &server,
+        Some(&acme),
+        &format!("/v1/conversations/{id}"),
+        &[],
+    )
+    .await?;
+    assert_eq!(one.status, 200);
+    let one = one.json()?;
+    assert_eq!(
+        one["metadata"]["contact_reason_label"], "Résiliation",
+        "{one:#}"
+    );
+    assert_eq!(one["sha256"], sha256_hex(&mp3));
+    assert_eq!(one["history"], serde_json::json!([]));
+    // beta's token: as if it did not exist.
+    for p in [
+        format!("/v1/conversations/{id}"),
+        format!("/v1/conversations/{id}/audio"),
+    ] {
+        let r = curl(&server, Some(&beta), &p, &[]).await?;
+        assert_eq!(
+            (r.status, r.error_code()?.as_str()),
+            (404, "not_found"),
+            "{p}"
+        );
+    }
+    let r = curl(&server, Some(&acme), "/v1/conversations/999999", &[]).await?;
+    assert_eq!(r.status, 404);
+
+    // The audio: whole, ranged, conditional, HEAD.
+    let audio = format!("/v1/conversations/{id}/audio");
+    let etag = format!("\"{}\"", sha256_hex(&mp3));
+    let whole = curl(&server, Some(&acme), &audio, &[]).await?;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body, mp3, "the archived bytes are the uploaded ones");
+    assert_eq!(whole.header("etag"), Some(etag.as_str()));
+    assert_eq!(whole.header("content-type"), Some("audio/mpeg"));
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    let part = curl(&server, Some(&acme), &audio, &["-r", "10-99"]).await?;
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 10-99/{}", mp3.len()).as_str())
+    );
+    assert_eq!(part.body, &mp3[10..100]);
+    let tail = curl(&server, Some(&acme), &audio, &["-r", "-5"]).await?;
+    assert_eq!(
+        (tail.status, tail.body.as_slice()),
+        (206, &mp3[mp3.len() - 5..])
+    );
+    let inm = format!("If-None-Match: {etag}");
+    let cached = curl(&server, Some(&acme), &audio, &["-H", &inm]).await?;
+    assert_eq!(cached.status, 304);
+    assert!(cached.body.is_empty());
+    let other = curl(
+        &server,
+        Some(&acme),
+        &audio,
+        &["-H", "If-None-Match: \"other\""],
+    )
+    .await?;
+    assert_eq!(other.status, 200);
+    let head = curl(&server, Some(&acme), &audio, &["-I"]).await?;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(mp3.len().to_string().as_str())
+    );
+    // With -I curl writes the head where the body would go: nothing else.
+    let printed = String::from_utf8(head.body.clone())?;
+    assert!(
+        printed.starts_with("HTTP/") && printed.ends_with("\r\n\r\n"),
+        "{printed}"
+    );
+
+    // Advisors and accounts: acme's own only.
+    let adv = curl(&server, Some(&acme), "/v1/advisors", &[])
+        .await?
+        .json()?;
+    let adv = adv.as_array().ok_or("advisors")?;
+    assert!(!adv.is_empty() && adv.iter().all(|a| a["account"] == "acme"));
+    let acc = curl(&server, Some(&acme), "/v1/accounts", &[])
+        .await?
+        .json()?;
+    assert_eq!(acc.as_array().map(Vec::len), Some(1), "{acc:#}");
+    assert_eq!(acc[0]["name"], "acme");
+    assert_eq!(acc[0]["conversations"], 2);
+    let acc = curl(&server, Some(&admin), "/v1/accounts", &[])
+        .await?
+        .json()?;
+    assert_eq!(acc.as_array().map(Vec::len), Some(2), "{acc:#}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_reload_and_failures_ban_the_address() -> TestResult {
+    let server = TestServer::start_with(TestConfig {
+        accounts: vec![customer("acme", "")],
+        ban_after_failures: 3,
+        ..Default::default()
+    })
+    .await?;
+    let (_, acme, _) = tokens(&server)?;
+    let r = curl(&server, Some(&acme), "/v1/rejections", &[]).await?;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()?, serde_json::json!([]));
+
+    // Revoked by editing the file: refused at once, no restart.
+    let (other, entry) = generate("other", Scope::Read, None);
+    std::fs::write(server.tokens_file(), entry)?;
+    let r = curl(&server, Some(&acme), "/v1/rejections", &[]).await?;
+    assert_eq!(r.status, 401);
+    let r = curl(&server, Some(&other), "/v1/rejections", &[]).await?;
+    assert_eq!(r.status, 200);
+
+    // That was failure one; two more and the address is banned, even for
+    // a valid token.
+    for _ in 0..2 {
+        let r = curl(&server, Some("depot_guess"), "/v1/rejections", &[]).await?;
+        assert_eq!(r.status, 401);
+    }
+    let r = curl(&server, Some(&other), "/v1/rejections", &[]).await?;
+    assert_eq!((r.status, r.error_code()?.as_str()), (403, "banned"));
+    let bans = server
+        .running()
+        .shared
+        .metrics
+        .bans
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(bans, 1);
+    Ok(())
+}
