@@ -25,6 +25,8 @@ pub struct Running {
     /// The HTTP API's bound address, when `[http]` is configured.
     pub http_addr: Option<SocketAddr>,
     http: Option<JoinHandle<()>>,
+    /// Deletes events past `events.retention`.
+    pruner: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     front: JoinHandle<()>,
     /// The account watcher (owns the accounts sender); `None` if the file
@@ -132,6 +134,11 @@ pub async fn start(settings: Settings) -> Result<Running> {
         metrics.clone(),
     );
     let pipeline = tokio::spawn(crate::pipeline::worker::run(pipeline, inbox));
+    let pruner = crate::store::events::spawn_pruner(
+        writer.clone(),
+        settings.events.retention,
+        shutdown.subscribe(),
+    );
     let ssh_config = Arc::new(sftp::ssh_config(&settings, host_keys));
     let listeners = sftp::bind(&settings.server.listen).await?;
     let addrs = listeners
@@ -170,6 +177,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
         fingerprints,
         http_addr,
         http,
+        pruner,
         shutdown,
         front,
         watcher,
@@ -195,6 +203,7 @@ async fn start_http(
         accounts: shared.accounts.clone(),
         bans: shared.bans.clone(),
         metrics: shared.metrics.clone(),
+        commits: shared.writer.commits(),
     };
     Ok(Some(crate::http::start(parts, shutdown).await?))
 }
@@ -212,6 +221,7 @@ impl Running {
         if let Some(h) = self.http {
             let _ = h.await;
         }
+        let _ = self.pruner.await;
         if let Some(w) = self.watcher {
             let _ = w.await;
         }

@@ -6,6 +6,7 @@
 //! server holds nothing that keeps the writer alive at shutdown.
 
 pub mod auth;
+mod events;
 mod routes;
 pub mod tokens;
 
@@ -75,6 +76,8 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     pub tokens: tokens::TokenStore,
     pub shutdown: watch::Receiver<bool>,
+    /// Changes after every database commit (wakes the event feed).
+    pub commits: watch::Receiver<u64>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -120,6 +123,7 @@ pub struct Parts {
     pub accounts: watch::Receiver<Accounts>,
     pub bans: Arc<BanList>,
     pub metrics: Arc<Metrics>,
+    pub commits: watch::Receiver<u64>,
 }
 
 /// Binds `[http] listen` and serves until `shutdown` turns true; then
@@ -147,6 +151,7 @@ pub async fn start(
         bans: parts.bans,
         metrics: parts.metrics,
         shutdown: shutdown.clone(),
+        commits: parts.commits,
         readers: Mutex::new(Vec::new()),
     });
     let app = routes::router(state);

@@ -28,6 +28,8 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/v1/rejections", get(rejections))
         .route("/v1/crm/snapshots", get(crm_snapshots))
         .route("/v1/accounts", get(accounts))
+        .route("/v1/events", get(super::events::poll))
+        .route("/v1/events/stream", get(super::events::stream))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -45,7 +47,8 @@ pub fn router(state: Arc<State>) -> Router {
 }
 
 /// Refuses bodies past `http.max_body_bytes` and answers within
-/// `http.request_timeout` (the head of the response; audio streams on).
+/// `http.request_timeout` (the head of the response; audio streams on;
+/// the event feed is bounded by its own `wait`).
 async fn bound(
     axum::extract::State(cfg): axum::extract::State<crate::config::HttpConfig>,
     req: Request,
@@ -67,6 +70,10 @@ async fn bound(
     let (parts, body) = req.into_parts();
     let body = Body::new(http_body_util::Limited::new(body, cfg.max_body_bytes));
     let req = Request::from_parts(parts, body);
+    // The event feed waits on purpose (bounded by http.max_wait).
+    if req.uri().path().starts_with("/v1/events") {
+        return next.run(req).await;
+    }
     match tokio::time::timeout(cfg.request_timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::new(
@@ -78,7 +85,7 @@ async fn bound(
     }
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
         .map_err(|e| ApiError::bad_request(e.body_text()))
 }

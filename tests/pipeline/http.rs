@@ -307,3 +307,184 @@ async fn tokens_reload_and_failures_ban_the_address() -> TestResult {
     assert_eq!(bans, 1);
     Ok(())
 }
+
+/// Reads an SSE stream with `curl -N` until `want` events arrived; returns
+/// (id, event type, data) of each. The child is killed once done.
+async fn sse(
+    server: &TestServer,
+    token: &str,
+    path: &str,
+    last_event_id: Option<i64>,
+    want: usize,
+) -> TestResult<Vec<(i64, String, Json)>> {
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-sS", "-N", "--max-time", "60", "-H"])
+        .arg(format!("Authorization: Bearer {token}"));
+    if let Some(id) = last_event_id {
+        cmd.arg("-H").arg(format!("Last-Event-ID: {id}"));
+    }
+    let mut child = cmd
+        .arg(format!("{}{path}", server.http_url()))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("curl stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut out = Vec::new();
+    let (mut id, mut kind) = (None, String::new());
+    let read = async {
+        while out.len() < want {
+            let Some(line) = lines.next_line().await? else {
+                return Err::<(), Box<dyn std::error::Error + Send + Sync>>(
+                    format!("stream ended after {} events", out.len()).into(),
+                );
+            };
+            if let Some(v) = line.strip_prefix("id: ").or(line.strip_prefix("id:")) {
+                id = Some(v.trim().parse::<i64>()?);
+            } else if let Some(v) = line.strip_prefix("event: ").or(line.strip_prefix("event:")) {
+                kind = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data: ").or(line.strip_prefix("data:")) {
+                out.push((
+                    id.take().ok_or("data before id")?,
+                    kind.clone(),
+                    serde_json::from_str(v)?,
+                ));
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(INGEST, read)
+        .await
+        .map_err(|_| format!("waited {INGEST:?} for {want} SSE events"))??;
+    child.kill().await?;
+    Ok(out)
+}
+
+fn kinds(items: &Json) -> Vec<String> {
+    items
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["type"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_feed_long_poll_wakes_on_commit_and_sse_resumes() -> TestResult {
+    let server = start(vec![customer("acme", ""), customer("beta", "")]).await?;
+    let (admin, acme, beta) = tokens(&server)?;
+    let empty = curl(&server, Some(&admin), "/v1/events?after=0", &[])
+        .await?
+        .json()?;
+    assert_eq!(empty, serde_json::json!({"items": [], "next_after": 0}));
+
+    // A long-poll waiting before anything happened returns with the first
+    // outcome, long before its wait runs out.
+    let waiting = {
+        let (url, t) = (server.http_url(), acme.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let out = tokio::process::Command::new("curl")
+                .args(["-sS", "--max-time", "120", "-H"])
+                .arg(format!("Authorization: Bearer {t}"))
+                .arg(format!("{url}/v1/events?after=0&wait=55s"))
+                .output()
+                .await;
+            (out, started.elapsed())
+        })
+    };
+    let path = format!("/audio/20260211/{SECOND}");
+    upload(&server, "acme", &[("bad.mp3", b"not audio at all", &path)]).await?;
+    let (out, took) = waiting.await?;
+    let polled: Json = serde_json::from_slice(&out?.stdout)?;
+    assert_eq!(kinds(&polled["items"]), ["rejection.created"], "{polled:#}");
+    assert!(
+        took < std::time::Duration::from_secs(50),
+        "the poll waited {took:?}"
+    );
+    let first = polled["items"][0].clone();
+    assert_eq!(first["account"], "acme");
+    assert_eq!(first["data"]["path"], path.as_str());
+    assert_eq!(polled["next_after"], first["seq"]);
+
+    // The fixed file at the same path closes the rejection and creates the
+    // conversation: both in the feed, in commit order.
+    upload(&server, "acme", &[("good.mp3", &tone_mp3(), &path)]).await?;
+    let conv = conversation_with_status(&server, "acme", &path, "ingested").await?;
+    upload(
+        &server,
+        "beta",
+        &[("b.mp3", &tone_mp3(), &format!("/audio/20260211/{SEED}"))],
+    )
+    .await?;
+    settled(&server, "beta").await?;
+
+    let all = curl(&server, Some(&admin), "/v1/events?after=0&limit=1000", &[])
+        .await?
+        .json()?;
+    let items = all["items"].as_array().ok_or("items")?;
+    assert_eq!(
+        kinds(&all["items"]),
+        [
+            "rejection.created",
+            "rejection.closed",
+            "conversation.created",
+            "conversation.created"
+        ],
+        "{all:#}"
+    );
+    let seqs: Vec<i64> = items.iter().filter_map(|e| e["seq"].as_i64()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(
+        items[1]["data"]["id"], first["data"]["id"],
+        "closes that rejection"
+    );
+    assert_eq!(items[2]["data"]["id"], conv["id"]);
+    assert_eq!(items[2]["data"]["sha256"], sha256_hex(&tone_mp3()));
+
+    // beta sees its own event only; naming acme is refused.
+    let theirs = curl(&server, Some(&beta), "/v1/events", &[])
+        .await?
+        .json()?;
+    assert_eq!(kinds(&theirs["items"]), ["conversation.created"]);
+    assert_eq!(theirs["items"][0]["account"], "beta");
+    let r = curl(&server, Some(&beta), "/v1/events?account=acme", &[]).await?;
+    assert_eq!(r.status, 403);
+    let r = curl(&server, Some(&beta), "/v1/events/stream?account=acme", &[]).await?;
+    assert_eq!(r.status, 403);
+    let r = curl(&server, Some(&admin), "/v1/events?wait=1h", &[]).await?;
+    assert_eq!(r.status, 400, "past http.max_wait");
+
+    // SSE from the start, then resumed after the second event.
+    let streamed = sse(&server, &admin, "/v1/events/stream", None, 4).await?;
+    let ids: Vec<i64> = streamed.iter().map(|(id, _, _)| *id).collect();
+    assert_eq!(ids, seqs);
+    assert_eq!(streamed[0].1, "rejection.created");
+    assert_eq!(streamed[3].2["account"], "beta");
+    let resumed = sse(
+        &server,
+        &admin,
+        "/v1/events/stream?after=0",
+        Some(seqs[1]),
+        2,
+    )
+    .await?;
+    let ids: Vec<i64> = resumed.iter().map(|(id, _, _)| *id).collect();
+    assert_eq!(ids, &seqs[2..], "Last-Event-ID wins over after");
+
+    // A stream open before an outcome delivers it when it commits.
+    let live_path = format!("/v1/events/stream?after={}", seqs[3]);
+    let live = sse(&server, &acme, &live_path, None, 1);
+    let p = format!("/audio/20260211/{SEED}");
+    let mp3 = tone_mp3();
+    let files: [(&str, &[u8], &str); 1] = [("c.mp3", &mp3, &p)];
+    let (live, uploaded) = tokio::join!(live, upload(&server, "acme", &files));
+    uploaded?;
+    let live = live?;
+    assert_eq!(live[0].1, "conversation.created");
+    assert!(live[0].0 > seqs[3]);
+    Ok(())
+}
