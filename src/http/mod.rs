@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod events;
+mod metrics;
 mod routes;
 pub mod tokens;
 

@@ -28,6 +28,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/v1/rejections", get(rejections))
         .route("/v1/crm/snapshots", get(crm_snapshots))
         .route("/v1/accounts", get(accounts))
+        .route("/metrics", get(super::metrics::metrics))
         .route("/v1/events", get(super::events::poll))
         .route("/v1/events/stream", get(super::events::stream))
         .fallback(|| async { ApiError::not_found() })

@@ -488,3 +488,98 @@ async fn event_feed_long_poll_wakes_on_commit_and_sse_resumes() -> TestResult {
     assert!(live[0].0 > seqs[3]);
     Ok(())
 }
+
+/// The value of the sample `name` (with its labels, as printed) in an exposition.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_and_agree_with_depot_stats() -> TestResult {
+    let server = start(vec![customer("acme", "")]).await?;
+    let (admin, acme, _) = tokens(&server)?;
+    let path = format!("/audio/20260211/{SEED}");
+    upload(&server, "acme", &[("a.mp3", &tone_mp3(), &path)]).await?;
+    upload(
+        &server,
+        "acme",
+        &[("b.mp3", b"no audio", &format!("/audio/20260211/{SECOND}"))],
+    )
+    .await?;
+    settled(&server, "acme").await?;
+
+    assert_eq!(curl(&server, None, "/metrics", &[]).await?.status, 401);
+    let r = curl(&server, Some(&acme), "/metrics", &[]).await?;
+    assert_eq!((r.status, r.error_code()?.as_str()), (403, "forbidden"));
+    let r = curl(&server, Some(&admin), "/metrics", &[]).await?;
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body)?;
+
+    // A parser nobody here wrote accepts it.
+    let mut check = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = check.stdin.take().ok_or("promtool stdin")?;
+        stdin.write_all(text.as_bytes()).await?;
+    }
+    let out = check.wait_with_output().await?;
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The same numbers as `depot stats`.
+    let stats = cli_json(&server, &["stats"]).await?;
+    assert_eq!(stats["conversations"]["ingested"], 1, "{stats:#}");
+    assert_eq!(
+        sample(&text, "depot_conversations{status=\"ingested\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "depot_rejections{stage=\"audio\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "depot_pending_deposits"), Some(0.0));
+    let completions = server
+        .running()
+        .shared
+        .metrics
+        .completions
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        sample(&text, "depot_completions_total"),
+        Some(completions as f64)
+    );
+    assert_eq!(completions, 2);
+    assert!(
+        sample(&text, "depot_events_last_seq").is_some_and(|s| s >= 2.0),
+        "{text}"
+    );
+    assert!(text.contains("depot_build_info{version=\""), "{text}");
+
+    // A scraper asking for OpenMetrics gets it, with its end marker.
+    let om = curl(
+        &server,
+        Some(&admin),
+        "/metrics",
+        &["-H", "Accept: application/openmetrics-text; version=1.0.0"],
+    )
+    .await?;
+    assert!(om
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/openmetrics-text")));
+    let om = String::from_utf8(om.body)?;
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert_eq!(sample(&om, "depot_completions_total"), Some(2.0));
+    Ok(())
+}
