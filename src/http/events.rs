@@ -142,14 +142,25 @@ pub(super) async fn stream(
         account: Option<String>,
         after: i64,
         queued: VecDeque<Event>,
+        greeted: bool,
     }
     let feed = Feed {
         state,
         account,
         after,
         queued: VecDeque::new(),
+        greeted: false,
     };
     let events = stream::unfold(feed, |mut f| async move {
+        if !f.greeted {
+            // Sent at once so the client has the response head (and
+            // knows the stream is live) before the first event exists.
+            f.greeted = true;
+            let hello = sse::Event::default()
+                .retry(Duration::from_secs(3))
+                .comment("depot event stream");
+            return Some((Ok(hello), f));
+        }
         loop {
             if let Some(e) = f.queued.pop_front() {
                 let data = serde_json::to_string(&e).unwrap_or_default();

@@ -583,3 +583,58 @@ async fn metrics_pass_promtool_and_agree_with_depot_stats() -> TestResult {
     assert_eq!(sample(&om, "depot_completions_total"), Some(2.0));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_token_works_and_shutdown_ends_open_streams() -> TestResult {
+    let mut server = start(vec![customer("acme", "")]).await?;
+    // `depot token new` as an operator runs it: the printed entry admits
+    // the printed token.
+    let made = cli_json(
+        &server,
+        &["token", "new", "--name", "it", "--account", "acme"],
+    )
+    .await?;
+    let token = made["token"].as_str().ok_or("token")?.to_string();
+    let entry = made["toml"].as_str().ok_or("toml")?;
+    assert!(
+        entry.contains("account = \"acme\"") && !entry.contains(&token),
+        "{entry}"
+    );
+    std::fs::write(server.tokens_file(), entry)?;
+    let r = curl(&server, Some(&token), "/v1/conversations", &[]).await?;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()?["items"], serde_json::json!([]));
+
+    // An SSE client and a long-poll are connected; shutdown still ends
+    // promptly and both see their connection end.
+    let url = server.http_url();
+    let spawn = |args: Vec<String>| {
+        let mut cmd = tokio::process::Command::new("curl");
+        cmd.args(["-sS", "-N", "--max-time", "120", "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        cmd.spawn()
+    };
+    let mut stream = spawn(vec![format!("{url}/v1/events/stream")])?;
+    let mut poll = spawn(vec![format!("{url}/v1/events?wait=60s")])?;
+    // The stream's headers arrive once the server is serving it.
+    {
+        use tokio::io::AsyncReadExt;
+        let mut out = stream.stdout.take().ok_or("stdout")?;
+        let mut one = [0u8; 1];
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), out.read(&mut one)).await;
+        stream.stdout = Some(out);
+    }
+    let limit = std::time::Duration::from_secs(30);
+    tokio::time::timeout(limit, server.stop())
+        .await
+        .map_err(|_| "shutdown hung with HTTP clients connected")??;
+    let ended = tokio::time::timeout(limit, async { (stream.wait().await, poll.wait().await) })
+        .await
+        .map_err(|_| "clients still connected after shutdown")?;
+    assert!(ended.0.is_ok() && ended.1.is_ok());
+    Ok(())
+}
