@@ -25,13 +25,17 @@ use tokio::time::Instant;
 const MAX_LIMIT: u32 = 1000;
 const DEFAULT_LIMIT: u32 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FeedQuery {
+    /// Events with a greater seq (default 0: from the oldest kept).
     after: Option<i64>,
+    /// 1 to 1000 (default 100).
     limit: Option<u32>,
     /// `30s`, `2m` or plain seconds.
     wait: Option<String>,
+    /// Only this account (an account token: its own).
     account: Option<String>,
 }
 
@@ -76,6 +80,7 @@ async fn next_events(
     }
 }
 
+#[utoipa::path(get, path = "/v1/events", params(FeedQuery), responses((status = 200, description = "events after `after`, at once or on the next commit or after `wait`", body = super::openapi::EventPage), (status = 400, description = "bad parameter", body = super::openapi::ErrorBody), (status = 401, description = "no valid token", body = super::openapi::ErrorBody), (status = 403, description = "token may not see this, or address banned", body = super::openapi::ErrorBody)))]
 pub(super) async fn poll(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     caller: Caller,
@@ -122,6 +127,7 @@ fn resume_point(headers: &HeaderMap, after: Option<i64>) -> Result<i64, ApiError
 /// (a keep-alive comment is sent meanwhile).
 const STREAM_WAIT: Duration = Duration::from_secs(15);
 
+#[utoipa::path(get, path = "/v1/events/stream", params(FeedQuery, ("Last-Event-ID" = Option<i64>, Header, description = "resume after this seq (wins over `after`)")), responses((status = 200, description = "Server-Sent Events: `id:` seq, `event:` type, `data:` the event as in /v1/events", content_type = "text/event-stream"), (status = 401, description = "no valid token", body = super::openapi::ErrorBody), (status = 403, description = "token may not see this, or address banned", body = super::openapi::ErrorBody)))]
 pub(super) async fn stream(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     caller: Caller,

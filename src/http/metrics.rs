@@ -246,6 +246,7 @@ fn to_prometheus_text(open_metrics: &str) -> String {
     out
 }
 
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format, or OpenMetrics when asked for", content_type = "text/plain"), (status = 401, description = "no valid token", body = super::openapi::ErrorBody), (status = 403, description = "token may not see this, or address banned", body = super::openapi::ErrorBody)))]
 pub(super) async fn metrics(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     parts: Parts,

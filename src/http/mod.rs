@@ -8,6 +8,7 @@
 pub mod auth;
 mod events;
 mod metrics;
+mod openapi;
 mod routes;
 pub mod tokens;
 

@@ -1,6 +1,7 @@
 //! The routes and their handlers, and the layers that bound every request.
 
 use super::auth::Caller;
+use super::openapi::*;
 use super::{ApiError, State};
 use crate::store::{api, queries, snapshots};
 use axum::body::Body;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tower::ServiceExt;
+use utoipa::IntoParams;
 
 pub fn router(state: Arc<State>) -> Router {
     let cfg = state.cfg.clone();
@@ -29,6 +31,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/v1/crm/snapshots", get(crm_snapshots))
         .route("/v1/accounts", get(accounts))
         .route("/metrics", get(super::metrics::metrics))
+        .route("/v1/openapi.json", get(super::openapi::openapi_json))
         .route("/v1/events", get(super::events::poll))
         .route("/v1/events/stream", get(super::events::stream))
         .fallback(|| async { ApiError::not_found() })
@@ -91,12 +94,16 @@ pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
         .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
-async fn healthz() -> Json<Value> {
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "alive", body = Health)))]
+pub(super) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Ready when the database answers and the server is not shutting down.
-async fn readyz(axum::extract::State(state): axum::extract::State<Arc<State>>) -> Response {
+#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "ready", body = Readiness), (status = 503, description = "not ready", body = Readiness)))]
+pub(super) async fn readyz(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+) -> Response {
     let stopping = *state.shutdown.borrow();
     let db = state
         .read(|c| {
@@ -125,20 +132,29 @@ async fn readyz(axum::extract::State(state): axum::extract::State<Arc<State>>) -
 const MAX_LIMIT: u32 = 1000;
 const DEFAULT_LIMIT: u32 = 100;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(super) struct ListQuery {
+    /// Only this account (an account token: its own).
     account: Option<String>,
+    /// `received_at` on or after (RFC 3339 or YYYY-MM-DD).
     since: Option<String>,
+    /// `received_at` before.
     until: Option<String>,
     picked: Option<bool>,
+    /// ingested, awaiting_metadata or superseded.
     status: Option<String>,
+    /// An advisor id or e-mail.
     advisor: Option<String>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
+    /// 1 to 1000 (default 100).
     limit: Option<u32>,
 }
 
-async fn conversations(
+#[utoipa::path(get, path = "/v1/conversations", params(ListQuery), responses((status = 200, description = "a page, newest first", body = ConversationPage), (status = 400, description = "bad filter", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "token may not see this, or address banned", body = ErrorBody)))]
+pub(super) async fn conversations(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     caller: Caller,
     q: Result<Query<ListQuery>, QueryRejection>,
@@ -186,7 +202,8 @@ fn parse_id(id: &str) -> Result<i64, ApiError> {
     id.parse().map_err(|_| ApiError::not_found())
 }
 
-async fn conversation(
+#[utoipa::path(get, path = "/v1/conversations/{id}", params(("id" = i64, Path, description = "conversation id")), responses((status = 200, description = "the conversation with its history", body = Conversation), (status = 404, description = "no such conversation (or another account's)", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "token may not see this, or address banned", body = ErrorBody)))]
+pub(super) async fn conversation(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -229,7 +246,8 @@ fn matches_etag(header: &HeaderValue, etag: &str) -> bool {
 
 /// The archived bytes, streamed from disk (Range and HEAD by tower-http's
 /// `ServeFile`), tagged with the recording's sha256.
-async fn audio(
+#[utoipa::path(get, path = "/v1/conversations/{id}/audio", params(("id" = i64, Path, description = "conversation id")), responses((status = 200, description = "the archived recording (audio/mpeg, audio/wav or application/octet-stream by probed format); ETag is its sha256", content_type = "audio/mpeg"), (status = 206, description = "the requested range"), (status = 304, description = "If-None-Match matched"), (status = 404, description = "no such conversation, or not archived", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "token may not see this, or address banned", body = ErrorBody)))]
+pub(super) async fn audio(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -290,14 +308,18 @@ async fn audio(
     Ok(resp)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct AccountQuery {
+pub(super) struct AccountQuery {
+    /// Only this account (an account token: its own).
     account: Option<String>,
+    /// On or after (rejections).
     since: Option<String>,
 }
 
-async fn advisors(
+#[utoipa::path(get, path = "/v1/advisors", params(AccountQuery), responses((status = 200, description = "advisors", body = Vec<Advisor>), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "token may not see this, or address banned", body = ErrorBody)))]
+pub(super) async fn advisors(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     caller: Caller,
     q: Result<Query<AccountQuery>, QueryRejection>,
@@ -309,7 +331,8 @@ async fn advisors(
     Ok(Json(Value::Array(rows)))
 }
 
-async fn rejections(
+#[utoipa::path(get, path = "/v1/rejections", params(AccountQuery), responses((status = 200, description = "open rejections", body = Vec<Rejection>), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "token may not see this, or address banned", body = ErrorBody)))]
+pub(super) async fn rejections(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     caller: Caller,
     q: Result<Query<AccountQuery>, QueryRejection>,
@@ -323,7 +346,8 @@ async fn rejections(
     Ok(Json(Value::Array(rows)))
 }
 
-async fn crm_snapshots(
+#[utoipa::path(get, path = "/v1/crm/snapshots", params(AccountQuery), responses((status = 200, description = "CRM snapshots", body = Vec<CrmSnapshot>), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "token may not see this, or address banned", body = ErrorBody)))]
+pub(super) async fn crm_snapshots(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     caller: Caller,
     q: Result<Query<AccountQuery>, QueryRejection>,
@@ -346,7 +370,8 @@ async fn crm_snapshots(
 
 /// Each account in force with its health: conversations, open rejections,
 /// deposits waiting for the pipeline, the last arrival.
-async fn accounts(
+#[utoipa::path(get, path = "/v1/accounts", responses((status = 200, description = "accounts in force with their health", body = Vec<AccountSummary>), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "token may not see this, or address banned", body = ErrorBody)))]
+pub(super) async fn accounts(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {

@@ -4,7 +4,7 @@
 //! are checked against the bytes uploaded and the rows in SQLite.
 
 use crate::harness::*;
-use crate::support::*;
+use crate::support::{self, *};
 use depot::http::tokens::{generate, Scope};
 use serde_json::Value as Json;
 use std::path::Path;
@@ -636,5 +636,118 @@ async fn cli_token_works_and_shutdown_ends_open_streams() -> TestResult {
         .await
         .map_err(|_| "clients still connected after shutdown")?;
     assert!(ended.0.is_ok() && ended.1.is_ok());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_is_valid_and_answers_match_it() -> TestResult {
+    let server = start(vec![customer("acme", "")]).await?;
+    let (admin, _, _) = tokens(&server)?;
+    let path = format!("/audio/20260211/{SEED}");
+    let mp3 = tone_mp3();
+    let mut fixed = mp3.clone();
+    fixed.extend_from_slice(&[0u8; 64]);
+    upload(&server, "acme", &[("a.mp3", &mp3, &path)]).await?;
+    settled(&server, "acme").await?;
+    // The same path again with other bytes: the first becomes history.
+    upload(&server, "acme", &[("a2.mp3", &fixed, &path)]).await?;
+    let current = conversation_with_status(&server, "acme", &path, "ingested").await?;
+    upload(
+        &server,
+        "acme",
+        &[("bad.mp3", b"noise", &format!("/audio/20260211/{SECOND}"))],
+    )
+    .await?;
+    rejection_of(
+        &server,
+        "acme",
+        &format!("/audio/20260211/{SECOND}"),
+        INGEST,
+    )
+    .await?;
+
+    let dir = tempfile::tempdir_in(server.tmp.path())?;
+    let doc = curl(&server, None, "/v1/openapi.json", &[]).await?;
+    assert_eq!(doc.status, 200);
+    let doc_path = dir.path().join("openapi.json");
+    std::fs::write(&doc_path, &doc.body)?;
+    let id = current["id"].as_i64().ok_or("id")?;
+    let checks: Vec<(&str, Option<&str>, String)> = vec![
+        ("ConversationPage", Some(&admin), "/v1/conversations".into()),
+        (
+            "ConversationPage",
+            Some(&admin),
+            "/v1/conversations?status=superseded&limit=1".into(),
+        ),
+        (
+            "Conversation",
+            Some(&admin),
+            format!("/v1/conversations/{id}"),
+        ),
+        ("[Advisor]", Some(&admin), "/v1/advisors".into()),
+        ("[Rejection]", Some(&admin), "/v1/rejections".into()),
+        ("[CrmSnapshot]", Some(&admin), "/v1/crm/snapshots".into()),
+        ("[AccountSummary]", Some(&admin), "/v1/accounts".into()),
+        ("EventPage", Some(&admin), "/v1/events?after=0".into()),
+        ("Health", None, "/healthz".into()),
+        ("Readiness", None, "/readyz".into()),
+        ("ErrorBody", None, "/v1/conversations".into()),
+        ("ErrorBody", Some(&admin), "/v1/conversations/0".into()),
+    ];
+    let mut args = vec![doc_path.display().to_string()];
+    for (i, (schema, token, p)) in checks.iter().enumerate() {
+        let r = curl(&server, *token, p, &[]).await?;
+        let body = r.json()?;
+        if *schema == "Conversation" {
+            assert_eq!(
+                body["history"].as_array().map(Vec::len),
+                Some(1),
+                "{body:#}"
+            );
+        }
+        if *schema == "[Rejection]" || *schema == "[Advisor]" {
+            assert!(
+                body.as_array().is_some_and(|a| !a.is_empty()),
+                "{p}: {body}"
+            );
+        }
+        let f = dir.path().join(format!("{i}.json"));
+        std::fs::write(&f, &r.body)?;
+        args.push(schema.to_string());
+        args.push(f.display().to_string());
+    }
+    let out = tokio::process::Command::new("python3")
+        .arg(support::fixture("check_openapi.py"))
+        .args(&args)
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every route the server answers is described.
+    let doc: Json = serde_json::from_slice(&doc.body)?;
+    for p in [
+        "/v1/conversations",
+        "/v1/conversations/{id}",
+        "/v1/conversations/{id}/audio",
+        "/v1/advisors",
+        "/v1/rejections",
+        "/v1/crm/snapshots",
+        "/v1/accounts",
+        "/v1/events",
+        "/v1/events/stream",
+        "/v1/openapi.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from the document"
+        );
+    }
     Ok(())
 }
