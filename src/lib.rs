@@ -10,6 +10,7 @@ pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod deposit;
+pub mod http;
 pub mod jail;
 pub mod keys;
 pub mod metrics;

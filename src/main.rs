@@ -104,8 +104,31 @@ enum Command {
         /// Conversation ids: run each again with the account's current settings.
         ids: Vec<i64>,
     },
+    /// API tokens for the HTTP server.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Counters: sessions, bytes, completions, conversations, rejections by stage.
     Stats {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a random token; print it once and its tokens-file entry.
+    New {
+        /// Who uses it (shown in the log).
+        #[arg(long)]
+        name: String,
+        /// read or admin.
+        #[arg(long, default_value = "read")]
+        scope: String,
+        /// The only account it sees (read tokens).
+        #[arg(long)]
+        account: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -169,6 +192,15 @@ fn main() -> ExitCode {
             repick,
             ids,
         } => depot::cli::reprocess::run(&cli.config, account.as_deref(), rejected, repick, &ids),
+        Command::Token {
+            command:
+                TokenCommand::New {
+                    name,
+                    scope,
+                    account,
+                    json,
+                },
+        } => depot::cli::token::new(&name, &scope, account.as_deref(), json).map(|_| true),
         Command::Stats { json } => depot::cli::stats::run(&cli.config, json).map(|_| true),
         Command::Crm { account, out } => {
             depot::cli::listings::crm(&cli.config, account.as_deref(), out.format()).map(|_| true)

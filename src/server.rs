@@ -30,6 +30,11 @@ pub struct Running {
     pub shared: Arc<Shared>,
     /// SHA256 fingerprints of the host keys, in configuration order.
     pub fingerprints: Vec<String>,
+    /// The HTTP API's bound address, when `[http]` is configured.
+    pub http_addr: Option<SocketAddr>,
+    http: Option<JoinHandle<()>>,
+    /// Deletes events past `events.retention`.
+    pruner: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
     front: JoinHandle<()>,
     /// The account watcher (owns the accounts sender); `None` if the file
@@ -206,6 +211,11 @@ pub async fn start(settings: Settings) -> Result<Running> {
     );
     let seals = pipeline.seals.clone();
     let pipeline = tokio::spawn(crate::pipeline::worker::run(pipeline, inbox));
+    let pruner = crate::store::events::spawn_pruner(
+        writer.clone(),
+        settings.events.retention,
+        shutdown.subscribe(),
+    );
     let ssh_config = Arc::new(sftp::ssh_config(&settings, host_keys));
     let listeners = sftp::bind(&settings.server.listen).await?;
     let addrs = listeners
@@ -230,10 +240,22 @@ pub async fn start(settings: Settings) -> Result<Running> {
     for a in &addrs {
         tracing::info!(addr = %a, "listening for SFTP");
     }
+    let (http_addr, http) = match start_http(&shared, shutdown.subscribe()).await {
+        Ok(Some((a, h))) => (Some(a), Some(h)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            let _ = shutdown.send(true);
+            let _ = front.await;
+            return Err(e);
+        }
+    };
     Ok(Running {
         addrs,
         shared,
         fingerprints,
+        http_addr,
+        http,
+        pruner,
         shutdown,
         front,
         watcher,
@@ -243,6 +265,26 @@ pub async fn start(settings: Settings) -> Result<Running> {
         db_thread,
         _lock: lock,
     })
+}
+
+/// Starts the HTTP API when `[http]` is configured.
+async fn start_http(
+    shared: &Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Option<(SocketAddr, JoinHandle<()>)>> {
+    let Some(cfg) = shared.settings.http.clone() else {
+        return Ok(None);
+    };
+    let parts = crate::http::Parts {
+        cfg,
+        db_path: db_path(&shared.settings),
+        data_dir: shared.settings.server.data_dir.clone(),
+        accounts: shared.accounts.clone(),
+        bans: shared.bans.clone(),
+        metrics: shared.metrics.clone(),
+        commits: shared.writer.commits(),
+    };
+    Ok(Some(crate::http::start(parts, shutdown).await?))
 }
 
 impl Running {
@@ -262,6 +304,10 @@ impl Running {
         let lock = self._lock;
         let rest = async move {
             let _ = self.front.await;
+            if let Some(h) = self.http {
+                let _ = h.await;
+            }
+            let _ = self.pruner.await;
             if let Some(w) = self.watcher {
                 let _ = w.await;
             }

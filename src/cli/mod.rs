@@ -10,6 +10,7 @@ pub mod output;
 pub mod reprocess;
 pub mod serve;
 pub mod stats;
+pub mod token;
 
 use crate::config::{LogFormat, Settings};
 use anyhow::Result;

@@ -7,6 +7,7 @@
 //! all in one pass. Nothing downstream re-validates strings.
 
 mod account;
+mod http;
 mod server;
 pub mod watch;
 
@@ -15,6 +16,7 @@ pub use account::{
     AudioSettings, ContactReasons, CrmSettings, CsvDialect, Encoding, MetadataCsvSettings,
     MetadataUse, OnConflict, OnTimeout, OnUnknown, PickingSettings,
 };
+pub use http::{EventsConfig, HttpConfig};
 pub use server::{AuthConfig, LogConfig, LogFormat, PipelineLimits, ServerConfig, Settings};
 pub use watch::Accounts;
 

@@ -22,6 +22,9 @@ struct RawFile {
     log: RawLog,
     #[serde(default)]
     pipeline: RawPipeline,
+    http: Option<super::http::RawHttp>,
+    #[serde(default)]
+    events: super::http::RawEvents,
 }
 
 #[derive(Deserialize)]
@@ -229,6 +232,9 @@ pub struct Settings {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub pipeline: PipelineLimits,
+    /// `None`: no `[http]` section, no HTTP server.
+    pub http: Option<super::http::HttpConfig>,
+    pub events: super::http::EventsConfig,
 }
 
 impl Settings {
@@ -248,6 +254,10 @@ impl Settings {
 
 fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErrors> {
     let mut errors = Vec::new();
+    let http = raw
+        .http
+        .map(|h| super::http::validate_http(path, cwd, h, &mut errors));
+    let events = super::http::validate_events(path, raw.events, &mut errors);
     let listen_raw = match raw.server.listen {
         OneOrMany::One(s) => vec![s],
         OneOrMany::Many(v) => v,
@@ -436,6 +446,8 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
                 csv_rows_per_commit: raw.pipeline.csv_rows_per_commit,
                 max_rejections_per_deposit: raw.pipeline.max_rejections_per_deposit,
             },
+            http: http.flatten(),
+            events,
         }),
         _ => Err(ConfigErrors(errors)),
     }

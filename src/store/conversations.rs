@@ -4,7 +4,7 @@
 //! journal row never stores or counts anything twice.
 
 use super::journal::{self, now_rfc3339, Redo};
-use super::{Result, StoreError};
+use super::{events, Result, StoreError};
 use crate::pipeline::audio::AudioInfo;
 use crate::pipeline::enrich::CrmOutcome;
 use crate::pipeline::identify::AdvisorRef;
@@ -152,6 +152,9 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
     }
     clear_rejections(conn, &d.account, &d.path)?;
     journal::mark_done(conn, d.journal_id, &format!("conversation:{id}"))?;
+    if !awaiting {
+        events::conversation_created(conn, id)?;
+    }
     Ok(Stored::Conversation { id, picked })
 }
 
@@ -258,6 +261,7 @@ fn finish_awaiting(conn: &Connection, id: i64, d: &Draft) -> Result<Stored> {
         cols.additional_metadata,
         cols.crm,
     ])?;
+    events::conversation_created(conn, id)?;
     Ok(Stored::Conversation { id, picked })
 }
 
@@ -391,6 +395,12 @@ pub(crate) fn supersede(conn: &Connection, id: i64) -> Result<()> {
     if status != "ingested" {
         return Ok(());
     }
+    events::record(
+        conn,
+        events::CONVERSATION_SUPERSEDED,
+        &account,
+        serde_json::json!({"id": id}),
+    )?;
     conn.prepare_cached(
         "UPDATE picking_windows SET arrivals = max(arrivals - 1, 0), picked = max(picked - ?3, 0)
          WHERE account = ?1 AND window = ?2",
@@ -516,6 +526,7 @@ pub fn reject(
     if let Some(j) = journal_id {
         journal::mark_done(conn, j, &format!("rejected:{id}"))?;
     }
+    events::rejection_created(conn, id)?;
     Ok(id)
 }
 
@@ -597,6 +608,7 @@ fn insert_rejections(conn: &Connection, d: &DepositRejections<'_>) -> Result<Rec
             d.day,
             d.journal_id
         ])?;
+        events::rejection_created(conn, conn.last_insert_rowid())?;
         rows.push(ReportRow {
             path: d.path.to_owned(),
             stage: r.stage.to_owned(),
@@ -627,10 +639,14 @@ fn open_rejection_of_content(conn: &Connection, d: &DepositRejections<'_>) -> Re
 /// Closes the open rejections of a deposit: it was re-uploaded and this
 /// version was accepted (SPEC §5.11). The day's report keeps them.
 pub fn clear_rejections(conn: &Connection, account: &str, path: &str) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE rejections SET cleared_at = ?3 WHERE account = ?1 AND path = ?2 AND cleared_at IS NULL",
-    )?
-    .execute(params![account, path, now_rfc3339()])?;
+    let closed = conn
+        .prepare_cached(
+            "UPDATE rejections SET cleared_at = ?3 WHERE account = ?1 AND path = ?2 AND cleared_at IS NULL
+             RETURNING id",
+        )?
+        .query_map(params![account, path, now_rfc3339()], |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    events::rejections_closed(conn, account, path, &closed)?;
     Ok(())
 }
 

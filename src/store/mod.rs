@@ -8,7 +8,9 @@
 //! only after the batch is durably committed. Readers open their own
 //! connections with [`open_read`].
 
+pub mod api;
 pub mod conversations;
+pub mod events;
 pub mod journal;
 pub mod moves;
 pub mod queries;
@@ -153,6 +155,17 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE journal ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE journal ADD COLUMN last_error TEXT;
     CREATE INDEX conversations_sha ON conversations(account, sha256);",
+    // 8: the event outbox, written in the same transaction as each outcome.
+    "CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        at TEXT NOT NULL,
+        account TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE INDEX events_account ON events(account, seq);
+    CREATE INDEX events_at ON events(at);",
 ];
 
 /// Opens (creating if needed) the database at `path` with depot's pragmas and
@@ -252,6 +265,8 @@ type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
 pub struct Writer {
     jobs: std_mpsc::Sender<Job>,
     path: PathBuf,
+    /// Bumped after every successful commit (wakes the event feed).
+    commits: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Most jobs that share one commit.
@@ -263,14 +278,16 @@ impl Writer {
     pub fn start(path: &Path) -> Result<(Writer, std::thread::JoinHandle<()>)> {
         let conn = open(path)?;
         let (tx, rx) = std_mpsc::channel::<Job>();
+        let (committed, commits) = tokio::sync::watch::channel(0u64);
         let handle = std::thread::Builder::new()
             .name("depot-db-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, committed))
             .map_err(|e| StoreError::Commit(format!("cannot start writer thread: {e}")))?;
         Ok((
             Writer {
                 jobs: tx,
                 path: path.to_path_buf(),
+                commits,
             },
             handle,
         ))
@@ -278,6 +295,11 @@ impl Writer {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Changes after every commit; closed once the writer thread ends.
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.clone()
     }
 
     /// Runs `f` inside a savepoint of the next batch; resolves once that
@@ -336,7 +358,11 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
     }
 }
 
-fn writer_loop(conn: Connection, rx: std_mpsc::Receiver<Job>) {
+fn writer_loop(
+    conn: Connection,
+    rx: std_mpsc::Receiver<Job>,
+    committed: tokio::sync::watch::Sender<u64>,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -360,6 +386,9 @@ fn writer_loop(conn: Connection, rx: std_mpsc::Receiver<Job>) {
             tracing::error!(error = %e, "database commit failed; the batch was rolled back");
             e.to_string()
         });
+        if commit.is_ok() {
+            committed.send_modify(|n| *n = n.wrapping_add(1));
+        }
         for finish in finishers {
             finish(commit.clone());
         }

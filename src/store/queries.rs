@@ -15,7 +15,7 @@ pub struct ConversationFilter {
     pub limit: Option<u64>,
 }
 
-const CONVERSATION_SELECT: &str =
+pub(crate) const CONVERSATION_SELECT: &str =
     "SELECT c.id, c.account, c.path, c.size, c.sha256, c.received_at, c.status,
     c.started_at, c.metadata, c.additional_metadata, c.crm, c.picked, c.picking_reason, c.audio,
     c.flags, c.deposit_date, c.archive_path, c.advisor_name,
@@ -27,7 +27,7 @@ fn parse_json(s: Option<String>) -> Json {
         .unwrap_or(Json::Null)
 }
 
-fn conversation(r: &Row<'_>) -> rusqlite::Result<Json> {
+pub(crate) fn conversation(r: &Row<'_>) -> rusqlite::Result<Json> {
     let advisor = match r.get::<_, Option<i64>>(18)? {
         Some(id) => json!({
             "id": id, "email": r.get::<_, String>(19)?, "team": r.get::<_, Option<String>>(20)?,

@@ -72,6 +72,12 @@ pub fn add_snapshot(
          ON CONFLICT (account) DO UPDATE SET snapshot_id = ?2",
     )?
     .execute(params![account, id])?;
+    super::events::record(
+        conn,
+        super::events::CRM_SNAPSHOT_CREATED,
+        account,
+        serde_json::json!({"id": id, "path": path, "rows": rows, "duplicate_keys": duplicate_keys}),
+    )?;
     Ok(id)
 }
 

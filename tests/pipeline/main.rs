@@ -13,6 +13,7 @@ mod support;
 
 mod audio;
 mod crm;
+mod http;
 mod limits;
 mod metadata;
 mod picking;

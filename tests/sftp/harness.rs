@@ -160,6 +160,19 @@ impl TestServer {
         self.running().addr().port()
     }
 
+    /// The HTTP API's base URL (`http://127.0.0.1:PORT`).
+    #[allow(dead_code)] // the HTTP tests live in the pipeline binary
+    pub fn http_url(&self) -> String {
+        let addr = self.running().http_addr.expect("[http] is configured");
+        format!("http://{addr}")
+    }
+
+    /// The HTTP API's tokens file (starts absent: no token is valid).
+    #[allow(dead_code)]
+    pub fn tokens_file(&self) -> PathBuf {
+        self.tmp.path().join("tokens.toml")
+    }
+
     /// Graceful shutdown; the temp dir stays for inspection or a restart.
     pub async fn stop(&mut self) -> TestResult {
         if let Some(r) = self.running.take() {
@@ -306,6 +319,10 @@ fn depot_toml(c: &TestConfig) -> String {
          ban_window = {:?}\n\
          ban_duration = {:?}\n\
          max_concurrent_password_checks = 2\n\
+         \n\
+         [http]\n\
+         listen = \"127.0.0.1:0\"\n\
+         tokens_file = \"tokens.toml\"\n\
          \n\
          [log]\n\
          level = \"warn\"\n",

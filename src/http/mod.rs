@@ -1,0 +1,176 @@
+//! The HTTP API: JSON over axum, on the same tokio runtime as the SFTP
+//! front. Every request is bounded (body size, time to answer, requests at
+//! once); every error is `{"error": {"code", "message"}}` with its status.
+//! Handlers read SQLite through their own connections (never the writer),
+//! so a slow client or a large page never holds up ingestion, and the HTTP
+//! server holds nothing that keeps the writer alive at shutdown.
+
+pub mod auth;
+mod events;
+mod metrics;
+mod openapi;
+mod routes;
+pub mod tokens;
+
+use crate::config::{Accounts, HttpConfig};
+use crate::metrics::Metrics;
+use crate::sftp::auth::BanList;
+use crate::store;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rusqlite::Connection;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// An error answered to the client as JSON.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        // The cause goes to the log; the client learns only that it failed.
+        tracing::error!(error = %e, "HTTP request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server could not answer; the operator's log has the cause",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// What every handler shares.
+pub struct State {
+    pub cfg: HttpConfig,
+    pub db_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub accounts: watch::Receiver<Accounts>,
+    pub bans: Arc<BanList>,
+    pub metrics: Arc<Metrics>,
+    pub tokens: tokens::TokenStore,
+    pub shutdown: watch::Receiver<bool>,
+    /// Changes after every database commit (wakes the event feed).
+    pub commits: watch::Receiver<u64>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Read connections kept for reuse (more are opened under load, then closed).
+const KEPT_READERS: usize = 8;
+
+impl State {
+    /// Runs `f` on a read connection off the async threads.
+    pub async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> store::Result<T> + Send + 'static,
+    {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = state
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => store::open_read(&state.db_path)?,
+            };
+            let out = f(&conn);
+            let mut readers = state.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if readers.len() < KEPT_READERS {
+                readers.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+    }
+}
+
+/// Everything the HTTP server needs from the rest of depot.
+pub struct Parts {
+    pub cfg: HttpConfig,
+    pub db_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub accounts: watch::Receiver<Accounts>,
+    pub bans: Arc<BanList>,
+    pub metrics: Arc<Metrics>,
+    pub commits: watch::Receiver<u64>,
+}
+
+/// Binds `[http] listen` and serves until `shutdown` turns true; then
+/// stops accepting and lets requests in progress finish.
+pub async fn start(
+    parts: Parts,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    use anyhow::Context;
+    let listener = tokio::net::TcpListener::bind(parts.cfg.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for HTTP on {} (http.listen); is another process using it?",
+                parts.cfg.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(State {
+        tokens: tokens::TokenStore::new(parts.cfg.tokens_file.clone()),
+        cfg: parts.cfg,
+        db_path: parts.db_path,
+        data_dir: parts.data_dir,
+        accounts: parts.accounts,
+        bans: parts.bans,
+        metrics: parts.metrics,
+        shutdown: shutdown.clone(),
+        commits: parts.commits,
+        readers: Mutex::new(Vec::new()),
+    });
+    let app = routes::router(state);
+    let mut stop = shutdown;
+    let handle = tokio::spawn(async move {
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the HTTP server stopped");
+        }
+    });
+    tracing::info!(addr = %addr, "listening for HTTP");
+    Ok((addr, handle))
+}
