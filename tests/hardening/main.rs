@@ -6,6 +6,7 @@ mod crash;
 mod disk_full;
 mod hostile;
 mod jail_escape;
+mod limits_fs;
 mod load;
 mod process;
 #[path = "../common/russh_client.rs"]
