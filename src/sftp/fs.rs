@@ -8,7 +8,7 @@
 use super::budget::HandleSlot;
 use super::policy::{customer_mode, is_final, is_rejected_area, refuse_final_name, REJECTED_DIR};
 use super::quota::{growth_refusal, Limits, Usage};
-use super::upload::{complete, Upload};
+use super::upload::{complete, Cancel, Upload};
 use super::Shared;
 use crate::config::Account;
 use crate::jail::{DirListing, Jail, JailError, JailPath, OpenOptions};
@@ -482,7 +482,8 @@ impl SftpSession {
             }
             _ => metadata(|| open(&self.jail))?,
         };
-        let upload = write.then(|| Upload::new(len, before.is_none() || opts.truncate));
+        let cancel = Cancel::new(self.shared.stop_hashing.clone());
+        let upload = write.then(|| Upload::new(len, before.is_none() || opts.truncate, cancel));
         self.add_handle(OpenHandle::File(FileHandle {
             path,
             file: Arc::new(file),

@@ -63,6 +63,9 @@ pub struct Shared {
     /// File and directory handles: per session, per account, per server.
     handles: Arc<budget::Budget>,
     quota: Mutex<HashMap<String, Arc<quota::Usage>>>,
+    /// Set at shutdown: hashing from disk stops (a CLOSE hashing a huge
+    /// file then fails, and the client uploads again after the restart).
+    stop_hashing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Shared {
@@ -94,8 +97,14 @@ impl Shared {
             sessions_per_account: Mutex::new(HashMap::new()),
             open_uploads: AtomicUsize::new(0),
             handles,
+            stop_hashing: Arc::default(),
             quota: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// Shutdown has begun: every hashing from disk stops at its next read.
+    pub fn stop_hashing(&self) {
+        self.stop_hashing.store(true, Ordering::SeqCst);
     }
 
     pub fn account(&self, name: &str) -> Option<Arc<Account>> {
@@ -255,6 +264,7 @@ pub async fn run(
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
         }
     }
+    shared.stop_hashing();
     acceptors.shutdown().await;
     drop(conn_rx);
     drain_sessions(&shared, close_tx, sessions).await;

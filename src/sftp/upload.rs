@@ -56,14 +56,35 @@ pub struct Upload {
     pub len: u64,
     /// A WRITE happened (or the file was created or truncated at open).
     pub changed: bool,
-    /// Set to stop every hashing of this upload's bytes from disk.
-    cancel: Arc<AtomicBool>,
+    cancel: Cancel,
+}
+
+/// Stops hashing from disk: set for one upload when its session's task is
+/// dropped, or for all at once when the server shuts down.
+#[derive(Clone, Default)]
+pub struct Cancel {
+    upload: Arc<AtomicBool>,
+    server: Arc<AtomicBool>,
+}
+
+impl Cancel {
+    /// A flag of its own, and the server's `stop` shared by all uploads.
+    pub fn new(server: Arc<AtomicBool>) -> Cancel {
+        Cancel {
+            upload: Arc::default(),
+            server,
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.upload.load(Ordering::Relaxed) || self.server.load(Ordering::Relaxed)
+    }
 }
 
 /// Cancels hashing when dropped before [`CancelOnDrop::done`]: held by the
 /// async side of a blocking call that hashes, so a session task aborted
 /// (disconnect, shutdown) never leaves a thread hashing gigabytes behind.
-pub struct CancelOnDrop(Option<Arc<AtomicBool>>);
+pub struct CancelOnDrop(Option<Cancel>);
 
 impl CancelOnDrop {
     /// The call finished: nothing to cancel.
@@ -74,8 +95,8 @@ impl CancelOnDrop {
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        if let Some(flag) = &self.0 {
-            flag.store(true, Ordering::Relaxed);
+        if let Some(c) = &self.0 {
+            c.upload.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -83,7 +104,7 @@ impl Drop for CancelOnDrop {
 fn cancelled() -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::Interrupted,
-        "hashing cancelled: the session ended",
+        "hashing cancelled: the session or the server is ending",
     )
 }
 
@@ -113,13 +134,13 @@ const THREAD_AFTER: u64 = 1024 * 1024;
 const QUEUED: usize = 8;
 
 impl Upload {
-    pub fn new(len_at_open: u64, created_or_truncated: bool) -> Self {
+    pub fn new(len_at_open: u64, created_or_truncated: bool, cancel: Cancel) -> Self {
         Upload {
             hashing: Hashing::Inline(Sha256::new()),
             hashed: 0,
             changed: created_or_truncated,
             len: len_at_open,
-            cancel: Arc::new(AtomicBool::new(false)),
+            cancel,
         }
     }
 
@@ -222,7 +243,7 @@ impl Upload {
     }
 }
 
-fn add(h: &mut Sha256, file: &File, piece: &Piece, cancel: &AtomicBool) -> bool {
+fn add(h: &mut Sha256, file: &File, piece: &Piece, cancel: &Cancel) -> bool {
     match piece {
         Piece::Bytes(b) => {
             h.update(b);
@@ -243,12 +264,12 @@ fn hash_range(
     from: u64,
     to: u64,
     h: &mut Sha256,
-    cancel: &AtomicBool,
+    cancel: &Cancel,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; read_buffer_len(to.saturating_sub(from))];
     let mut pos = from;
     while pos < to {
-        if cancel.load(Ordering::Relaxed) {
+        if cancel.is_set() {
             return Err(cancelled());
         }
         let want = ((to - pos) as usize).min(buf.len());
@@ -264,11 +285,11 @@ fn hash_range(
 
 /// (size, sha256 hex) of a whole file.
 pub fn hash_file(file: &File) -> std::io::Result<(u64, String)> {
-    hash_file_until(file, &AtomicBool::new(false))
+    hash_file_until(file, &Cancel::default())
 }
 
 /// [`hash_file`], stopped with an `Interrupted` error once `cancel` is set.
-fn hash_file_until(file: &File, cancel: &AtomicBool) -> std::io::Result<(u64, String)> {
+fn hash_file_until(file: &File, cancel: &Cancel) -> std::io::Result<(u64, String)> {
     let mut h = Sha256::new();
     // Sized by the file: a zeroed 256 KiB buffer for every small recording
     // cost more than hashing it (`depot import`, the pipeline's check).
@@ -277,7 +298,7 @@ fn hash_file_until(file: &File, cancel: &AtomicBool) -> std::io::Result<(u64, St
     let mut size = 0u64;
     let mut r = file;
     loop {
-        if cancel.load(Ordering::Relaxed) {
+        if cancel.is_set() {
             return Err(cancelled());
         }
         let n = r.read(&mut buf)?;
@@ -308,7 +329,7 @@ pub async fn complete(
     let seal = shared.seals.seal(&file)?;
     let cancel = match &upload {
         Some(u) => u.cancel.clone(),
-        None => Arc::new(AtomicBool::new(false)),
+        None => Cancel::new(shared.stop_hashing.clone()),
     };
     // Dropped with this future (the session ended): the hashing stops.
     let guard = CancelOnDrop(Some(cancel.clone()));
@@ -400,11 +421,20 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, vec![7u8; 1 << 20]).unwrap();
         let f = Arc::new(File::open(&path).unwrap());
-        let mut up = Upload::new(1 << 20, false);
+        let mut up = Upload::new(1 << 20, false, Cancel::default());
         up.invalidate();
         drop(up.cancel_on_drop());
         let e = up.finish(&f).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::Interrupted);
+        // The server's flag stops every upload's hashing.
+        let server = Arc::new(AtomicBool::new(false));
+        let mut up = Upload::new(1 << 20, false, Cancel::new(server.clone()));
+        up.invalidate();
+        server.store(true, Ordering::Relaxed);
+        assert_eq!(
+            up.finish(&f).unwrap_err().kind(),
+            std::io::ErrorKind::Interrupted
+        );
     }
 
     #[test]
@@ -418,12 +448,12 @@ mod tests {
             .open(&path)
             .unwrap();
         let f = Arc::new(f);
-        let mut up = Upload::new(6, false);
+        let mut up = Upload::new(6, false, Cancel::default());
         f.write_all_at(b"world", 6).unwrap();
         up.written(&f, 6, b"world".to_vec());
         let expected = hex::encode(Sha256::digest(b"hello world"));
         assert_eq!(up.finish(&f).unwrap(), (11, expected.clone()));
-        let mut up = Upload::new(11, false);
+        let mut up = Upload::new(11, false, Cancel::default());
         f.write_all_at(b"HELLO", 0).unwrap();
         up.written(&f, 0, b"HELLO".to_vec());
         let expected = hex::encode(Sha256::digest(b"HELLO world"));
@@ -446,7 +476,7 @@ mod tests {
         );
         // Resumed at the old end: the prefix comes from disk, the rest from
         // the WRITEs, most of it through the hashing thread.
-        let mut up = Upload::new(prefix as u64, false);
+        let mut up = Upload::new(prefix as u64, false, Cancel::default());
         for (i, chunk) in data[prefix..].chunks(100_000).enumerate() {
             let off = (prefix + i * 100_000) as u64;
             f.write_all_at(chunk, off).unwrap();
@@ -470,7 +500,7 @@ mod tests {
                 .open(&path)
                 .unwrap(),
         );
-        let mut up = Upload::new(0, true);
+        let mut up = Upload::new(0, true, Cancel::default());
         let block = vec![1u8; THREAD_AFTER as usize];
         for i in 0..3u64 {
             f.write_all_at(&block, i * THREAD_AFTER).unwrap();

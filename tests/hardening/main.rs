@@ -8,6 +8,7 @@ mod hostile;
 mod jail_escape;
 mod limits_conn;
 mod limits_csv;
+mod limits_fs;
 mod load;
 mod process;
 #[path = "../common/russh_client.rs"]
