@@ -128,6 +128,15 @@ pub struct Bounds {
     pub max_record_bytes: usize,
 }
 
+impl Bounds {
+    /// For a file accepted earlier (a CRM snapshot reloaded after a
+    /// restart): whatever the limits say now, it is not judged again.
+    pub const ACCEPTED: Bounds = Bounds {
+        max_columns: usize::MAX,
+        max_record_bytes: u32::MAX as usize,
+    };
+}
+
 impl Default for Bounds {
     fn default() -> Self {
         let limits = crate::config::PipelineLimits::default();
@@ -386,7 +395,9 @@ impl<R: Read> Records<R> {
     pub(crate) fn next(&mut self) -> Result<Option<u64>, CsvError> {
         loop {
             let start = self.reader.position().clone();
-            let limit = start.byte() + (self.max_record_bytes + READ_AHEAD) as u64;
+            let limit = start
+                .byte()
+                .saturating_add(self.max_record_bytes.saturating_add(READ_AHEAD) as u64);
             self.reader.get_mut().begin_record(start.byte(), limit);
             match self.reader.read_record(&mut self.record) {
                 Ok(false) => return Ok(None),
