@@ -29,6 +29,16 @@ pub fn from_file_name(
         .parse(stem, account.timezone)
         .map_err(|reason| Rejection::new("file_name", reason))?;
     let mut flags = Vec::new();
+    let mut metadata = parsed.fields;
+    if let Some((change, naive)) = parsed.clock {
+        // The stored timestamp is the resolved instant; the time as written
+        // stays visible next to the flag.
+        flags.push(change.flag().to_string());
+        metadata.insert(
+            "datetime_local".to_string(),
+            naive.format("%Y-%m-%d %H:%M:%S").to_string(),
+        );
+    }
     if let (Some(dt), Some(day)) = (parsed.datetime, deposit_date) {
         let local = dt.with_timezone(&account.timezone).date_naive();
         if local != day {
@@ -36,7 +46,7 @@ pub fn from_file_name(
         }
     }
     Ok(CallInfo {
-        metadata: parsed.fields,
+        metadata,
         started_at: parsed.datetime,
         flags,
     })

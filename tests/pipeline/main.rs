@@ -15,3 +15,4 @@ mod audio;
 mod crm;
 mod metadata;
 mod picking;
+mod stages;

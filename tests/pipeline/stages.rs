@@ -1,0 +1,45 @@
+//! Calls that must never be lost to a cosmetic problem, through real `sftp`
+//! uploads: a wall-clock time in a DST change, an advisor whose e-mail
+//! cannot be built, audio bytes that disagree with their extension.
+
+use crate::harness::*;
+use crate::support::*;
+
+fn flags(c: &serde_json::Value) -> Vec<String> {
+    c["flags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_in_the_spring_forward_gap_is_ingested_and_flagged() -> TestResult {
+    let server = start(vec![customer("acme", "")]).await?;
+    let mp3 = tone_mp3();
+    let gap = "/audio/20260329/2026_03_29_02_30_00_Jean_Dupont_Entrant_478_0682316817_163.mp3";
+    let fold = "/audio/20261025/2026_10_25_02_30_00_Jean_Dupont_Entrant_478_0682316817_163.mp3";
+    upload(
+        &server,
+        "acme",
+        &[("g.mp3", &mp3, gap), ("f.mp3", &mp3, fold)],
+    )
+    .await?;
+    let c = conversation_with_status(&server, "acme", gap, "ingested").await?;
+    // 02:30 does not exist that night: read with the winter offset, it is
+    // 03:30 summer time, and the name's time stays in the metadata.
+    assert_eq!(c["started_at"], "2026-03-29T03:30:00+02:00", "{c:#}");
+    assert!(flags(&c).contains(&"dst_gap".to_string()), "{c:#}");
+    assert_eq!(
+        c["metadata"]["datetime_local"], "2026-03-29 02:30:00",
+        "{c:#}"
+    );
+    let c = conversation_with_status(&server, "acme", fold, "ingested").await?;
+    assert_eq!(c["started_at"], "2026-10-25T02:30:00+02:00", "{c:#}");
+    assert!(flags(&c).contains(&"dst_ambiguous".to_string()), "{c:#}");
+    assert!(rejections(&server, "acme")?.is_empty());
+    Ok(())
+}
