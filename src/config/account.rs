@@ -86,6 +86,7 @@ struct RawAdvisors {
     connector: Option<String>,
     email: Option<String>,
     domain: Option<String>,
+    on_invalid: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -200,6 +201,15 @@ pub struct AdvisorSettings {
     pub connector: Option<String>,
     pub email: Option<String>,
     pub domain: String,
+    pub on_invalid: OnInvalid,
+}
+
+/// What happens to a call whose advisor e-mail cannot be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInvalid {
+    /// Ingested with the advisor's names only, flagged.
+    Unassigned,
+    Reject,
 }
 
 #[derive(Debug, Clone)]
@@ -669,12 +679,21 @@ impl Validator<'_> {
                 self.err("advisors.email", e);
             }
         }
+        let on_invalid = self.choice(
+            "advisors.on_invalid",
+            a.on_invalid,
+            &[
+                ("unassigned", OnInvalid::Unassigned),
+                ("reject", OnInvalid::Reject),
+            ],
+        );
         AdvisorSettings {
             create,
             default_team: a.default_team,
             connector: a.connector,
             email: a.email,
             domain: a.domain.unwrap_or_default(),
+            on_invalid,
         }
     }
 

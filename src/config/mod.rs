@@ -13,7 +13,7 @@ pub mod watch;
 pub use account::{
     load_account, load_accounts, valid_account_name, Account, AdvisorSettings, AudioSettings,
     ContactReasons, CrmSettings, CsvDialect, Encoding, MetadataCsvSettings, MetadataUse,
-    OnConflict, OnTimeout, OnUnknown, PickingSettings,
+    OnConflict, OnInvalid, OnTimeout, OnUnknown, PickingSettings,
 };
 pub use server::{AuthConfig, LogConfig, LogFormat, ServerConfig, Settings};
 pub use watch::Accounts;

@@ -56,7 +56,11 @@ async fn complete_call(
         &mut call.metadata,
         &mut call.flags,
     )?;
-    draft.advisor = identify::identify(account.advisors.as_ref(), &call.metadata)?;
+    let unresolved = call.flags.len();
+    draft.advisor = identify::identify(account.advisors.as_ref(), &call.metadata, &mut call.flags)?;
+    for flag in &call.flags[unresolved..] {
+        tracing::info!(account = %account.name, path = %draft.path, flag = %flag, "call kept without an advisor record");
+    }
     if let Some(crm) = &account.crm {
         let latest = super::csv_flow::latest_crm(p, account)
             .await

@@ -43,3 +43,50 @@ async fn call_in_the_spring_forward_gap_is_ingested_and_flagged() -> TestResult 
     assert!(rejections(&server, "acme")?.is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_whose_advisor_email_cannot_be_built_is_kept_unassigned() -> TestResult {
+    let server = start(vec![
+        customer("acme", ""),
+        customer("strict", "on_invalid = \"reject\"\n"),
+    ])
+    .await?;
+    let mp3 = tone_mp3();
+    let long = "Wolfeschlegelsteinhausenbergerdorffwelchevoralternwarengewissenhaft";
+    let too_long =
+        format!("/audio/20260211/2026_02_11_15_20_33_Jean_{long}_Entrant_478_0682316817_163.mp3");
+    let stray = "/audio/20260211/2026_02_11_16_20_33_Jean;_Du|pont,_Entrant_478_0682316817_163.mp3";
+    upload(
+        &server,
+        "acme",
+        &[("l.mp3", &mp3, &too_long), ("s.mp3", &mp3, stray)],
+    )
+    .await?;
+    let c = conversation_with_status(&server, "acme", &too_long, "ingested").await?;
+    assert_eq!(c["advisor"]["id"], serde_json::Value::Null, "{c:#}");
+    assert_eq!(c["advisor"]["name"], format!("Jean {long}"), "{c:#}");
+    let f = flags(&c);
+    assert!(
+        f.iter().any(|f| f.starts_with("advisor_unresolved (")
+            && f.contains("more than 64 characters before '@'")),
+        "{c:#}"
+    );
+    // Separators and quotes in a name are dropped from the address only.
+    let c = conversation_with_status(&server, "acme", stray, "ingested").await?;
+    assert_eq!(c["advisor"]["email"], "jean.dupont@acme.com", "{c:#}");
+    assert_eq!(c["advisor"]["last_name"], "Du|pont,", "{c:#}");
+    assert!(rejections(&server, "acme")?.is_empty());
+    assert_eq!(advisors(&server, "acme")?.len(), 1);
+
+    // An account that asks for it still rejects, with the reason.
+    upload(&server, "strict", &[("l.mp3", &mp3, &too_long)]).await?;
+    let r = rejection_of(&server, "strict", &too_long, INGEST).await?;
+    assert_eq!(r["stage"], "advisor", "{r:#}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("more than 64 characters before '@'")),
+        "{r:#}"
+    );
+    Ok(())
+}
