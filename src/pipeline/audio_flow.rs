@@ -263,6 +263,7 @@ pub async fn audio(
         }
         _ => return not_as_acknowledged(p, account, entry, None).await,
     };
+    draft.flags.extend(audio::extension_flag(&info, &file_name));
     draft.audio = Some(info);
     draft.archive = Some((tmp.clone(), dir, ext));
     let awaiting = draft.wait_until.is_some();
@@ -378,6 +379,9 @@ pub async fn complete_awaiting(
     );
     draft.existing = Some(a.id);
     draft.deposit_date = a.deposit_date.clone();
+    if let Some(info) = &a.audio {
+        call.flags.extend(audio::extension_flag(info, &file_name));
+    }
     match complete_call(p, account, call, deposit_date, &mut draft).await {
         Ok(()) => {}
         Err(Failure::Rejected(r)) => return reject_awaiting(p, account, &a, r).await,

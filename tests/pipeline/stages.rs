@@ -90,3 +90,33 @@ async fn call_whose_advisor_email_cannot_be_built_is_kept_unassigned() -> TestRe
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_format_is_read_from_the_bytes() -> TestResult {
+    let server = start(vec![customer("acme", "")]).await?;
+    let wav = small_wav(3);
+    let named_mp3 =
+        "/audio/20260211/2026_02_11_15_20_33_Jean_Dupont_Entrant_478_0682316817_163.mp3";
+    let honest = "/audio/20260211/2026_02_11_15_21_33_Jean_Dupont_Entrant_478_0682316817_163.WAV";
+    upload(
+        &server,
+        "acme",
+        &[("w.mp3", &wav, named_mp3), ("h.wav", &small_wav(4), honest)],
+    )
+    .await?;
+    let c = conversation_with_status(&server, "acme", named_mp3, "ingested").await?;
+    assert_eq!(c["audio"]["format"], "wav", "{c:#}");
+    assert!(
+        flags(&c).contains(&"extension_mismatch (.mp3 holds wav)".to_string()),
+        "{c:#}"
+    );
+    let c = conversation_with_status(&server, "acme", honest, "ingested").await?;
+    assert_eq!(c["audio"]["format"], "wav", "{c:#}");
+    assert!(
+        !flags(&c)
+            .iter()
+            .any(|f| f.starts_with("extension_mismatch")),
+        "{c:#}"
+    );
+    Ok(())
+}
