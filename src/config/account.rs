@@ -76,6 +76,8 @@ struct RawReasons {
     file: Option<PathBuf>,
     map: Option<BTreeMap<String, String>>,
     on_unknown: Option<String>,
+    columns: Option<Vec<String>>,
+    delimiter: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -643,10 +645,30 @@ impl Validator<'_> {
 
     fn reasons(&mut self, r: RawReasons) -> ContactReasons {
         let mut labels = HashMap::new();
-        if let Some(f) = &r.file {
+        let columns = match r.columns.as_deref() {
+            None => Some(["id".to_string(), "label".to_string()]),
+            Some([id, label]) if !id.trim().is_empty() && !label.trim().is_empty() => {
+                Some([id.trim().to_string(), label.trim().to_string()])
+            }
+            Some(_) => {
+                self.err(
+                    "contact_reasons.columns",
+                    "must name two header columns, the id's and the label's, e.g. [\"reason_id\", \"reason_label\"]",
+                );
+                None
+            }
+        };
+        let delimiter = match r.delimiter {
+            None => None,
+            Some(d) => {
+                let b = self.byte("contact_reasons.delimiter", Some(d), b',');
+                Some(b)
+            }
+        };
+        if let (Some(f), Some(columns)) = (&r.file, &columns) {
             let path = resolve(self.base, f);
             self.referenced.push(path.clone());
-            match read_reason_file(&path) {
+            match read_reason_file(&path, columns, delimiter) {
                 Ok(map) => labels.extend(map),
                 Err(e) => self.err("contact_reasons.file", format!("{}: {e}", path.display())),
             }
@@ -745,44 +767,105 @@ impl Validator<'_> {
     }
 }
 
-/// Reads a contact-reason mapping CSV (`id,label`, header optional, `,` or
-/// `;` separated, UTF-8 with or without BOM).
-fn read_reason_file(path: &Path) -> Result<HashMap<String, String>, String> {
+/// Delimiters tried, in order, when `contact_reasons.delimiter` is not set.
+const REASON_DELIMITERS: [u8; 4] = [b',', b';', b'|', b'\t'];
+
+/// Reads a contact-reason mapping CSV by its header: the first non-blank
+/// row names the id and label columns (`columns`, compared without case or
+/// surrounding spaces), in any position, with other columns ignored. The
+/// delimiter is the one given, or the first of , ; | TAB that splits the
+/// header into both names. UTF-8 with or without BOM.
+fn read_reason_file(
+    path: &Path,
+    columns: &[String; 2],
+    delimiter: Option<u8>,
+) -> Result<HashMap<String, String>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read ({e})"))?;
     let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8".to_string())?;
-    let text = text.trim_start_matches('\u{feff}');
-    let first = text.lines().next().unwrap_or("");
-    let delimiter = if first.contains(';') && !first.contains(',') {
-        b';'
-    } else {
-        b','
+    parse_reasons(text.trim_start_matches('\u{feff}'), columns, delimiter)
+}
+
+fn parse_reasons(
+    text: &str,
+    columns: &[String; 2],
+    delimiter: Option<u8>,
+) -> Result<HashMap<String, String>, String> {
+    let [id_name, label_name] = columns;
+    // Blank lines above the header are skipped; line numbers still count them.
+    let skipped = text.lines().take_while(|l| l.trim().is_empty()).count();
+    let header = text.lines().nth(skipped).unwrap_or("");
+    let position = |d: u8, name: &str| {
+        split_header(header, d)
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
     };
+    let tried: Vec<u8> = match delimiter {
+        Some(d) => vec![d],
+        None => REASON_DELIMITERS.to_vec(),
+    };
+    let found = tried
+        .iter()
+        .find_map(|&d| Some((d, position(d, id_name)?, position(d, label_name)?)));
+    let Some((delimiter, id_col, label_col)) = found else {
+        let shown: String = header.chars().take(80).collect();
+        let how = match delimiter {
+            Some(d) => format!("split by '{}'", shown_delimiter(d)),
+            None => "split by any of , ; | TAB".to_string(),
+        };
+        return Err(format!(
+            "the header row '{shown}' ({how}) does not name both columns '{id_name}' and '{label_name}'; \
+             set contact_reasons.columns to the header's names (e.g. [\"reason_id\", \"reason_label\"]) \
+             and contact_reasons.delimiter if needed"
+        ));
+    };
+    let body = text.split_inclusive('\n').skip(skipped).collect::<String>();
     let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
+        .has_headers(true)
         .delimiter(delimiter)
         .flexible(true)
-        .from_reader(text.as_bytes());
+        .from_reader(body.as_bytes());
     let mut map = HashMap::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| format!("line {}: {e}", i + 1))?;
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| format!("cannot be read as CSV ({e})"))?;
+        let line = rec.position().map(|p| p.line()).unwrap_or(0) + skipped as u64;
         if rec.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
-        if rec.len() < 2 {
+        let (Some(id), Some(label)) = (rec.get(id_col), rec.get(label_col)) else {
             return Err(format!(
-                "line {}: expected id{}label",
-                i + 1,
-                delimiter as char
+                "line {line}: expected the '{id_name}' and '{label_name}' columns separated by '{}'",
+                shown_delimiter(delimiter)
             ));
+        };
+        if id.trim().is_empty() {
+            return Err(format!("line {line}: the '{id_name}' column is empty"));
         }
-        let (id, label) = (rec[0].trim(), rec[1].trim());
-        if i == 0 && id.eq_ignore_ascii_case("id") {
-            continue;
-        }
-        map.insert(id.to_string(), label.to_string());
+        map.insert(id.trim().to_string(), label.trim().to_string());
     }
     Ok(map)
 }
 
+fn split_header(header: &str, delimiter: u8) -> Vec<String> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(header.as_bytes())
+        .records()
+        .next()
+        .and_then(Result::ok)
+        .map(|r| r.iter().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn shown_delimiter(d: u8) -> String {
+    match d {
+        b'\t' => "TAB".to_string(),
+        d => (d as char).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod stage_tests;
 #[cfg(test)]
 mod tests;

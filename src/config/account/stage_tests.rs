@@ -1,0 +1,126 @@
+//! Settings of the pipeline stages: the contact-reason file read by its
+//! header, `advisors.on_invalid`, and what the `[audio]` and `[crm]` keys
+//! default to.
+
+use super::*;
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKqdX6T6yYPkDoX0r4IfQzWnLkTmqqA1N0C+J0fv6fpr ops@acme";
+
+fn load(toml: &str, files: &[(&str, &str)]) -> Result<Account, Vec<ConfigError>> {
+    let d = tempfile::tempdir().unwrap();
+    for (n, t) in files {
+        std::fs::write(d.path().join(n), t).unwrap();
+    }
+    let file = d.path().join("acme.toml");
+    std::fs::write(&file, format!("authorized_keys = [{KEY:?}]\n{toml}")).unwrap();
+    load_account(&file, d.path(), false).map(|(a, _)| a)
+}
+
+fn messages(errs: &[ConfigError]) -> Vec<String> {
+    errs.iter()
+        .map(|e| format!("{}: {}", e.key, e.message))
+        .collect()
+}
+
+fn cols(id: &str, label: &str) -> [String; 2] {
+    [id.to_string(), label.to_string()]
+}
+
+#[test]
+fn reason_file_by_header_in_every_dialect() {
+    let default = cols("id", "label");
+    let cases = [
+        "id,label\n163,Résiliation\n164,Facturation\n",
+        "\u{feff}id;label\r\n163;Résiliation\r\n164;Facturation\r\n",
+        "ID | Label\n163 | Résiliation\n164 | Facturation\n\n",
+        "label\tid\nRésiliation\t163\nFacturation\t164\n",
+        "\n  \nid,comment,label\n163,old,Résiliation\n164,,Facturation\n",
+    ];
+    for text in cases {
+        let map = parse_reasons(text.trim_start_matches('\u{feff}'), &default, None)
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+        assert_eq!(map.len(), 2, "{text:?}: {map:?}");
+        assert_eq!(map["163"], "Résiliation", "{text:?}");
+        assert_eq!(map["164"], "Facturation", "{text:?}");
+    }
+    let custom = cols("reason_id", "reason_label");
+    let map = parse_reasons("reason_id;reason_label\n163;Résiliation\n", &custom, None).unwrap();
+    assert_eq!(map["163"], "Résiliation");
+    let map = parse_reasons(
+        "reason_id;reason_label\n163;Résiliation\n",
+        &custom,
+        Some(b';'),
+    )
+    .unwrap();
+    assert_eq!(map["163"], "Résiliation");
+}
+
+#[test]
+fn reason_file_without_its_header_is_refused() {
+    let default = cols("id", "label");
+    // The file the default settings used to read with its header as a
+    // reason and its lines unsplit.
+    let e = parse_reasons("reason_id;reason_label\n163;Résiliation\n", &default, None).unwrap_err();
+    assert!(
+        e.contains("does not name both columns 'id' and 'label'"),
+        "{e}"
+    );
+    assert!(e.contains("contact_reasons.columns"), "{e}");
+    // Headerless, or a given delimiter that does not split the header.
+    assert!(parse_reasons("163,Résiliation\n", &default, None).is_err());
+    let e = parse_reasons("id,label\n163,Résiliation\n", &default, Some(b';')).unwrap_err();
+    assert!(e.contains("split by ';'"), "{e}");
+    let e = parse_reasons("id,label\n163\n", &default, None).unwrap_err();
+    assert_eq!(
+        e,
+        "line 2: expected the 'id' and 'label' columns separated by ','"
+    );
+    let e = parse_reasons("id,label\n,Vide\n", &default, None).unwrap_err();
+    assert_eq!(e, "line 2: the 'id' column is empty");
+}
+
+#[test]
+fn reason_settings_are_checked_at_load_naming_file_and_key() {
+    let reasons = [("r.csv", "reason_id;reason_label\n163;Résiliation\n")];
+    let acc = load(
+        "[contact_reasons]\nfile = \"r.csv\"\ncolumns = [\"reason_id\", \"reason_label\"]\ndelimiter = \";\"\n",
+        &reasons,
+    )
+    .unwrap();
+    assert_eq!(acc.contact_reasons.unwrap().labels["163"], "Résiliation");
+
+    let errs = load("[contact_reasons]\nfile = \"r.csv\"\n", &reasons).unwrap_err();
+    assert_eq!(errs.len(), 1, "{:?}", messages(&errs));
+    assert_eq!(errs[0].key, "contact_reasons.file");
+    assert!(
+        errs[0]
+            .message
+            .contains("r.csv: the header row 'reason_id;reason_label'"),
+        "{}",
+        errs[0].message
+    );
+
+    let errs = load(
+        "[contact_reasons]\nfile = \"r.csv\"\ncolumns = [\"only\"]\n",
+        &reasons,
+    )
+    .unwrap_err();
+    assert_eq!(
+        errs[0].key,
+        "contact_reasons.columns",
+        "{:?}",
+        messages(&errs)
+    );
+}
+
+#[test]
+fn advisors_on_invalid() {
+    let base = "[advisors]\ncreate = true\nemail = \"%firstname%.%lastname%@%domain%.com\"\ndomain = \"acme\"\n";
+    let acc = load(base, &[]).unwrap();
+    assert_eq!(acc.advisors.unwrap().on_invalid, OnInvalid::Unassigned);
+    let acc = load(&format!("{base}on_invalid = \"reject\"\n"), &[]).unwrap();
+    assert_eq!(acc.advisors.unwrap().on_invalid, OnInvalid::Reject);
+    let errs = load(&format!("{base}on_invalid = \"drop\"\n"), &[]).unwrap_err();
+    assert_eq!(errs[0].key, "advisors.on_invalid");
+}
