@@ -104,6 +104,7 @@ struct RawPicking {
 struct RawCrm {
     dir: Option<String>,
     key: String,
+    column: Option<String>,
     delimiter: Option<String>,
     quote: Option<String>,
     encoding: Option<String>,
@@ -229,7 +230,10 @@ pub enum OnConflict {
 #[derive(Debug)]
 pub struct CrmSettings {
     pub dir: JailPath,
+    /// The call's metadata key joined on.
     pub key: String,
+    /// The CRM file's column holding that value (defaults to `key`).
+    pub column: String,
     pub dialect: CsvDialect,
     pub on_conflict: OnConflict,
 }
@@ -758,8 +762,20 @@ impl Validator<'_> {
                 ("keep_crm", OnConflict::KeepCrm),
             ],
         );
+        let column = match c.column {
+            None => c.key.clone(),
+            Some(col) if col.trim().is_empty() => {
+                self.err(
+                    "crm.column",
+                    "must name the CRM file's column holding the key, e.g. \"agent_id\" (or leave it out to use crm.key)",
+                );
+                c.key.clone()
+            }
+            Some(col) => col,
+        };
         CrmSettings {
             dir,
+            column,
             key: c.key,
             dialect,
             on_conflict,

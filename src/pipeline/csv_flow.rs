@@ -166,7 +166,7 @@ pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Res
             .await
             .map_err(Failure::Transient);
     };
-    let (dialect, key) = (settings.dialect.clone(), settings.key.clone());
+    let (dialect, key) = (settings.dialect.clone(), settings.column.clone());
     let started = std::time::Instant::now();
     let table = tokio::task::spawn_blocking(move || crm::load(&bytes, &dialect, &key))
         .await
@@ -272,7 +272,7 @@ pub async fn latest_crm(
         (Some(s), Some(settings)) => {
             let (dialect, key, file) = (
                 settings.dialect.clone(),
-                settings.key.clone(),
+                settings.column.clone(),
                 s.file.clone(),
             );
             let table = tokio::task::spawn_blocking(move || -> anyhow::Result<CrmTable> {

@@ -120,3 +120,29 @@ async fn audio_format_is_read_from_the_bytes() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crm_joins_a_column_named_unlike_the_metadata_key() -> TestResult {
+    let server = start(vec![customer(
+        "acme",
+        "[crm]\ndir = \"/crm\"\nkey = \"advisor_firstname\"\ncolumn = \"agent_id\"\n",
+    )])
+    .await?;
+    let crm = "agent_id,team_name,city\nCindy,diamond,Helsinki\nBob,ruby,Lyon\n";
+    upload(
+        &server,
+        "acme",
+        &[("crm.csv", crm.as_bytes(), "/crm/agents.csv")],
+    )
+    .await?;
+    settled(&server, "acme").await?;
+    let path = "/audio/20260211/2026_02_11_12_00_01_Cindy_Lauper_Entrant_478_0682316817_163.mp3";
+    upload(&server, "acme", &[("c.mp3", &tone_mp3(), path)]).await?;
+    let c = conversation_with_status(&server, "acme", path, "ingested").await?;
+    assert_eq!(c["crm"]["status"], "matched", "{c:#}");
+    let extra = &c["additional_metadata"];
+    assert_eq!(extra["team_name"], "diamond", "{c:#}");
+    assert_eq!(extra["city"], "Helsinki", "{c:#}");
+    assert!(extra.get("agent_id").is_none(), "{c:#}");
+    Ok(())
+}

@@ -124,3 +124,25 @@ fn advisors_on_invalid() {
     let errs = load(&format!("{base}on_invalid = \"drop\"\n"), &[]).unwrap_err();
     assert_eq!(errs[0].key, "advisors.on_invalid");
 }
+
+#[test]
+fn crm_column_defaults_to_the_key() {
+    let acc = load("[crm]\nkey = \"agent_id\"\n", &[]).unwrap();
+    let crm = acc.crm.unwrap();
+    assert_eq!(
+        (crm.key.as_str(), crm.column.as_str()),
+        ("agent_id", "agent_id")
+    );
+    let acc = load(
+        "[crm]\nkey = \"advisor_firstname\"\ncolumn = \"agent_id\"\n",
+        &[],
+    )
+    .unwrap();
+    let crm = acc.crm.unwrap();
+    assert_eq!(
+        (crm.key.as_str(), crm.column.as_str()),
+        ("advisor_firstname", "agent_id")
+    );
+    let errs = load("[crm]\nkey = \"agent_id\"\ncolumn = \" \"\n", &[]).unwrap_err();
+    assert_eq!(errs[0].key, "crm.column");
+}
