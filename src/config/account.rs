@@ -44,6 +44,18 @@ struct RawAudio {
     require_date_dir: Option<bool>,
     extensions: Option<Vec<String>>,
     filename: Option<String>,
+    extensions_case: Option<String>,
+    normalize: Option<String>,
+    fields: Option<BTreeMap<String, RawFieldRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFieldRule {
+    values: Option<Vec<String>>,
+    ignore_case: Option<bool>,
+    digits: Option<bool>,
+    max_len: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -139,9 +151,55 @@ pub struct AudioSettings {
     pub dir: JailPath,
     pub date_dirs: Vec<String>,
     pub require_date_dir: bool,
-    /// Lower-case, without the dot.
+    /// Without the dot; lower-case unless `extensions_case` is sensitive.
     pub extensions: Vec<String>,
     pub filename: Option<Template>,
+    pub extensions_case: ExtensionsCase,
+    pub normalize: Normalize,
+    /// `[audio.fields]`: rules per metadata key, whichever source gave it.
+    pub fields: BTreeMap<String, FieldRule>,
+}
+
+impl AudioSettings {
+    /// Whether `name` ends in one of the accepted extensions, under the
+    /// account's `extensions_case`.
+    pub fn accepts(&self, name: &str) -> bool {
+        let Some(ext) = name.rfind('.').filter(|&i| i > 0).map(|i| &name[i + 1..]) else {
+            return false;
+        };
+        match self.extensions_case {
+            ExtensionsCase::Insensitive => {
+                self.extensions.iter().any(|e| e.eq_ignore_ascii_case(ext))
+            }
+            ExtensionsCase::Sensitive => self.extensions.iter().any(|e| e == ext),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtensionsCase {
+    Insensitive,
+    Sensitive,
+}
+
+/// The Unicode form metadata values (and file names, for matching) are
+/// brought to: the same name typed on a Mac (NFD) and on Windows (NFC)
+/// must be the same value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalize {
+    Nfc,
+    None,
+}
+
+/// What one metadata field may hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldRule {
+    /// Allowed values; a match is stored in the configured spelling.
+    pub values: Option<Vec<String>>,
+    pub ignore_case: bool,
+    pub digits: bool,
+    /// In characters.
+    pub max_len: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -526,12 +584,55 @@ impl Validator<'_> {
                 self.err("audio.date_dirs", format!("'{f}': {e}"));
             }
         }
+        let extensions_case = self.choice(
+            "audio.extensions_case",
+            a.extensions_case,
+            &[
+                ("insensitive", ExtensionsCase::Insensitive),
+                ("sensitive", ExtensionsCase::Sensitive),
+                ("exact", ExtensionsCase::Sensitive),
+            ],
+        );
+        let normalize = self.choice(
+            "audio.normalize",
+            a.normalize,
+            &[("nfc", Normalize::Nfc), ("none", Normalize::None)],
+        );
         let extensions: Vec<String> = a
             .extensions
             .unwrap_or_else(|| vec!["mp3".into(), "wav".into()])
             .into_iter()
-            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+            .map(|e| {
+                let e = e.trim_start_matches('.');
+                match extensions_case {
+                    ExtensionsCase::Insensitive => e.to_ascii_lowercase(),
+                    ExtensionsCase::Sensitive => e.to_string(),
+                }
+            })
             .collect();
+        let mut fields = BTreeMap::new();
+        for (name, r) in a.fields.unwrap_or_default() {
+            let key = format!("audio.fields.{name}");
+            if r.values.as_ref().is_some_and(|v| v.is_empty()) {
+                self.err(&key, "values must list at least one allowed value");
+            }
+            if r.max_len == Some(0) {
+                self.err(&key, "max_len must be at least 1");
+            }
+            let digits = r.digits.unwrap_or(false);
+            if digits && r.values.is_some() {
+                self.err(&key, "set either values or digits, not both");
+            }
+            fields.insert(
+                name,
+                FieldRule {
+                    values: r.values,
+                    ignore_case: r.ignore_case.unwrap_or(false),
+                    digits,
+                    max_len: r.max_len,
+                },
+            );
+        }
         if extensions.iter().any(|e| e.is_empty() || e.contains('/')) {
             self.err("audio.extensions", "extensions are names like \"mp3\"");
         }
@@ -548,6 +649,9 @@ impl Validator<'_> {
             require_date_dir: a.require_date_dir.unwrap_or(true),
             extensions,
             filename,
+            extensions_case,
+            normalize,
+            fields,
         }
     }
 

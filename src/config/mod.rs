@@ -12,8 +12,9 @@ pub mod watch;
 
 pub use account::{
     load_account, load_accounts, valid_account_name, Account, AdvisorSettings, AudioSettings,
-    ContactReasons, CrmSettings, CsvDialect, Encoding, MetadataCsvSettings, MetadataUse,
-    OnConflict, OnInvalid, OnTimeout, OnUnknown, PickingSettings,
+    ContactReasons, CrmSettings, CsvDialect, Encoding, ExtensionsCase, FieldRule,
+    MetadataCsvSettings, MetadataUse, Normalize, OnConflict, OnInvalid, OnTimeout, OnUnknown,
+    PickingSettings,
 };
 pub use server::{AuthConfig, LogConfig, LogFormat, ServerConfig, Settings};
 pub use watch::Accounts;

@@ -146,3 +146,74 @@ async fn crm_joins_a_column_named_unlike_the_metadata_key() -> TestResult {
     assert!(extra.get("agent_id").is_none(), "{c:#}");
     Ok(())
 }
+
+const FIELD_RULES: &str = "[audio.fields]\n\
+    channel = { values = [\"Entrant\", \"Sortant\"], ignore_case = true }\n\
+    advisor_extension = { digits = true, max_len = 4 }\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_rules_and_unicode_form_apply_to_names_and_csv_rows() -> TestResult {
+    let csv_section = "[metadata_csv]\ndir = \"/audio\"\ndelimiter = \";\"\nwait = \"1h\"\n\
+        columns = { \"Filename\" = \"filename\", \"Channel\" = \"channel\" }\n";
+    let server = start(vec![
+        customer("acme", FIELD_RULES),
+        customer("withcsv", &format!("{FIELD_RULES}{csv_section}")),
+    ])
+    .await?;
+    let mp3 = tone_mp3();
+    let day = "/audio/20260211";
+    let lower = format!("{day}/2026_02_11_10_00_00_Jean_Dupont_entrant_478_0682316817_163.mp3");
+    let bad = format!("{day}/2026_02_11_10_01_00_Jean_Dupont_Inbound_478_0682316817_163.mp3");
+    let long_ext =
+        format!("{day}/2026_02_11_10_02_00_Jean_Dupont_Entrant_47801_0682316817_163.mp3");
+    // "Éloïse" as a Mac sends it: decomposed (NFD).
+    let nfd = format!("{day}/2026_02_11_10_03_00_E\u{301}loi\u{308}se_Lefe\u{300}vre_Sortant_478_0682316817_163.mp3");
+    upload(
+        &server,
+        "acme",
+        &[
+            ("1.mp3", &mp3, &lower),
+            ("2.mp3", &mp3, &bad),
+            ("3.mp3", &mp3, &long_ext),
+            ("4.mp3", &mp3, &nfd),
+        ],
+    )
+    .await?;
+    let c = conversation_with_status(&server, "acme", &lower, "ingested").await?;
+    assert_eq!(c["metadata"]["channel"], "Entrant", "{c:#}");
+    let r = rejection_of(&server, "acme", &bad, INGEST).await?;
+    assert_eq!(r["stage"], "file_name", "{r:#}");
+    assert_eq!(
+        r["reason"],
+        "channel: 'Inbound' is not one of Entrant, Sortant (case ignored)"
+    );
+    let r = rejection_of(&server, "acme", &long_ext, INGEST).await?;
+    assert_eq!(
+        r["reason"],
+        "advisor_extension: '47801' is longer than 4 characters (5)"
+    );
+    let c = conversation_with_status(&server, "acme", &nfd, "ingested").await?;
+    assert_eq!(c["metadata"]["advisor_firstname"], "Éloïse", "{c:#}");
+    assert_eq!(c["metadata"]["advisor_lastname"], "Lefèvre", "{c:#}");
+    assert_eq!(c["advisor"]["email"], "eloise.lefevre@acme.com", "{c:#}");
+
+    // The same rule holds for a value that came from a CSV row.
+    let name = "2026_02_11_11_00_00_Jean_Dupont_Entrant_478_0682316817_163.mp3";
+    let csv = format!("Filename;Channel\n{name};Inbound\n");
+    upload(
+        &server,
+        "withcsv",
+        &[("m.csv", csv.as_bytes(), "/audio/m.csv")],
+    )
+    .await?;
+    settled(&server, "withcsv").await?;
+    let path = format!("{day}/{name}");
+    upload(&server, "withcsv", &[("5.mp3", &mp3, &path)]).await?;
+    let r = rejection_of(&server, "withcsv", &path, INGEST).await?;
+    assert_eq!(r["stage"], "metadata_csv", "{r:#}");
+    assert_eq!(
+        r["reason"],
+        "metadata CSV row: channel: 'Inbound' is not one of Entrant, Sortant (case ignored)"
+    );
+    Ok(())
+}

@@ -146,3 +146,50 @@ fn crm_column_defaults_to_the_key() {
     let errs = load("[crm]\nkey = \"agent_id\"\ncolumn = \" \"\n", &[]).unwrap_err();
     assert_eq!(errs[0].key, "crm.column");
 }
+
+#[test]
+fn audio_keys_and_their_defaults() {
+    let acc = load("[audio]\nextensions = [\"MP3\", \".wav\"]\n", &[]).unwrap();
+    let a = acc.audio.unwrap();
+    assert_eq!(a.extensions_case, ExtensionsCase::Insensitive);
+    assert_eq!(a.normalize, Normalize::Nfc);
+    assert!(a.fields.is_empty());
+    assert!(a.accepts("x.mp3") && a.accepts("x.Mp3") && a.accepts("x.WAV"));
+    assert!(!a.accepts("x.ogg") && !a.accepts("mp3") && !a.accepts(".mp3"));
+
+    let acc = load(
+        "[audio]\nextensions = [\"mp3\", \"WAV\"]\nextensions_case = \"sensitive\"\nnormalize = \"none\"\n\
+         [audio.fields]\nchannel = { values = [\"Entrant\", \"Sortant\"], ignore_case = true }\n\
+         advisor_extension = { digits = true, max_len = 8 }\n",
+        &[],
+    )
+    .unwrap();
+    let a = acc.audio.unwrap();
+    assert_eq!(a.normalize, Normalize::None);
+    assert!(a.accepts("x.mp3") && a.accepts("x.WAV"));
+    assert!(!a.accepts("x.MP3") && !a.accepts("x.wav"));
+    assert!(a.fields["channel"].ignore_case);
+    assert_eq!(a.fields["advisor_extension"].max_len, Some(8));
+
+    let errs = load(
+        "[audio]\nextensions_case = \"upper\"\nnormalize = \"nfkd\"\n[audio.fields]\n\
+         a = { values = [] }\nb = { max_len = 0 }\nc = { digits = true, values = [\"1\"] }\n",
+        &[],
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "audio.extensions_case",
+            "audio.normalize",
+            "audio.fields.a",
+            "audio.fields.b",
+            "audio.fields.c"
+        ],
+        "{:?}",
+        messages(&errs)
+    );
+    let errs = load("[audio.fields]\nchannel = { allowed = [\"x\"] }\n", &[]).unwrap_err();
+    assert!(errs[0].message.contains("allowed"), "{:?}", messages(&errs));
+}
