@@ -388,11 +388,11 @@ pub fn load_account(
     }
     let text = std::fs::read_to_string(file)
         .map_err(|e| vec![ConfigError::new(file, "", format!("cannot read ({e})"))])?;
-    let raw: RawAccount = parse_toml(file, &text).map_err(|e| vec![e])?;
+    let (raw, unknown) = parse_account(file, &text)?;
     let mut v = Validator {
         file,
         base: accounts_dir,
-        errors: Vec::new(),
+        errors: unknown,
         referenced: Vec::new(),
     };
     let acc = v.account(name, raw, generate_keys);
@@ -403,6 +403,114 @@ pub fn load_account(
     } else {
         Err(v.errors)
     }
+}
+
+/// Parses an account file, reporting every unknown key at once (each
+/// named by its dotted path and line) rather than stopping at the first:
+/// the unknown keys are set aside and the rest still goes through every
+/// semantic check, so one run of `check-config` lists everything to fix.
+fn parse_account(
+    file: &Path,
+    text: &str,
+) -> Result<(RawAccount, Vec<ConfigError>), Vec<ConfigError>> {
+    let mut table: toml::Table = parse_toml(file, text).map_err(|e| vec![e])?;
+    let mut unknown = Vec::new();
+    strip_unknown(&mut table, &mut Vec::new(), &mut unknown);
+    let errors: Vec<ConfigError> = unknown
+        .into_iter()
+        .map(|(path, known)| {
+            let key = path.join(".");
+            let name = path.last().map(String::as_str).unwrap_or_default();
+            let section = match path.len() {
+                0 | 1 => "at the top level".to_string(),
+                n => format!("in [{}]", path[..n - 1].join(".")),
+            };
+            let line = line_of(text, name)
+                .map(|l| format!("line {l}: "))
+                .unwrap_or_default();
+            let msg = format!(
+                "{line}unknown key `{name}` {section} (known: {})",
+                known.join(", ")
+            );
+            ConfigError::new(file, &key, msg)
+        })
+        .collect();
+    match toml::Value::Table(table).try_into::<RawAccount>() {
+        Ok(raw) => Ok((raw, errors)),
+        // Without unknown keys, the parser's own error carries the line.
+        Err(_) if errors.is_empty() => parse_toml::<RawAccount>(file, text)
+            .map(|raw| (raw, Vec::new()))
+            .map_err(|e| vec![e]),
+        Err(e) => {
+            let mut errors = errors;
+            errors.push(ConfigError::new(file, "", e.message().to_string()));
+            Err(errors)
+        }
+    }
+}
+
+/// The field names a table at `path` accepts, read from the deserializer's
+/// own refusal of a key no field can have; `None` where the table is a
+/// free-form map (column maps, per-field rules by name).
+fn known_keys(path: &[String]) -> Option<Vec<String>> {
+    const PROBE: &str = "\u{1}";
+    let mut probe = toml::Table::new();
+    probe.insert(PROBE.to_string(), toml::Value::Integer(0));
+    for part in path.iter().rev() {
+        let mut outer = toml::Table::new();
+        outer.insert(part.clone(), toml::Value::Table(probe));
+        probe = outer;
+    }
+    let err = toml::Value::Table(probe).try_into::<RawAccount>().err()?;
+    let msg = err.message().to_string();
+    let rest = msg.strip_prefix(&format!("unknown field `{PROBE}`"))?;
+    Some(
+        rest.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+fn strip_unknown(
+    table: &mut toml::Table,
+    path: &mut Vec<String>,
+    unknown: &mut Vec<(Vec<String>, Vec<String>)>,
+) {
+    if let Some(known) = known_keys(path) {
+        let bad: Vec<String> = table
+            .keys()
+            .filter(|k| !known.contains(k))
+            .cloned()
+            .collect();
+        for k in bad {
+            table.remove(&k);
+            let mut p = path.clone();
+            p.push(k);
+            unknown.push((p, known.clone()));
+        }
+    }
+    for (k, v) in table.iter_mut() {
+        if let toml::Value::Table(t) = v {
+            path.push(k.clone());
+            strip_unknown(t, path, unknown);
+            path.pop();
+        }
+    }
+}
+
+/// The first line that sets `key` (`key =`, `key.x =` or `[..key]`).
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start().trim_start_matches('[').trim_start();
+            l.strip_prefix(key).is_some_and(|rest| {
+                let rest = rest.trim_start();
+                rest.starts_with('=') || rest.starts_with('.') || rest.starts_with(']')
+            })
+        })
+        .map(|i| i + 1)
 }
 
 struct Validator<'a> {

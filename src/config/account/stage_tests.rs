@@ -193,3 +193,53 @@ fn audio_keys_and_their_defaults() {
     let errs = load("[audio.fields]\nchannel = { allowed = [\"x\"] }\n", &[]).unwrap_err();
     assert!(errs[0].message.contains("allowed"), "{:?}", messages(&errs));
 }
+
+#[test]
+fn every_unknown_key_is_reported_with_the_other_errors() {
+    let errs = load(
+        "timezone = \"Mars/Base\"\ncolour = \"red\"\n[audio]\ndirr = \"/a\"\nextension_case = \"sensitive\"\n\
+         [audio.fields]\nchannel = { values = [\"Entrant\"], allowed = [\"x\"] }\n\
+         [metadata_csv]\ncolumns = { \"A\" = \"a\" }\n[picking]\npercent = 120\n[bogus]\nx = 1\n",
+        &[],
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+    for want in [
+        "colour",
+        "bogus",
+        "audio.dirr",
+        "audio.extension_case",
+        "audio.fields.channel.allowed",
+        "timezone",
+        "picking.percent",
+    ] {
+        assert!(
+            keys.contains(&want),
+            "{want} missing from {:?}",
+            messages(&errs)
+        );
+    }
+    assert_eq!(keys.len(), 7, "{:?}", messages(&errs));
+    let dirr = errs.iter().find(|e| e.key == "audio.dirr").unwrap();
+    assert!(
+        dirr.message
+            .starts_with("line 5: unknown key `dirr` in [audio] (known: dir, date_dirs"),
+        "{}",
+        dirr.message
+    );
+    let colour = errs.iter().find(|e| e.key == "colour").unwrap();
+    assert!(
+        colour.message.contains("at the top level"),
+        "{}",
+        colour.message
+    );
+
+    // A type error alone keeps the parser's line.
+    let errs = load("[picking]\npercent = \"twenty\"\n", &[]).unwrap_err();
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].message.starts_with("line 3"),
+        "{:?}",
+        messages(&errs)
+    );
+}
