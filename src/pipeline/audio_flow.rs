@@ -302,6 +302,11 @@ pub async fn audio(
         _ => return not_as_acknowledged(p, account, entry, None).await,
     };
     draft.flags.extend(audio::extension_flag(&info, &file_name));
+    // The archived object is named by what it holds, not by its upload name.
+    let ext = match info.format.is_empty() {
+        true => ext,
+        false => info.format.clone(),
+    };
     draft.audio = Some(info);
     draft.archive = Some((tmp.clone(), dir, ext));
     let awaiting = draft.wait_until.is_some();

@@ -110,6 +110,9 @@ async fn audio_format_is_read_from_the_bytes() -> TestResult {
         flags(&c).contains(&"extension_mismatch (.mp3 holds wav)".to_string()),
         "{c:#}"
     );
+    let archived = c["archive_path"].as_str().ok_or("no archive_path")?;
+    assert!(archived.ends_with(&format!("/{}.wav", c["id"])), "{c:#}");
+    assert_eq!(std::fs::read(archived)?, wav);
     let c = conversation_with_status(&server, "acme", honest, "ingested").await?;
     assert_eq!(c["audio"]["format"], "wav", "{c:#}");
     assert!(
