@@ -1,8 +1,9 @@
 //! `depot check-config`: validates depot.toml and every account file,
 //! reporting all problems at once; prints host-key fingerprints and one line
-//! per account. Exit 1 on any error.
+//! per account. Exit 1 on any error. Settings that are valid but rarely
+//! what an admin meant are warned about (they do not fail the check).
 
-use crate::config::{load_accounts, Account, ConfigError, Settings};
+use crate::config::{load_accounts, Account, ConfigError, MetadataUse, OnTimeout, Settings};
 use anyhow::Result;
 use serde_json::json;
 use std::path::Path;
@@ -12,6 +13,55 @@ pub struct Report {
     pub host_keys: Vec<(String, String)>,
     pub accounts: Vec<String>,
     pub notes: Vec<String>,
+    /// `account: key: what to check`.
+    pub warnings: Vec<String>,
+}
+
+/// Metadata CSV waits longer than this are probably a typo ("240h").
+const LONG_WAIT: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
+
+/// Valid settings that are traps for a new admin.
+pub fn traps(a: &Account) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut warn = |key: &str, msg: String| out.push(format!("account {}: {key}: {msg}", a.name));
+    if let Some(m) = &a.metadata_csv {
+        if m.header && m.skip_rows > 1 {
+            warn(
+                "metadata_csv.skip_rows",
+                format!(
+                    "{} counts the header row: {} row(s) above the header are skipped and row {} is read as the header",
+                    m.skip_rows,
+                    m.skip_rows - 1,
+                    m.skip_rows
+                ),
+            );
+        }
+        if !m.header && m.skip_rows > 0 {
+            warn(
+                "metadata_csv.skip_rows",
+                format!(
+                    "with header = false, the first {} row(s) are skipped and never read as data; set skip_rows = 0 if the data starts on the first row",
+                    m.skip_rows
+                ),
+            );
+        }
+        if m.use_ == MetadataUse::Only && m.on_timeout == OnTimeout::FilenameOnly {
+            warn(
+                "metadata_csv.on_timeout",
+                "with use = \"only\", \"filename_only\" ingests audio whose CSV row never came with empty metadata; set on_timeout = \"reject\" to be told instead".to_string(),
+            );
+        }
+        if m.wait > LONG_WAIT {
+            warn(
+                "metadata_csv.wait",
+                format!(
+                    "{} is over 48 h: audio without its row waits that long before on_timeout applies",
+                    humantime::format_duration(m.wait)
+                ),
+            );
+        }
+    }
+    out
 }
 
 /// Validates everything without changing anything on disk.
@@ -42,11 +92,13 @@ pub fn check(settings: &Settings) -> Report {
         notes.push(format!("{} will be generated at first start", p.display()));
     }
     let accounts = loaded.accounts.values().map(|a| summary(a)).collect();
+    let warnings = loaded.accounts.values().flat_map(|a| traps(a)).collect();
     Report {
         errors,
         host_keys,
         accounts,
         notes,
+        warnings,
     }
 }
 
@@ -102,6 +154,7 @@ pub fn run(config: &Path, json_out: bool) -> Result<bool> {
             "host_keys": r.host_keys.iter().map(|(p, f)| json!({"path": p, "fingerprint": f})).collect::<Vec<_>>(),
             "accounts": r.accounts,
             "notes": r.notes,
+            "warnings": r.warnings,
         });
         println!("{doc}");
     } else {
@@ -113,6 +166,9 @@ pub fn run(config: &Path, json_out: bool) -> Result<bool> {
         }
         for n in &r.notes {
             println!("note: {n}");
+        }
+        for w in &r.warnings {
+            println!("warning: {w}");
         }
         for e in &r.errors {
             println!("error: {e}");
@@ -127,4 +183,45 @@ pub fn run(config: &Path, json_out: bool) -> Result<bool> {
         );
     }
     Ok(r.errors.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(toml: &str) -> Account {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("acme.toml");
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKqdX6T6yYPkDoX0r4IfQzWnLkTmqqA1N0C+J0fv6fpr ops@acme";
+        std::fs::write(&file, format!("authorized_keys = [{key:?}]\n{toml}")).unwrap();
+        crate::config::load_account(&file, d.path(), false)
+            .map(|(a, _)| a)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn defaults_are_no_trap() {
+        assert!(traps(&account("[metadata_csv]\n")).is_empty());
+        assert!(traps(&account("")).is_empty());
+    }
+
+    #[test]
+    fn traps_are_warned_about() {
+        let cases = [
+            ("skip_rows = 2\n", "metadata_csv.skip_rows: 2 counts the header row: 1 row(s) above the header are skipped"),
+            ("header = false\ncolumns = [\"filename\"]\n", "metadata_csv.skip_rows: with header = false, the first 1 row(s) are skipped"),
+            ("use = \"only\"\n", "metadata_csv.on_timeout: with use = \"only\", \"filename_only\" ingests audio whose CSV row never came with empty metadata"),
+            ("wait = \"72h\"\n", "metadata_csv.wait: 3days is over 48 h"),
+        ];
+        for (keys, want) in cases {
+            let w = traps(&account(&format!("[metadata_csv]\n{keys}")));
+            assert_eq!(w.len(), 1, "{keys:?}: {w:?}");
+            assert!(
+                w[0].starts_with(&format!("account acme: {want}")),
+                "{keys:?}: {w:?}"
+            );
+        }
+        let fine = "use = \"only\"\non_timeout = \"reject\"\nheader = false\nskip_rows = 0\ncolumns = [\"filename\"]\n";
+        assert!(traps(&account(&format!("[metadata_csv]\n{fine}"))).is_empty());
+    }
 }

@@ -57,7 +57,8 @@ fn evaluate(acc: &crate::config::Account, path: &str) -> Result<serde_json::Valu
         &mut call.metadata,
         &mut call.flags,
     )?;
-    let advisor = match identify::identify(acc.advisors.as_ref(), &call.metadata)? {
+    let advisor = match identify::identify(acc.advisors.as_ref(), &call.metadata, &mut call.flags)?
+    {
         identify::AdvisorRef::ByEmail(a) => {
             json!({"email": a.email, "team": a.team, "connector": a.connector})
         }

@@ -44,6 +44,18 @@ struct RawAudio {
     require_date_dir: Option<bool>,
     extensions: Option<Vec<String>>,
     filename: Option<String>,
+    extensions_case: Option<String>,
+    normalize: Option<String>,
+    fields: Option<BTreeMap<String, RawFieldRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFieldRule {
+    values: Option<Vec<String>>,
+    ignore_case: Option<bool>,
+    digits: Option<bool>,
+    max_len: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +88,8 @@ struct RawReasons {
     file: Option<PathBuf>,
     map: Option<BTreeMap<String, String>>,
     on_unknown: Option<String>,
+    columns: Option<Vec<String>>,
+    delimiter: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +100,7 @@ struct RawAdvisors {
     connector: Option<String>,
     email: Option<String>,
     domain: Option<String>,
+    on_invalid: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +116,7 @@ struct RawPicking {
 struct RawCrm {
     dir: Option<String>,
     key: String,
+    column: Option<String>,
     delimiter: Option<String>,
     quote: Option<String>,
     encoding: Option<String>,
@@ -135,9 +151,55 @@ pub struct AudioSettings {
     pub dir: JailPath,
     pub date_dirs: Vec<String>,
     pub require_date_dir: bool,
-    /// Lower-case, without the dot.
+    /// Without the dot; lower-case unless `extensions_case` is sensitive.
     pub extensions: Vec<String>,
     pub filename: Option<Template>,
+    pub extensions_case: ExtensionsCase,
+    pub normalize: Normalize,
+    /// `[audio.fields]`: rules per metadata key, whichever source gave it.
+    pub fields: BTreeMap<String, FieldRule>,
+}
+
+impl AudioSettings {
+    /// Whether `name` ends in one of the accepted extensions, under the
+    /// account's `extensions_case`.
+    pub fn accepts(&self, name: &str) -> bool {
+        let Some(ext) = name.rfind('.').filter(|&i| i > 0).map(|i| &name[i + 1..]) else {
+            return false;
+        };
+        match self.extensions_case {
+            ExtensionsCase::Insensitive => {
+                self.extensions.iter().any(|e| e.eq_ignore_ascii_case(ext))
+            }
+            ExtensionsCase::Sensitive => self.extensions.iter().any(|e| e == ext),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtensionsCase {
+    Insensitive,
+    Sensitive,
+}
+
+/// The Unicode form metadata values (and file names, for matching) are
+/// brought to: the same name typed on a Mac (NFD) and on Windows (NFC)
+/// must be the same value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalize {
+    Nfc,
+    None,
+}
+
+/// What one metadata field may hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldRule {
+    /// Allowed values; a match is stored in the configured spelling.
+    pub values: Option<Vec<String>>,
+    pub ignore_case: bool,
+    pub digits: bool,
+    /// In characters.
+    pub max_len: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +262,15 @@ pub struct AdvisorSettings {
     pub connector: Option<String>,
     pub email: Option<String>,
     pub domain: String,
+    pub on_invalid: OnInvalid,
+}
+
+/// What happens to a call whose advisor e-mail cannot be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnInvalid {
+    /// Ingested with the advisor's names only, flagged.
+    Unassigned,
+    Reject,
 }
 
 #[derive(Debug, Clone)]
@@ -217,7 +288,10 @@ pub enum OnConflict {
 #[derive(Debug)]
 pub struct CrmSettings {
     pub dir: JailPath,
+    /// The call's metadata key joined on.
     pub key: String,
+    /// The CRM file's column holding that value (defaults to `key`).
+    pub column: String,
     pub dialect: CsvDialect,
     pub on_conflict: OnConflict,
 }
@@ -314,11 +388,11 @@ pub fn load_account(
     }
     let text = std::fs::read_to_string(file)
         .map_err(|e| vec![ConfigError::new(file, "", format!("cannot read ({e})"))])?;
-    let raw: RawAccount = parse_toml(file, &text).map_err(|e| vec![e])?;
+    let (raw, unknown) = parse_account(file, &text)?;
     let mut v = Validator {
         file,
         base: accounts_dir,
-        errors: Vec::new(),
+        errors: unknown,
         referenced: Vec::new(),
     };
     let acc = v.account(name, raw, generate_keys);
@@ -329,6 +403,114 @@ pub fn load_account(
     } else {
         Err(v.errors)
     }
+}
+
+/// Parses an account file, reporting every unknown key at once (each
+/// named by its dotted path and line) rather than stopping at the first:
+/// the unknown keys are set aside and the rest still goes through every
+/// semantic check, so one run of `check-config` lists everything to fix.
+fn parse_account(
+    file: &Path,
+    text: &str,
+) -> Result<(RawAccount, Vec<ConfigError>), Vec<ConfigError>> {
+    let mut table: toml::Table = parse_toml(file, text).map_err(|e| vec![e])?;
+    let mut unknown = Vec::new();
+    strip_unknown(&mut table, &mut Vec::new(), &mut unknown);
+    let errors: Vec<ConfigError> = unknown
+        .into_iter()
+        .map(|(path, known)| {
+            let key = path.join(".");
+            let name = path.last().map(String::as_str).unwrap_or_default();
+            let section = match path.len() {
+                0 | 1 => "at the top level".to_string(),
+                n => format!("in [{}]", path[..n - 1].join(".")),
+            };
+            let line = line_of(text, name)
+                .map(|l| format!("line {l}: "))
+                .unwrap_or_default();
+            let msg = format!(
+                "{line}unknown key `{name}` {section} (known: {})",
+                known.join(", ")
+            );
+            ConfigError::new(file, &key, msg)
+        })
+        .collect();
+    match toml::Value::Table(table).try_into::<RawAccount>() {
+        Ok(raw) => Ok((raw, errors)),
+        // Without unknown keys, the parser's own error carries the line.
+        Err(_) if errors.is_empty() => parse_toml::<RawAccount>(file, text)
+            .map(|raw| (raw, Vec::new()))
+            .map_err(|e| vec![e]),
+        Err(e) => {
+            let mut errors = errors;
+            errors.push(ConfigError::new(file, "", e.message().to_string()));
+            Err(errors)
+        }
+    }
+}
+
+/// The field names a table at `path` accepts, read from the deserializer's
+/// own refusal of a key no field can have; `None` where the table is a
+/// free-form map (column maps, per-field rules by name).
+fn known_keys(path: &[String]) -> Option<Vec<String>> {
+    const PROBE: &str = "\u{1}";
+    let mut probe = toml::Table::new();
+    probe.insert(PROBE.to_string(), toml::Value::Integer(0));
+    for part in path.iter().rev() {
+        let mut outer = toml::Table::new();
+        outer.insert(part.clone(), toml::Value::Table(probe));
+        probe = outer;
+    }
+    let err = toml::Value::Table(probe).try_into::<RawAccount>().err()?;
+    let msg = err.message().to_string();
+    let rest = msg.strip_prefix(&format!("unknown field `{PROBE}`"))?;
+    Some(
+        rest.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+fn strip_unknown(
+    table: &mut toml::Table,
+    path: &mut Vec<String>,
+    unknown: &mut Vec<(Vec<String>, Vec<String>)>,
+) {
+    if let Some(known) = known_keys(path) {
+        let bad: Vec<String> = table
+            .keys()
+            .filter(|k| !known.contains(k))
+            .cloned()
+            .collect();
+        for k in bad {
+            table.remove(&k);
+            let mut p = path.clone();
+            p.push(k);
+            unknown.push((p, known.clone()));
+        }
+    }
+    for (k, v) in table.iter_mut() {
+        if let toml::Value::Table(t) = v {
+            path.push(k.clone());
+            strip_unknown(t, path, unknown);
+            path.pop();
+        }
+    }
+}
+
+/// The first line that sets `key` (`key =`, `key.x =` or `[..key]`).
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start().trim_start_matches('[').trim_start();
+            l.strip_prefix(key).is_some_and(|rest| {
+                let rest = rest.trim_start();
+                rest.starts_with('=') || rest.starts_with('.') || rest.starts_with(']')
+            })
+        })
+        .map(|i| i + 1)
 }
 
 struct Validator<'a> {
@@ -518,12 +700,55 @@ impl Validator<'_> {
                 self.err("audio.date_dirs", format!("'{f}': {e}"));
             }
         }
+        let extensions_case = self.choice(
+            "audio.extensions_case",
+            a.extensions_case,
+            &[
+                ("insensitive", ExtensionsCase::Insensitive),
+                ("sensitive", ExtensionsCase::Sensitive),
+                ("exact", ExtensionsCase::Sensitive),
+            ],
+        );
+        let normalize = self.choice(
+            "audio.normalize",
+            a.normalize,
+            &[("nfc", Normalize::Nfc), ("none", Normalize::None)],
+        );
         let extensions: Vec<String> = a
             .extensions
             .unwrap_or_else(|| vec!["mp3".into(), "wav".into()])
             .into_iter()
-            .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+            .map(|e| {
+                let e = e.trim_start_matches('.');
+                match extensions_case {
+                    ExtensionsCase::Insensitive => e.to_ascii_lowercase(),
+                    ExtensionsCase::Sensitive => e.to_string(),
+                }
+            })
             .collect();
+        let mut fields = BTreeMap::new();
+        for (name, r) in a.fields.unwrap_or_default() {
+            let key = format!("audio.fields.{name}");
+            if r.values.as_ref().is_some_and(|v| v.is_empty()) {
+                self.err(&key, "values must list at least one allowed value");
+            }
+            if r.max_len == Some(0) {
+                self.err(&key, "max_len must be at least 1");
+            }
+            let digits = r.digits.unwrap_or(false);
+            if digits && r.values.is_some() {
+                self.err(&key, "set either values or digits, not both");
+            }
+            fields.insert(
+                name,
+                FieldRule {
+                    values: r.values,
+                    ignore_case: r.ignore_case.unwrap_or(false),
+                    digits,
+                    max_len: r.max_len,
+                },
+            );
+        }
         if extensions.iter().any(|e| e.is_empty() || e.contains('/')) {
             self.err("audio.extensions", "extensions are names like \"mp3\"");
         }
@@ -540,6 +765,9 @@ impl Validator<'_> {
             require_date_dir: a.require_date_dir.unwrap_or(true),
             extensions,
             filename,
+            extensions_case,
+            normalize,
+            fields,
         }
     }
 
@@ -641,10 +869,30 @@ impl Validator<'_> {
 
     fn reasons(&mut self, r: RawReasons) -> ContactReasons {
         let mut labels = HashMap::new();
-        if let Some(f) = &r.file {
+        let columns = match r.columns.as_deref() {
+            None => Some(["id".to_string(), "label".to_string()]),
+            Some([id, label]) if !id.trim().is_empty() && !label.trim().is_empty() => {
+                Some([id.trim().to_string(), label.trim().to_string()])
+            }
+            Some(_) => {
+                self.err(
+                    "contact_reasons.columns",
+                    "must name two header columns, the id's and the label's, e.g. [\"reason_id\", \"reason_label\"]",
+                );
+                None
+            }
+        };
+        let delimiter = match r.delimiter {
+            None => None,
+            Some(d) => {
+                let b = self.byte("contact_reasons.delimiter", Some(d), b',');
+                Some(b)
+            }
+        };
+        if let (Some(f), Some(columns)) = (&r.file, &columns) {
             let path = resolve(self.base, f);
             self.referenced.push(path.clone());
-            match read_reason_file(&path) {
+            match read_reason_file(&path, columns, delimiter) {
                 Ok(map) => labels.extend(map),
                 Err(e) => self.err("contact_reasons.file", format!("{}: {e}", path.display())),
             }
@@ -677,12 +925,21 @@ impl Validator<'_> {
                 self.err("advisors.email", e);
             }
         }
+        let on_invalid = self.choice(
+            "advisors.on_invalid",
+            a.on_invalid,
+            &[
+                ("unassigned", OnInvalid::Unassigned),
+                ("reject", OnInvalid::Reject),
+            ],
+        );
         AdvisorSettings {
             create,
             default_team: a.default_team,
             connector: a.connector,
             email: a.email,
             domain: a.domain.unwrap_or_default(),
+            on_invalid,
         }
     }
 
@@ -725,8 +982,20 @@ impl Validator<'_> {
                 ("keep_crm", OnConflict::KeepCrm),
             ],
         );
+        let column = match c.column {
+            None => c.key.clone(),
+            Some(col) if col.trim().is_empty() => {
+                self.err(
+                    "crm.column",
+                    "must name the CRM file's column holding the key, e.g. \"agent_id\" (or leave it out to use crm.key)",
+                );
+                c.key.clone()
+            }
+            Some(col) => col,
+        };
         CrmSettings {
             dir,
+            column,
             key: c.key,
             dialect,
             on_conflict,
@@ -734,41 +1003,80 @@ impl Validator<'_> {
     }
 }
 
-/// Reads a contact-reason mapping CSV (`id,label`, header optional, `,` or
-/// `;` separated, UTF-8 with or without BOM).
-fn read_reason_file(path: &Path) -> Result<HashMap<String, String>, String> {
+/// Delimiters tried, in order, when `contact_reasons.delimiter` is not set.
+const REASON_DELIMITERS: [u8; 4] = [b',', b';', b'|', b'\t'];
+
+/// Reads a contact-reason mapping CSV by its header: the first non-blank
+/// row names the id and label columns (`columns`, compared without case or
+/// surrounding spaces), in any position, with other columns ignored. The
+/// delimiter is the one given, or the first of , ; | TAB that splits the
+/// header into both names. UTF-8 with or without BOM.
+fn read_reason_file(
+    path: &Path,
+    columns: &[String; 2],
+    delimiter: Option<u8>,
+) -> Result<HashMap<String, String>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read ({e})"))?;
     let text = String::from_utf8(bytes).map_err(|_| "is not UTF-8".to_string())?;
-    let text = text.trim_start_matches('\u{feff}');
-    let first = text.lines().next().unwrap_or("");
-    let delimiter = if first.contains(';') && !first.contains(',') {
-        b';'
-    } else {
-        b','
+    parse_reasons(text.trim_start_matches('\u{feff}'), columns, delimiter)
+}
+
+fn parse_reasons(
+    text: &str,
+    columns: &[String; 2],
+    delimiter: Option<u8>,
+) -> Result<HashMap<String, String>, String> {
+    let [id_name, label_name] = columns;
+    // Blank lines above the header are skipped; line numbers still count them.
+    let skipped = text.lines().take_while(|l| l.trim().is_empty()).count();
+    let header = text.lines().nth(skipped).unwrap_or("");
+    let position = |d: u8, name: &str| {
+        split_header(header, d)
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
     };
+    let tried: Vec<u8> = match delimiter {
+        Some(d) => vec![d],
+        None => REASON_DELIMITERS.to_vec(),
+    };
+    let found = tried
+        .iter()
+        .find_map(|&d| Some((d, position(d, id_name)?, position(d, label_name)?)));
+    let Some((delimiter, id_col, label_col)) = found else {
+        let shown: String = header.chars().take(80).collect();
+        let how = match delimiter {
+            Some(d) => format!("split by '{}'", shown_delimiter(d)),
+            None => "split by any of , ; | TAB".to_string(),
+        };
+        return Err(format!(
+            "the header row '{shown}' ({how}) does not name both columns '{id_name}' and '{label_name}'; \
+             set contact_reasons.columns to the header's names (e.g. [\"reason_id\", \"reason_label\"]) \
+             and contact_reasons.delimiter if needed"
+        ));
+    };
+    let body = text.split_inclusive('\n').skip(skipped).collect::<String>();
     let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
+        .has_headers(true)
         .delimiter(delimiter)
         .flexible(true)
-        .from_reader(text.as_bytes());
+        .from_reader(body.as_bytes());
     let mut map = HashMap::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| format!("line {}: {e}", i + 1))?;
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| format!("cannot be read as CSV ({e})"))?;
+        let line = rec.position().map(|p| p.line()).unwrap_or(0) + skipped as u64;
         if rec.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
-        if rec.len() < 2 {
+        let (Some(id), Some(label)) = (rec.get(id_col), rec.get(label_col)) else {
             return Err(format!(
-                "line {}: expected id{}label",
-                i + 1,
-                delimiter as char
+                "line {line}: expected the '{id_name}' and '{label_name}' columns separated by '{}'",
+                shown_delimiter(delimiter)
             ));
+        };
+        if id.trim().is_empty() {
+            return Err(format!("line {line}: the '{id_name}' column is empty"));
         }
-        let (id, label) = (rec[0].trim(), rec[1].trim());
-        if i == 0 && id.eq_ignore_ascii_case("id") {
-            continue;
-        }
-        map.insert(id.to_string(), label.to_string());
+        map.insert(id.trim().to_string(), label.trim().to_string());
     }
     Ok(map)
 }
@@ -800,5 +1108,27 @@ pub fn argon2_cost_allowed(h: &argon2::PasswordHash<'_>) -> Result<(), String> {
     Ok(())
 }
 
+fn split_header(header: &str, delimiter: u8) -> Vec<String> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(header.as_bytes())
+        .records()
+        .next()
+        .and_then(Result::ok)
+        .map(|r| r.iter().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn shown_delimiter(d: u8) -> String {
+    match d {
+        b'\t' => "TAB".to_string(),
+        d => (d as char).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod stage_tests;
 #[cfg(test)]
 mod tests;

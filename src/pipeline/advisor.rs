@@ -62,14 +62,14 @@ pub fn build_email(
         match segment {
             Segment::Literal(text) => email.push_str(&text.to_lowercase()),
             Segment::Placeholder(name) => {
-                let (label, raw) = match name {
-                    "firstname" => ("first name", Some(firstname)),
-                    "lastname" => ("last name", Some(lastname)),
-                    "domain" => ("e-mail domain", Some(domain)),
-                    "extension" => ("extension", extension),
+                let (label, raw, from_call) = match name {
+                    "firstname" => ("first name", Some(firstname), true),
+                    "lastname" => ("last name", Some(lastname), true),
+                    "domain" => ("e-mail domain", Some(domain), false),
+                    "extension" => ("extension", extension, true),
                     other => return Err(unknown_placeholder(other)),
                 };
-                email.push_str(&placeholder_value(label, raw)?);
+                email.push_str(&placeholder_value(label, raw, from_call)?);
             }
         }
     }
@@ -78,9 +78,17 @@ pub fn build_email(
     Ok(email)
 }
 
-fn placeholder_value(label: &str, raw: Option<&str>) -> Result<String, String> {
+/// A placeholder's text. Values that come from the call (names, extension)
+/// also lose every character an address cannot hold (`;`, `"`, `,`, `|`,
+/// letters without a Latin spelling...), so a stray character in a
+/// recorder's name cell never costs the call its advisor. The domain comes
+/// from the operator and is checked at config time instead.
+fn placeholder_value(label: &str, raw: Option<&str>, from_call: bool) -> Result<String, String> {
     let raw = raw.unwrap_or("");
-    let value = normalise_part(raw);
+    let mut value = normalise_part(raw);
+    if from_call {
+        value.retain(allowed_in_local);
+    }
     if !value.is_empty() {
         Ok(value)
     } else if raw.trim().is_empty() {
@@ -182,14 +190,19 @@ fn validate_local(local: &str) -> Result<(), String> {
     if local.len() > 64 {
         return Err("more than 64 characters before '@'".into());
     }
-    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._%+-".contains(c);
-    if let Some(c) = local.chars().find(|&c| !allowed(c)) {
+    if let Some(c) = local.chars().find(|&c| !allowed_in_local(c)) {
         return Err(format!("'{c}' is not allowed before '@'"));
     }
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err("a '.' before '@' is misplaced".into());
     }
     Ok(())
+}
+
+/// The characters depot accepts before '@' (a conservative subset of RFC
+/// 5321's dot-atom that every mail system takes).
+fn allowed_in_local(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || "._%+-".contains(c)
 }
 
 fn validate_domain(domain: &str) -> Result<(), String> {
@@ -253,7 +266,7 @@ mod tests {
 
     #[test]
     fn builds_emails() {
-        let cases: [Case; 10] = [
+        let cases: [Case; 15] = [
             ("Éloïse", "Lefèvre", "acme", None, Ok("eloise.lefevre@acme.com")),
             ("Jean", "de la Fontaine", "acme", None, Ok("jean.delafontaine@acme.com")),
             ("Awa", "N'Diaye", "acme", None, Ok("awa.ndiaye@acme.com")),
@@ -261,8 +274,14 @@ mod tests {
             ("Jean", "Dupont", "ACME", None, Ok("jean.dupont@acme.com")),
             ("", "Dupont", "acme", None, Err("advisor first name is empty")),
             ("''", "Dupont", "acme", None, Err("advisor first name '''' has no usable characters")),
-            ("@@", "Dupont", "acme", None, Err("advisor e-mail '@@.dupont@acme.com' is not a valid address: it must contain exactly one '@'")),
-            ("Jean", "Dupont!", "acme", None, Err("advisor e-mail 'jean.dupont!@acme.com' is not a valid address: '!' is not allowed before '@'")),
+            ("@@", "Dupont", "acme", None, Err("advisor first name '@@' has no usable characters")),
+            ("Jean", "Dupont!", "acme", None, Ok("jean.dupont@acme.com")),
+            // CSV cells with separators or quotes left in by a recorder.
+            ("Jean", "Dupont;", "acme", None, Ok("jean.dupont@acme.com")),
+            ("\"Jean\"", "Du,pont", "acme", None, Ok("jean.dupont@acme.com")),
+            ("Jean|Paul", "Dupont", "acme", None, Ok("jeanpaul.dupont@acme.com")),
+            ("Жан", "Dupont", "acme", None, Err("advisor first name 'Жан' has no usable characters")),
+            ("Jean", "Wolfeschlegelsteinhausenbergerdorffwelchevoralternwarengewissenhaft", "acme", None, Err("advisor e-mail 'jean.wolfeschlegelsteinhausenbergerdorffwelchevoralternwarengewissenhaft@acme.com' is not a valid address: more than 64 characters before '@'")),
             ("Jean", "Dupont", "-acme", None, Err("advisor e-mail 'jean.dupont@-acme.com' is not a valid address: the domain part '-acme' is not valid")),
         ];
         for (first, last, domain, ext, want) in cases {

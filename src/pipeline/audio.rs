@@ -2,11 +2,21 @@
 //! be audio. Probed with symphonia: container and codec recognised, at least
 //! one packet decoded, and the format, duration, sample rate and channels
 //! recorded on the conversation.
+//!
+//! The recorded format is the one the bytes show (a RIFF/WAVE header is
+//! `wav`, an MPEG audio stream `mp3`), whatever the extension says; a
+//! disagreeing extension is only a flag ([`extension_flag`]). Bytes that
+//! cannot be either (text, office files, images) are refused before the
+//! decoder library sees them: its probe would otherwise log each ordinary
+//! not-audio upload as an error.
 
 use super::Rejection;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use std::os::unix::fs::FileExt;
+use symphonia::core::codecs::{
+    DecoderOptions, CODEC_TYPE_MP1, CODEC_TYPE_MP2, CODEC_TYPE_MP3, CODEC_TYPE_NULL,
+};
 use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
@@ -24,6 +34,51 @@ pub struct AudioInfo {
 /// file would cost far more than it tells).
 const PACKETS_TO_DECODE: usize = 8;
 
+/// How far into a file an MPEG frame sync is looked for (ID3 tags and
+/// encoder padding can come first).
+const SNIFF_BYTES: usize = 64 * 1024;
+
+/// What the first bytes of a file look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sniffed {
+    Wav,
+    /// An ID3 tag or an MPEG frame sync: worth handing to the decoder.
+    Mpeg,
+    NotAudio,
+}
+
+fn sniff(head: &[u8]) -> Sniffed {
+    if head.starts_with(b"RIFF") {
+        // AVI, WebP and other RIFF forms are not audio this depot reads.
+        return match head.get(8..12) {
+            Some(b"WAVE") => Sniffed::Wav,
+            _ => Sniffed::NotAudio,
+        };
+    }
+    if head.starts_with(b"ID3") {
+        return Sniffed::Mpeg;
+    }
+    // 11 set bits start every MPEG audio frame; 0xFF never occurs in UTF-8
+    // text, so a text file can never pass.
+    let sync = head.windows(2).any(|w| w[0] == 0xFF && w[1] & 0xE0 == 0xE0);
+    if sync {
+        Sniffed::Mpeg
+    } else {
+        Sniffed::NotAudio
+    }
+}
+
+/// The flag a conversation carries when its extension names another
+/// format than its bytes (`extension_mismatch (.mp3 holds wav)`).
+pub fn extension_flag(info: &AudioInfo, file_name: &str) -> Option<String> {
+    let ext = file_name
+        .rsplit_once('.')
+        .map(|(_, e)| e)?
+        .to_ascii_lowercase();
+    let same = ext == info.format || (info.format == "wav" && ext == "wave");
+    (!same).then(|| format!("extension_mismatch (.{ext} holds {})", info.format))
+}
+
 pub fn probe(file: File, extension: &str) -> Result<AudioInfo, Rejection> {
     let bad = |why: &str| {
         Rejection::new(
@@ -33,6 +88,20 @@ pub fn probe(file: File, extension: &str) -> Result<AudioInfo, Rejection> {
     };
     if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
         return Err(Rejection::new("audio", "the file is empty"));
+    }
+    let mut head = vec![0u8; SNIFF_BYTES];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read_at(&mut head[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(bad("cannot be read")),
+        }
+    }
+    let sniffed = sniff(&head[..filled]);
+    if sniffed == Sniffed::NotAudio {
+        return Err(bad("its content is neither WAV nor MP3 audio"));
     }
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
@@ -80,8 +149,15 @@ pub fn probe(file: File, extension: &str) -> Result<AudioInfo, Rejection> {
         return Err(bad("no audio frames"));
     }
     let frames = params.n_frames.unwrap_or(frames);
+    let format = match (sniffed, params.codec) {
+        (Sniffed::Wav, _) => "wav",
+        (_, c) if [CODEC_TYPE_MP3, CODEC_TYPE_MP2, CODEC_TYPE_MP1].contains(&c) => "mp3",
+        // Only the WAV and MP3 readers are built in, so this is unreachable
+        // in practice; the extension is the best remaining guess.
+        _ => extension,
+    };
     Ok(AudioInfo {
-        format: extension.to_ascii_lowercase(),
+        format: format.to_ascii_lowercase(),
         duration_seconds: (frames as f64 / sample_rate as f64 * 1000.0).round() / 1000.0,
         sample_rate,
         channels,
@@ -147,9 +223,53 @@ mod tests {
     }
 
     #[test]
+    fn format_comes_from_the_bytes() {
+        let info = probe(file_with(&sine_wav(0.5, 8000)), "mp3").unwrap();
+        assert_eq!(info.format, "wav");
+        assert_eq!(
+            extension_flag(&info, "call.mp3").as_deref(),
+            Some("extension_mismatch (.mp3 holds wav)")
+        );
+        assert_eq!(extension_flag(&info, "call.WAV"), None);
+        assert_eq!(extension_flag(&info, "call.wave"), None);
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tone.mp3"
+        ))
+        .unwrap();
+        let info = probe(file_with(&bytes), "wav").unwrap();
+        assert_eq!(info.format, "mp3");
+        assert_eq!(
+            extension_flag(&info, "call.wav").as_deref(),
+            Some("extension_mismatch (.wav holds mp3)")
+        );
+        assert_eq!(extension_flag(&info, "call.Mp3"), None);
+    }
+
+    #[test]
+    fn sniffs_without_the_decoder() {
+        assert_eq!(sniff(&sine_wav(0.01, 8000)), Sniffed::Wav);
+        assert_eq!(sniff(b"ID3\x04\x00"), Sniffed::Mpeg);
+        assert_eq!(sniff(&[0, 0, 0xFF, 0xFB, 0x90]), Sniffed::Mpeg);
+        assert_eq!(
+            sniff(b"RIFF\x00\x00\x00\x00AVI \xFF\xFB"),
+            Sniffed::NotAudio
+        );
+        assert_eq!(
+            sniff("Ceci n'est pas un fichier audio, é ÿ\n".as_bytes()),
+            Sniffed::NotAudio
+        );
+        assert_eq!(sniff(b""), Sniffed::NotAudio);
+    }
+
+    #[test]
     fn text_and_empty_files_are_rejected() {
         let e = probe(file_with(b"this is not audio at all\n"), "mp3").unwrap_err();
         assert_eq!(e.stage, "audio");
+        assert_eq!(
+            e.reason,
+            "not a readable mp3 audio file: its content is neither WAV nor MP3 audio"
+        );
         let e = probe(file_with(b""), "wav").unwrap_err();
         assert!(e.reason.contains("empty"));
     }

@@ -5,7 +5,7 @@
 //! its CSV row, when the row arrives or the wait runs out.
 
 use super::worker::{append_report, mark, today, transient, Failure, Pipeline};
-use super::{audio, enrich, identify, names, reason, Rejection};
+use super::{audio, enrich, fields, identify, names, reason, Rejection};
 use crate::archive::Staged;
 use crate::config::{Account, MetadataUse, OnTimeout};
 use crate::jail::JailPath;
@@ -29,18 +29,62 @@ fn base_call(
     }
 }
 
-/// Adds (or overrides with) the CSV row's fields.
-fn merge_row(account: &Account, call: &mut names::CallInfo, row: &BTreeMap<String, String>) {
+/// Adds (or overrides with) the CSV row's fields, in the account's Unicode
+/// form and checked by its `[audio.fields]` rules.
+fn merge_row(
+    account: &Account,
+    call: &mut names::CallInfo,
+    row: &BTreeMap<String, String>,
+) -> Result<(), Rejection> {
     let filename_key = account
         .metadata_csv
         .as_ref()
         .map(|m| m.filename_column.as_str())
         .unwrap_or("filename");
-    for (k, v) in row {
-        if k != filename_key {
-            call.metadata.insert(k.clone(), v.clone());
+    let normalize = account.audio.as_ref().map(|a| a.normalize);
+    let mut values: BTreeMap<String, String> = row
+        .iter()
+        .filter(|(k, _)| k.as_str() != filename_key)
+        .map(|(k, v)| match normalize {
+            Some(n) => (k.clone(), fields::normalise(n, v)),
+            None => (k.clone(), v.clone()),
+        })
+        .collect();
+    if let Some(a) = &account.audio {
+        fields::apply(&a.fields, &mut values)
+            .map_err(|r| Rejection::new("metadata_csv", format!("metadata CSV row: {r}")))?;
+    }
+    call.metadata.extend(values);
+    Ok(())
+}
+
+/// The account's CSV row for `file_name`: looked up under the name's
+/// Unicode form first (a Mac sends NFD, a spreadsheet holds NFC), then as
+/// the bytes arrived.
+async fn metadata_row(
+    p: &Pipeline,
+    account: &Account,
+    file_name: &str,
+) -> Result<Option<BTreeMap<String, String>>, Failure> {
+    let mut names = vec![file_name.to_string()];
+    if let Some(a) = &account.audio {
+        let normal = fields::normalise(a.normalize, file_name);
+        if normal != file_name {
+            names.insert(0, normal);
         }
     }
+    for name in names {
+        let acc = account.name.clone();
+        let row = p
+            .writer
+            .run(move |c| snapshots::metadata_row(c, &acc, &name))
+            .await
+            .map_err(transient)?;
+        if row.is_some() {
+            return Ok(row);
+        }
+    }
+    Ok(None)
 }
 
 /// The common tail for every complete call: label, advisor, CRM, window.
@@ -56,7 +100,11 @@ async fn complete_call(
         &mut call.metadata,
         &mut call.flags,
     )?;
-    draft.advisor = identify::identify(account.advisors.as_ref(), &call.metadata)?;
+    let unresolved = call.flags.len();
+    draft.advisor = identify::identify(account.advisors.as_ref(), &call.metadata, &mut call.flags)?;
+    for flag in &call.flags[unresolved..] {
+        tracing::info!(account = %account.name, path = %draft.path, flag = %flag, "call kept without an advisor record");
+    }
     if let Some(crm) = &account.crm {
         let latest = super::csv_flow::latest_crm(p, account)
             .await
@@ -160,16 +208,10 @@ pub async fn audio(
     let mut call = base_call(account, &file_name, deposit_date)?;
     let row = match &account.metadata_csv {
         None => None,
-        Some(_) => {
-            let (acc, f) = (account.name.clone(), file_name.clone());
-            p.writer
-                .run(move |c| snapshots::metadata_row(c, &acc, &f))
-                .await
-                .map_err(transient)?
-        }
+        Some(_) => metadata_row(p, account, &file_name).await?,
     };
     if let Some(r) = &row {
-        merge_row(account, &mut call, r);
+        merge_row(account, &mut call, r)?;
     }
     let mut draft = empty_draft(
         account,
@@ -258,6 +300,12 @@ pub async fn audio(
             return not_as_acknowledged(p, account, entry, Some(&sha256)).await;
         }
         _ => return not_as_acknowledged(p, account, entry, None).await,
+    };
+    draft.flags.extend(audio::extension_flag(&info, &file_name));
+    // The archived object is named by what it holds, not by its upload name.
+    let ext = match info.format.is_empty() {
+        true => ext,
+        false => info.format.clone(),
     };
     draft.audio = Some(info);
     draft.archive = Some((tmp.clone(), dir, ext));
@@ -361,7 +409,11 @@ pub async fn complete_awaiting(
         Err(r) => return reject_awaiting(p, account, &a, r).await,
     };
     match &row {
-        Some(r) => merge_row(account, &mut call, r),
+        Some(r) => {
+            if let Err(r) = merge_row(account, &mut call, r) {
+                return reject_awaiting(p, account, &a, r).await;
+            }
+        }
         None => call.flags.push("metadata_csv_timeout".into()),
     }
     let mut draft = empty_draft(
@@ -374,6 +426,9 @@ pub async fn complete_awaiting(
     );
     draft.existing = Some(a.id);
     draft.deposit_date = a.deposit_date.clone();
+    if let Some(info) = &a.audio {
+        call.flags.extend(audio::extension_flag(info, &file_name));
+    }
     match complete_call(p, account, call, deposit_date, &mut draft).await {
         Ok(()) => {}
         Err(Failure::Rejected(r)) => return reject_awaiting(p, account, &a, r).await,

@@ -59,12 +59,16 @@ pub fn classify(account: &Account, path: &JailPath) -> Result<Kind, Rejection> {
     if !path.starts_with(&audio.dir) {
         return Ok(Kind::Ignored("outside the ingestion directories"));
     }
-    if !ext.as_ref().is_some_and(|e| audio.extensions.contains(e)) {
+    if !audio.accepts(name) {
         return Err(Rejection::new(
             "classify",
             format!(
-                "'{name}' is not an accepted audio file (extensions: {})",
-                audio.extensions.join(", ")
+                "'{name}' is not an accepted audio file (extensions: {}{})",
+                audio.extensions.join(", "),
+                match audio.extensions_case {
+                    crate::config::ExtensionsCase::Sensitive => ", case-sensitive",
+                    crate::config::ExtensionsCase::Insensitive => "",
+                }
             ),
         ));
     }

@@ -358,7 +358,7 @@ pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Res
     let Some(staged) = stage(p, account, entry, tmp.clone()).await? else {
         return Ok(());
     };
-    let (dialect, key, limits) = (settings.dialect.clone(), settings.key.clone(), bounds(p));
+    let (dialect, key, limits) = (settings.dialect.clone(), settings.column.clone(), bounds(p));
     let started = std::time::Instant::now();
     let loaded = low_priority(move || load_file(&staged, &dialect, &key, limits))
         .await
@@ -454,7 +454,7 @@ pub async fn latest_crm(
         (Some(s), Some(settings)) => {
             let (dialect, key, file) = (
                 settings.dialect.clone(),
-                settings.key.clone(),
+                settings.column.clone(),
                 s.file.clone(),
             );
             let table = tokio::task::spawn_blocking(move || -> anyhow::Result<CrmTable> {

@@ -2,10 +2,15 @@
 //! advisor is identified by the e-mail built from the account's format
 //! (found or created by the store, under a unique constraint); without it
 //! the conversation names the advisor only.
+//!
+//! A call is never lost to its advisor's e-mail by default: when no valid
+//! address can be built, `advisors.on_invalid = "unassigned"` records the
+//! call with the advisor's names and no advisor record, flagged
+//! `advisor_unresolved` with the reason; `"reject"` rejects it.
 
 use super::advisor::build_email;
 use super::Rejection;
-use crate::config::AdvisorSettings;
+use crate::config::{AdvisorSettings, OnInvalid};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +51,13 @@ impl AdvisorRef {
     }
 }
 
+/// The flag a conversation carries when its advisor could not be resolved.
+pub const UNRESOLVED: &str = "advisor_unresolved";
+
 pub fn identify(
     settings: Option<&AdvisorSettings>,
     metadata: &BTreeMap<String, String>,
+    flags: &mut Vec<String>,
 ) -> Result<AdvisorRef, Rejection> {
     let first = metadata
         .get("advisor_firstname")
@@ -58,40 +67,43 @@ pub fn identify(
         .get("advisor_lastname")
         .map(|s| s.trim())
         .unwrap_or("");
-    let create = settings.is_some_and(|s| s.create);
-    if first.is_empty() && last.is_empty() {
-        if create {
-            return Err(Rejection::new(
-                "advisor",
-                "the advisor's first and last name are missing, so no advisor can be identified",
-            ));
-        }
-        return Ok(AdvisorRef::Unknown);
-    }
-    let (Some(s), true) = (settings, create) else {
-        return Ok(AdvisorRef::Named(
-            format!("{first} {last}").trim().to_string(),
-        ));
+    let name = format!("{first} {last}").trim().to_string();
+    let Some(s) = settings.filter(|s| s.create) else {
+        return Ok(match name.is_empty() {
+            true => AdvisorRef::Unknown,
+            false => AdvisorRef::Named(name),
+        });
     };
     let Some(format) = s.email.as_deref() else {
-        return Ok(AdvisorRef::Named(
-            format!("{first} {last}").trim().to_string(),
-        ));
+        return Ok(AdvisorRef::Named(name));
     };
-    let extension = metadata.get("advisor_extension").map(String::as_str);
-    let email = build_email(format, first, last, &s.domain, extension).map_err(|why| {
-        Rejection::new(
-            "advisor",
-            format!("no valid advisor e-mail for '{first} {last}': {why}"),
+    let built = if name.is_empty() {
+        Err(
+            "the advisor's first and last name are missing, so no advisor can be identified"
+                .to_string(),
         )
-    })?;
-    Ok(AdvisorRef::ByEmail(NewAdvisor {
-        email,
-        first_name: first.to_string(),
-        last_name: last.to_string(),
-        team: s.default_team.clone(),
-        connector: s.connector.clone(),
-    }))
+    } else {
+        let extension = metadata.get("advisor_extension").map(String::as_str);
+        build_email(format, first, last, &s.domain, extension)
+            .map_err(|why| format!("no valid advisor e-mail for '{name}': {why}"))
+    };
+    match built {
+        Ok(email) => Ok(AdvisorRef::ByEmail(NewAdvisor {
+            email,
+            first_name: first.to_string(),
+            last_name: last.to_string(),
+            team: s.default_team.clone(),
+            connector: s.connector.clone(),
+        })),
+        Err(reason) if s.on_invalid == OnInvalid::Reject => Err(Rejection::new("advisor", reason)),
+        Err(reason) => {
+            flags.push(format!("{UNRESOLVED} ({reason})"));
+            Ok(match name.is_empty() {
+                true => AdvisorRef::Unknown,
+                false => AdvisorRef::Named(name),
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -99,7 +111,12 @@ mod tests {
     use super::*;
 
     fn settings(create: bool) -> AdvisorSettings {
+        strict(create, OnInvalid::Reject)
+    }
+
+    fn strict(create: bool, on_invalid: OnInvalid) -> AdvisorSettings {
         AdvisorSettings {
+            on_invalid,
             create,
             default_team: Some("Support".into()),
             connector: Some("Recorder".into()),
@@ -117,7 +134,12 @@ mod tests {
 
     #[test]
     fn created_by_email() {
-        let r = identify(Some(&settings(true)), &meta("Éloïse", "Lefèvre")).unwrap();
+        let r = identify(
+            Some(&settings(true)),
+            &meta("Éloïse", "Lefèvre"),
+            &mut Vec::new(),
+        )
+        .unwrap();
         let AdvisorRef::ByEmail(a) = r else {
             panic!("{r:?}")
         };
@@ -127,10 +149,15 @@ mod tests {
 
     #[test]
     fn named_only_without_create() {
-        let r = identify(Some(&settings(false)), &meta("Jean-Pierre", "Dupont")).unwrap();
+        let r = identify(
+            Some(&settings(false)),
+            &meta("Jean-Pierre", "Dupont"),
+            &mut Vec::new(),
+        )
+        .unwrap();
         assert_eq!(r, AdvisorRef::Named("Jean-Pierre Dupont".into()));
         assert_eq!(
-            identify(None, &BTreeMap::new()).unwrap(),
+            identify(None, &BTreeMap::new(), &mut Vec::new()).unwrap(),
             AdvisorRef::Unknown
         );
     }
@@ -138,16 +165,53 @@ mod tests {
     #[test]
     fn invalid_email_and_missing_names_reject() {
         assert_eq!(
-            identify(Some(&settings(true)), &meta("@@", "!!"))
+            identify(Some(&settings(true)), &meta("@@", "!!"), &mut Vec::new())
                 .unwrap_err()
                 .stage,
             "advisor"
         );
         assert_eq!(
-            identify(Some(&settings(true)), &BTreeMap::new())
+            identify(Some(&settings(true)), &BTreeMap::new(), &mut Vec::new())
                 .unwrap_err()
                 .stage,
             "advisor"
         );
+    }
+
+    #[test]
+    fn unresolved_advisor_keeps_the_call_by_default() {
+        let s = strict(true, OnInvalid::Unassigned);
+        let long = "Wolfeschlegelsteinhausenbergerdorffwelchevoralternwarengewissenhaft";
+        let mut flags = Vec::new();
+        let r = identify(Some(&s), &meta("Jean", long), &mut flags).unwrap();
+        assert_eq!(r, AdvisorRef::Named(format!("Jean {long}")));
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        assert!(
+            flags[0].starts_with("advisor_unresolved (no valid advisor e-mail for 'Jean Wolf"),
+            "{flags:?}"
+        );
+        assert!(
+            flags[0].contains("more than 64 characters before '@'"),
+            "{flags:?}"
+        );
+
+        let mut flags = Vec::new();
+        let r = identify(Some(&s), &BTreeMap::new(), &mut flags).unwrap();
+        assert_eq!(r, AdvisorRef::Unknown);
+        assert!(
+            flags[0]
+                .starts_with("advisor_unresolved (the advisor's first and last name are missing"),
+            "{flags:?}"
+        );
+
+        // Characters an address cannot hold are dropped, not fatal.
+        let mut flags = Vec::new();
+        let r = identify(Some(&s), &meta("Jean;", "\"Du|pont\""), &mut flags).unwrap();
+        let AdvisorRef::ByEmail(a) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(a.email, "jean.dupont@acme.com");
+        assert_eq!(a.last_name, "\"Du|pont\"");
+        assert!(flags.is_empty(), "{flags:?}");
     }
 }

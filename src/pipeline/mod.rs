@@ -15,6 +15,7 @@ pub mod csv_flow;
 pub mod csvfile;
 pub mod datedir;
 pub mod enrich;
+pub mod fields;
 pub mod identify;
 pub mod names;
 pub mod picking;

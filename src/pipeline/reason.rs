@@ -9,7 +9,9 @@ pub const KEY: &str = "contact_reason";
 pub const LABEL_KEY: &str = "contact_reason_label";
 
 /// Adds `contact_reason_label` to `metadata` when the id is known. An
-/// unknown id is kept and flagged, or rejected, as the account says.
+/// unknown id is kept and flagged, or rejected, as the account says; an
+/// empty one is treated the same way (`on_unknown`) but reported as empty,
+/// since "'' is not in the mapping" tells the customer nothing.
 pub fn label(
     settings: Option<&ContactReasons>,
     metadata: &mut BTreeMap<String, String>,
@@ -18,6 +20,15 @@ pub fn label(
     let (Some(settings), Some(id)) = (settings, metadata.get(KEY).cloned()) else {
         return Ok(());
     };
+    if id.trim().is_empty() {
+        return match settings.on_unknown {
+            OnUnknown::Keep => {
+                flags.push("contact_reason_empty".to_string());
+                Ok(())
+            }
+            OnUnknown::Reject => Err(Rejection::new("contact_reason", "contact reason is empty")),
+        };
+    }
     match settings.labels.get(id.trim()) {
         Some(l) => {
             metadata.insert(LABEL_KEY.to_string(), l.clone());
@@ -65,5 +76,19 @@ mod tests {
 
         let mut none = BTreeMap::new();
         label(Some(&strict), &mut none, &mut flags).unwrap();
+    }
+
+    #[test]
+    fn empty_reason_is_reported_as_empty() {
+        for empty in ["", "  "] {
+            let mut m = BTreeMap::from([(KEY.to_string(), empty.to_string())]);
+            let mut flags = Vec::new();
+            label(Some(&reasons(OnUnknown::Keep)), &mut m, &mut flags).unwrap();
+            assert_eq!(flags, vec!["contact_reason_empty"]);
+            assert!(!m.contains_key(LABEL_KEY));
+            let e = label(Some(&reasons(OnUnknown::Reject)), &mut m, &mut flags).unwrap_err();
+            assert_eq!(e.stage, "contact_reason");
+            assert_eq!(e.reason, "contact reason is empty");
+        }
     }
 }

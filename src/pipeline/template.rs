@@ -18,7 +18,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
+use chrono::{
+    DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+};
 use chrono_tz::Tz;
 
 /// Why a template source was refused; displayed to the operator as is.
@@ -64,6 +66,32 @@ pub enum TemplateError {
 pub struct Parsed {
     pub fields: BTreeMap<String, String>,
     pub datetime: Option<DateTime<FixedOffset>>,
+    /// Set when the wall-clock time fell in a DST gap or fold, with the
+    /// naive local time as written in the name.
+    pub clock: Option<Clock>,
+}
+
+/// A DST change the datetime met, and the naive local time as written.
+pub type Clock = (ClockChange, NaiveDateTime);
+
+/// How a wall-clock time related to a daylight-saving change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockChange {
+    /// The time does not exist (spring forward); it was read with the
+    /// offset in force before the change, so 02:30 becomes 03:30 summer time.
+    Gap,
+    /// The time exists twice (fall back); the first occurrence was taken.
+    Ambiguous,
+}
+
+impl ClockChange {
+    /// The flag a conversation carries.
+    pub fn flag(self) -> &'static str {
+        match self {
+            ClockChange::Gap => "dst_gap",
+            ClockChange::Ambiguous => "dst_ambiguous",
+        }
+    }
 }
 
 /// A compiled `audio.filename` template.
@@ -204,6 +232,7 @@ impl Template {
         let mut parsed = Parsed {
             fields: BTreeMap::new(),
             datetime: None,
+            clock: None,
         };
         let rest = self.match_head(stem, tz, &mut parsed)?;
         match &self.run {
@@ -229,8 +258,9 @@ impl Template {
                     prev = Some(&f.name);
                     match &f.kind {
                         Kind::Datetime(fmt) => {
-                            let (dt, rest) = match_datetime(&f.name, fmt, rest, tz)?;
+                            let (dt, clock, rest) = match_datetime(&f.name, fmt, rest, tz)?;
                             out.datetime = Some(dt);
+                            out.clock = clock;
                             rest
                         }
                         _ => {
@@ -580,7 +610,7 @@ fn match_datetime<'s>(
     fmt: &DateFormat,
     rest: &'s str,
     tz: Tz,
-) -> Result<(DateTime<FixedOffset>, &'s str), String> {
+) -> Result<(DateTime<FixedOffset>, Option<Clock>, &'s str), String> {
     let text = rest.get(..fmt.width).unwrap_or(rest);
     let values = read_numbers(fmt, text).ok_or_else(|| {
         format!(
@@ -596,7 +626,8 @@ fn match_datetime<'s>(
             fmt.source
         )
     })?;
-    Ok((localise(name, naive, tz)?, &rest[text.len()..]))
+    let (dt, change) = localise(naive, tz);
+    Ok((dt, change.map(|c| (c, naive)), &rest[text.len()..]))
 }
 
 /// Reads `text` against the format's items; `None` when the shape differs.
@@ -664,17 +695,24 @@ impl Numbers {
     }
 }
 
-/// Wall-clock time in the account's zone. In a DST fold the earlier instant
-/// wins so that re-parsing the same name always gives the same timestamp.
-fn localise(name: &str, naive: NaiveDateTime, tz: Tz) -> Result<DateTime<FixedOffset>, String> {
+/// Wall-clock time in the account's zone; never fails, so that no call is
+/// lost to the clock. In a fold the earlier instant wins (re-parsing the
+/// same name always gives the same timestamp). In a gap the time is read
+/// with the offset in force just before the change, which moves it forward
+/// by the gap's length (02:30 on a spring-forward night in Paris is 03:30
+/// summer time).
+pub fn localise(naive: NaiveDateTime, tz: Tz) -> (DateTime<FixedOffset>, Option<ClockChange>) {
     match tz.from_local_datetime(&naive) {
-        LocalResult::Single(dt) => Ok(dt.fixed_offset()),
-        LocalResult::Ambiguous(a, b) => Ok(a.min(b).fixed_offset()),
-        LocalResult::None => Err(format!(
-            "{name}: {} does not exist in {} (clock change)",
-            naive.format("%Y-%m-%d %H:%M:%S"),
-            tz.name()
-        )),
+        LocalResult::Single(dt) => (dt.fixed_offset(), None),
+        LocalResult::Ambiguous(a, b) => (a.min(b).fixed_offset(), Some(ClockChange::Ambiguous)),
+        LocalResult::None => {
+            // Gaps last hours at most; a day earlier is safely before it.
+            let before = naive - chrono::Duration::days(1);
+            let offset = tz.offset_from_utc_datetime(&before).fix();
+            let utc = naive - chrono::Duration::seconds(i64::from(offset.local_minus_utc()));
+            let dt = tz.from_utc_datetime(&utc).fixed_offset();
+            (dt, Some(ClockChange::Gap))
+        }
     }
 }
 
@@ -733,6 +771,7 @@ mod tests {
                 ("contact_reason", "163"),
             ]),
             datetime: dt("2026-02-11T15:20:33+01:00"),
+            clock: None,
         };
         assert_eq!(got, want);
         // The SPEC's untyped variant gives the same result for this name.
@@ -775,21 +814,41 @@ mod tests {
     fn dst_gap_and_fold_in_paris() {
         let t = Template::compile("{datetime:%Y%m%d_%H%M%S}_{id}").unwrap();
         let cases = [
+            // 02:30 does not exist on 29 March: read with winter time's
+            // offset, i.e. one hour later in summer time.
             (
                 "20260329_023000_x",
-                Err("datetime: 2026-03-29 02:30:00 does not exist in Europe/Paris (clock change)"),
+                "2026-03-29T03:30:00+02:00",
+                Some(ClockChange::Gap),
             ),
-            ("20260329_015959_x", Ok("2026-03-29T01:59:59+01:00")),
-            ("20260329_030000_x", Ok("2026-03-29T03:00:00+02:00")),
+            (
+                "20260329_020000_x",
+                "2026-03-29T03:00:00+02:00",
+                Some(ClockChange::Gap),
+            ),
+            (
+                "20260329_025959_x",
+                "2026-03-29T03:59:59+02:00",
+                Some(ClockChange::Gap),
+            ),
+            ("20260329_015959_x", "2026-03-29T01:59:59+01:00", None),
+            ("20260329_030000_x", "2026-03-29T03:00:00+02:00", None),
             // 02:30 happens twice on 25 October: the earlier (summer time) wins.
-            ("20261025_023000_x", Ok("2026-10-25T02:30:00+02:00")),
-            ("20261025_033000_x", Ok("2026-10-25T03:30:00+01:00")),
+            (
+                "20261025_023000_x",
+                "2026-10-25T02:30:00+02:00",
+                Some(ClockChange::Ambiguous),
+            ),
+            ("20261025_033000_x", "2026-10-25T03:30:00+01:00", None),
         ];
-        for (stem, want) in cases {
-            let got = t.parse(stem, Paris).map(|p| p.datetime);
-            let want = want.map(dt).map_err(str::to_string);
-            assert_eq!(got, want, "stem {stem:?}");
+        for (stem, want, change) in cases {
+            let got = t.parse(stem, Paris).unwrap();
+            assert_eq!(got.datetime, dt(want), "stem {stem:?}");
+            assert_eq!(got.clock.map(|c| c.0), change, "stem {stem:?}");
         }
+        let gap = t.parse("20260329_023000_x", Paris).unwrap();
+        let naive = gap.clock.unwrap().1;
+        assert_eq!(naive.to_string(), "2026-03-29 02:30:00");
     }
 
     #[test]
@@ -911,6 +970,7 @@ mod tests {
                 .map(|(f, d)| Parsed {
                     fields: fields(f),
                     datetime: d.and_then(dt),
+                    clock: None,
                 })
                 .map_err(str::to_string);
             assert_eq!(got, want, "template {src:?} stem {stem:?}");

@@ -63,7 +63,7 @@ fn picked_counts(depot: &Depot) -> TestResult<(i64, i64)> {
 async fn reprocess_ids_keeps_the_pick_unless_repick() -> TestResult {
     let depot = Depot::new(&[("acme", account(100)?)])?;
     let reasons = depot.accounts_dir.join("reasons.csv");
-    std::fs::write(&reasons, "163,Résiliation\n")?;
+    std::fs::write(&reasons, "id,label\n163,Résiliation\n")?;
     let dir = depot.local("recs").join("20260211");
     std::fs::create_dir_all(&dir)?;
     for (i, reason) in [(0, "163"), (1, "999")] {
@@ -78,7 +78,7 @@ async fn reprocess_ids_keeps_the_pick_unless_repick() -> TestResult {
     assert_eq!(picked_counts(&depot)?, (2, 2));
 
     // The mapping is fixed: the call gets its label, keeps its pick.
-    std::fs::write(&reasons, "163,Résiliation\n999,Autre\n")?;
+    std::fs::write(&reasons, "id,label\n163,Résiliation\n999,Autre\n")?;
     let id = old.to_string();
     let out = depot.cli_ok(&["reprocess", &id]).await?;
     assert!(

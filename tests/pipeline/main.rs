@@ -17,3 +17,4 @@ mod http;
 mod limits;
 mod metadata;
 mod picking;
+mod stages;
