@@ -751,3 +751,76 @@ async fn openapi_document_is_valid_and_answers_match_it() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_configured_certificate() -> TestResult {
+    let mut server = start(vec![customer("acme", "")]).await?;
+    let (admin, _, _) = tokens(&server)?;
+    let (cert, key) = (
+        server.tmp.path().join("http.crt"),
+        server.tmp.path().join("http.key"),
+    );
+    let made = tokio::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=depot-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .await?;
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let toml = std::fs::read_to_string(&server.config_path)?.replace(
+        "tokens_file = \"tokens.toml\"\n",
+        "tokens_file = \"tokens.toml\"\ntls_cert = \"http.crt\"\ntls_key = \"http.key\"\n",
+    );
+    std::fs::write(&server.config_path, toml)?;
+    server.restart().await?;
+
+    let https = server.http_url().replacen("http://", "https://", 1);
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--cacert"])
+        .arg(&cert)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {admin}"))
+        .arg(format!("{https}/v1/accounts"))
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let accounts: Json = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(accounts[0]["name"], "acme", "{accounts}");
+    // Plain HTTP on the HTTPS port gets no API answer.
+    let plain = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("{}/healthz", server.http_url()))
+        .output()
+        .await?;
+    assert_ne!(String::from_utf8_lossy(&plain.stdout).trim(), "200");
+    tokio::time::timeout(std::time::Duration::from_secs(30), server.stop())
+        .await
+        .map_err(|_| "HTTPS shutdown hung")??;
+    Ok(())
+}
