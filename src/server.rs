@@ -27,6 +27,8 @@ pub struct Running {
     http: Option<JoinHandle<()>>,
     /// Deletes events past `events.retention`.
     pruner: JoinHandle<()>,
+    /// One delivery task per `[[webhooks]]` endpoint.
+    webhooks: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     front: JoinHandle<()>,
     /// The account watcher (owns the accounts sender); `None` if the file
@@ -139,6 +141,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
         settings.events.retention,
         shutdown.subscribe(),
     );
+    let webhooks = crate::webhooks::spawn(&settings.webhooks, &writer, &shutdown_rx)?;
     let ssh_config = Arc::new(sftp::ssh_config(&settings, host_keys));
     let listeners = sftp::bind(&settings.server.listen).await?;
     let addrs = listeners
@@ -178,6 +181,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
         http_addr,
         http,
         pruner,
+        webhooks,
         shutdown,
         front,
         watcher,
@@ -222,6 +226,9 @@ impl Running {
             let _ = h.await;
         }
         let _ = self.pruner.await;
+        for w in self.webhooks {
+            let _ = w.await;
+        }
         if let Some(w) = self.watcher {
             let _ = w.await;
         }

@@ -10,6 +10,7 @@ mod account;
 mod http;
 mod server;
 pub mod watch;
+mod webhooks;
 
 pub use account::{
     load_account, load_accounts, valid_account_name, Account, AdvisorSettings, AudioSettings,
@@ -19,6 +20,7 @@ pub use account::{
 pub use http::{EventsConfig, HttpConfig};
 pub use server::{AuthConfig, LogConfig, LogFormat, ServerConfig, Settings};
 pub use watch::Accounts;
+pub use webhooks::WebhookConfig;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

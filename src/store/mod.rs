@@ -14,6 +14,7 @@ pub mod events;
 pub mod journal;
 pub mod queries;
 pub mod snapshots;
+pub mod webhooks;
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -160,6 +161,26 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_account ON events(account, seq);
     CREATE INDEX events_at ON events(at);",
+    // 8: webhook delivery: each endpoint's position in the feed and retry
+    // state, and the events it gave up on (dead letters).
+    "CREATE TABLE webhook_cursors (
+        name TEXT PRIMARY KEY,
+        delivered_seq INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        failing_since TEXT,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE webhook_parked (
+        name TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        parked_at TEXT NOT NULL,
+        error TEXT,
+        retry INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (name, seq)
+    );",
 ];
 
 /// Opens (creating if needed) the database at `path` with depot's pragmas and

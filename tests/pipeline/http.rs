@@ -824,3 +824,106 @@ async fn https_with_a_configured_certificate() -> TestResult {
         .map_err(|_| "HTTPS shutdown hung")??;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_signed_in_order_at_least_once_across_a_restart() -> TestResult {
+    use tokio::io::AsyncBufReadExt;
+    let mut server = start(vec![customer("acme", "")]).await?;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let log = server.tmp.path().join("received.jsonl");
+    let mut receiver = tokio::process::Command::new("python3")
+        .arg(support::fixture("webhook_receiver.py"))
+        .args([secret, "3"])
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut out = tokio::io::BufReader::new(receiver.stdout.take().ok_or("stdout")?).lines();
+    let port: u16 = tokio::time::timeout(INGEST, out.next_line())
+        .await
+        .map_err(|_| "the receiver did not start")??
+        .ok_or("no port")?
+        .trim()
+        .parse()?;
+    let mut toml = std::fs::read_to_string(&server.config_path)?;
+    toml += &format!(
+        "\n[[webhooks]]\nname = \"analysis\"\nurl = \"http://127.0.0.1:{port}/hooks\"\nsecret = \"{secret}\"\n\
+         events = [\"conversation.created\", \"rejection.created\"]\nbackoff = [\"50ms\", \"200ms\"]\ntimeout = \"10s\"\n"
+    );
+    std::fs::write(&server.config_path, toml)?;
+    server.restart().await?;
+
+    let mp3 = tone_mp3();
+    upload(
+        &server,
+        "acme",
+        &[
+            ("a.mp3", &mp3, &format!("/audio/20260211/{SEED}")),
+            ("b.mp3", b"not audio", &format!("/audio/20260211/{SECOND}")),
+        ],
+    )
+    .await?;
+    settled(&server, "acme").await?;
+    let read_log = |log: &std::path::Path| -> TestResult<Vec<Json>> {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        Ok(text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?)
+    };
+    // Restarted while the receiver is still failing: the retry state
+    // and the position in the feed are in SQLite.
+    until(INGEST, "a first failed attempt", || {
+        Ok((!read_log(&log)?.is_empty()).then_some(()))
+    })
+    .await?;
+    server.restart().await?;
+    let (admin, _, _) = tokens(&server)?;
+    let feed = curl(&server, Some(&admin), "/v1/events?after=0", &[])
+        .await?
+        .json()?;
+    let wanted: Vec<Json> = feed["items"]
+        .as_array()
+        .ok_or("items")?
+        .iter()
+        .filter(|e| e["type"] == "conversation.created" || e["type"] == "rejection.created")
+        .cloned()
+        .collect();
+    assert_eq!(wanted.len(), 2, "{feed:#}");
+    let delivered = until(INGEST, "every event delivered", || {
+        let ok: Vec<Json> = read_log(&log)?
+            .into_iter()
+            .filter(|l| l["status"] == 204)
+            .collect();
+        Ok((ok.len() >= wanted.len()).then_some(ok))
+    })
+    .await?;
+    let all = read_log(&log)?;
+    assert!(
+        all.iter().all(|l| l["verified"] == true),
+        "every delivery signed: {all:#?}"
+    );
+    assert_eq!(
+        all.iter().filter(|l| l["status"] == 500).count(),
+        3,
+        "{all:#?}"
+    );
+    // Each event delivered, in seq order, under its event id (the same on
+    // every attempt); at least once means a repeat is allowed, a gap is not.
+    let mut firsts: Vec<&Json> = Vec::new();
+    for d in &delivered {
+        if !firsts.iter().any(|f| f["id"] == d["id"]) {
+            firsts.push(d);
+        }
+    }
+    let got: Vec<(&Json, &Json)> = firsts.iter().map(|d| (&d["id"], &d["seq"])).collect();
+    let want: Vec<(&Json, &Json)> = wanted.iter().map(|e| (&e["id"], &e["seq"])).collect();
+    assert_eq!(got, want, "{all:#?}");
+    for a in &all {
+        assert!(
+            wanted.iter().any(|e| e["id"] == a["id"]),
+            "only wanted types: {a}"
+        );
+    }
+    Ok(())
+}
