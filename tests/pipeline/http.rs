@@ -927,3 +927,107 @@ async fn webhooks_signed_in_order_at_least_once_across_a_restart() -> TestResult
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_webhook_events_are_listed_and_retried() -> TestResult {
+    use tokio::io::AsyncBufReadExt;
+    let mut server = start(vec![customer("acme", "")]).await?;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let log = server.tmp.path().join("received.jsonl");
+    let mut receiver = tokio::process::Command::new("python3")
+        .arg(support::fixture("webhook_receiver.py"))
+        .args([secret, "1"])
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut out = tokio::io::BufReader::new(receiver.stdout.take().ok_or("stdout")?).lines();
+    let port: u16 = tokio::time::timeout(INGEST, out.next_line())
+        .await
+        .map_err(|_| "the receiver did not start")??
+        .ok_or("no port")?
+        .trim()
+        .parse()?;
+    let mut toml = std::fs::read_to_string(&server.config_path)?;
+    // give_up_after = 0s: the first failure parks the event.
+    toml += &format!(
+        "\n[[webhooks]]\nname = \"analysis\"\nurl = \"http://127.0.0.1:{port}/\"\nsecret = \"{secret}\"\n\
+         events = [\"conversation.created\"]\nbackoff = [\"50ms\"]\ngive_up_after = \"0s\"\n"
+    );
+    std::fs::write(&server.config_path, toml)?;
+    server.restart().await?;
+    let read_log = |log: &std::path::Path| -> TestResult<Vec<Json>> {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        Ok(text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?)
+    };
+    let mp3 = tone_mp3();
+    upload(
+        &server,
+        "acme",
+        &[("a.mp3", &mp3, &format!("/audio/20260211/{SEED}"))],
+    )
+    .await?;
+    until(INGEST, "the first attempt", || {
+        Ok((!read_log(&log)?.is_empty()).then_some(()))
+    })
+    .await?;
+    upload(
+        &server,
+        "acme",
+        &[("b.mp3", &mp3, &format!("/audio/20260211/{SECOND}"))],
+    )
+    .await?;
+    // Delivery went on past the parked event.
+    until(INGEST, "the second event delivered", || {
+        Ok(read_log(&log)?
+            .iter()
+            .any(|l| l["status"] == 204)
+            .then_some(()))
+    })
+    .await?;
+    let first = read_log(&log)?[0].clone();
+    assert_eq!(first["status"], 500);
+    let listed = cli_json(&server, &["webhooks"]).await?;
+    assert_eq!(listed[0]["name"], "analysis", "{listed:#}");
+    assert_eq!(listed[0]["parked"], 1, "{listed:#}");
+    assert_eq!(listed[0]["delivered"], 1, "{listed:#}");
+
+    let retried = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
+        .arg("--config")
+        .arg(&server.config_path)
+        .args(["webhooks", "retry", "analysis"])
+        .current_dir(server.tmp.path())
+        .output()
+        .await?;
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    // The worker looks for retries at least every 30 s.
+    until(
+        std::time::Duration::from_secs(90),
+        "the parked event delivered again",
+        || {
+            Ok(read_log(&log)?
+                .iter()
+                .any(|l| l["status"] == 204 && l["id"] == first["id"])
+                .then_some(()))
+        },
+    )
+    .await?;
+    let listed = cli_json(&server, &["webhooks"]).await?;
+    assert_eq!(listed[0]["parked"], 0, "{listed:#}");
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
+        .arg("--config")
+        .arg(&server.config_path)
+        .args(["webhooks", "retry", "nobody"])
+        .current_dir(server.tmp.path())
+        .output()
+        .await?;
+    assert_eq!(bad.status.code(), Some(1));
+    Ok(())
+}
