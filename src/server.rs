@@ -208,6 +208,12 @@ async fn start_http(
         bans: shared.bans.clone(),
         metrics: shared.metrics.clone(),
         commits: shared.writer.commits(),
+        webhooks: shared
+            .settings
+            .webhooks
+            .iter()
+            .map(|w| w.name.clone())
+            .collect(),
     };
     Ok(Some(crate::http::start(parts, shutdown).await?))
 }

@@ -80,6 +80,8 @@ pub struct State {
     pub shutdown: watch::Receiver<bool>,
     /// Changes after every database commit (wakes the event feed).
     pub commits: watch::Receiver<u64>,
+    /// Names of the configured webhook endpoints (metric labels).
+    pub webhooks: Vec<String>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -126,6 +128,7 @@ pub struct Parts {
     pub bans: Arc<BanList>,
     pub metrics: Arc<Metrics>,
     pub commits: watch::Receiver<u64>,
+    pub webhooks: Vec<String>,
 }
 
 /// Binds `[http] listen` and serves until `shutdown` turns true; then
@@ -155,6 +158,7 @@ pub async fn start(
         metrics: parts.metrics,
         shutdown: shutdown.clone(),
         commits: parts.commits,
+        webhooks: parts.webhooks,
         readers: Mutex::new(Vec::new()),
     });
     let tls = match &state.cfg.tls {

@@ -88,6 +88,8 @@ pub fn park(conn: &Connection, name: &str, seq: i64, error: &str) -> Result<()> 
         "INSERT OR REPLACE INTO webhook_parked (name, seq, parked_at, error, retry) VALUES (?1, ?2, ?3, ?4, 0)",
     )?
     .execute(params![name, seq, now_rfc3339(), error])?;
+    conn.prepare_cached("UPDATE webhook_cursors SET failures = failures + 1 WHERE name = ?1")?
+        .execute([name])?;
     delivered(conn, name, seq, false)
 }
 
@@ -119,5 +121,17 @@ pub fn retried(conn: &Connection, name: &str, seq: i64, ok: bool, error: &str) -
             )?
             .execute(params![name, seq, error, now_rfc3339()])?,
     };
+    let (d, f) = if ok { (1, 0) } else { (0, 1) };
+    conn.prepare_cached(
+        "UPDATE webhook_cursors SET delivered = delivered + ?2, failures = failures + ?3 WHERE name = ?1",
+    )?
+    .execute(params![name, d, f])?;
+    Ok(())
+}
+
+/// Forgets a parked event that is no longer kept (past `events.retention`).
+pub fn drop_parked(conn: &Connection, name: &str, seq: i64) -> Result<()> {
+    conn.prepare_cached("DELETE FROM webhook_parked WHERE name = ?1 AND seq = ?2")?
+        .execute(params![name, seq])?;
     Ok(())
 }

@@ -80,7 +80,7 @@ async fn run(
                     if let Some(e) = events::by_seq(c, seq)? {
                         return Ok((cur, Next::Deliver(e, Some(seq))));
                     }
-                    state::retried(c, &name, seq, true, "")?;
+                    state::drop_parked(c, &name, seq)?;
                 }
                 let batch = events::after(c, cur.delivered_seq, None, BATCH)?;
                 match batch.iter().position(|e| filter.wants(&e.kind, &e.account)) {

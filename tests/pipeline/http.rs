@@ -1021,6 +1021,27 @@ async fn parked_webhook_events_are_listed_and_retried() -> TestResult {
     .await?;
     let listed = cli_json(&server, &["webhooks"]).await?;
     assert_eq!(listed[0]["parked"], 0, "{listed:#}");
+    // /metrics shows the same state.
+    let (admin, _, _) = tokens(&server)?;
+    let text = String::from_utf8(curl(&server, Some(&admin), "/metrics", &[]).await?.body)?;
+    assert_eq!(
+        sample(&text, "depot_webhook_parked{endpoint=\"analysis\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "depot_webhook_failures_total{endpoint=\"analysis\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "depot_webhook_deliveries_total{endpoint=\"analysis\"}"
+        )
+        .is_some(),
+        "{text}"
+    );
     let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
         .arg("--config")
         .arg(&server.config_path)
