@@ -336,13 +336,17 @@ fn writer_loop(
             }
             continue;
         }
+        let changes_before = conn.total_changes();
         let finishers: Vec<Finish> = batch.into_iter().map(|job| job(&conn)).collect();
+        let changed = conn.total_changes() != changes_before;
         let commit = conn.execute_batch("COMMIT").map_err(|e| {
             let _ = conn.execute_batch("ROLLBACK");
             tracing::error!(error = %e, "database commit failed; the batch was rolled back");
             e.to_string()
         });
-        if commit.is_ok() {
+        // Only a commit that wrote wakes the feed's followers: their own
+        // reads through the writer must not wake them again.
+        if commit.is_ok() && changed {
             committed.send_modify(|n| *n = n.wrapping_add(1));
         }
         for finish in finishers {
@@ -385,5 +389,32 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 40);
+    }
+
+    #[tokio::test]
+    async fn only_commits_that_write_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, handle) = Writer::start(&dir.path().join("t.db")).unwrap();
+        let mut commits = w.commits();
+        commits.borrow_and_update();
+        w.run(|c| Ok(c.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .unwrap();
+        assert!(!commits.has_changed().unwrap(), "a read-only batch");
+        w.run(|c| {
+            events::record(
+                c,
+                events::CONVERSATION_CREATED,
+                "acme",
+                serde_json::json!({}),
+            )
+        })
+        .await
+        .unwrap();
+        assert!(commits.has_changed().unwrap(), "a batch that wrote");
+        commits.borrow_and_update();
+        drop(w);
+        handle.join().unwrap();
+        assert!(commits.changed().await.is_err(), "closed with the writer");
     }
 }
