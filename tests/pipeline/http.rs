@@ -1052,3 +1052,52 @@ async fn parked_webhook_events_are_listed_and_retried() -> TestResult {
     assert_eq!(bad.status.code(), Some(1));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_long_polls_do_not_starve_other_requests() -> TestResult {
+    let mut server = start(vec![customer("acme", "")]).await?;
+    let toml = std::fs::read_to_string(&server.config_path)?.replace(
+        "tokens_file = \"tokens.toml\"\n",
+        "tokens_file = \"tokens.toml\"\nmax_concurrent_requests = 1\n",
+    );
+    std::fs::write(&server.config_path, toml)?;
+    server.restart().await?;
+    let (admin, _, _) = tokens(&server)?;
+    let mut polls = Vec::new();
+    for _ in 0..3 {
+        polls.push(
+            tokio::process::Command::new("curl")
+                .args(["-sS", "--max-time", "120", "-o", "/dev/null", "-H"])
+                .arg(format!("Authorization: Bearer {admin}"))
+                .arg(format!("{}/v1/events?wait=55s", server.http_url()))
+                .kill_on_drop(true)
+                .spawn()?,
+        );
+    }
+    // The three polls are connected (server side of each connection).
+    let port = server.running().http_addr.ok_or("http")?.port();
+    let established = move || -> TestResult<usize> {
+        let want = format!("0100007F:{port:04X}");
+        Ok(std::fs::read_to_string("/proc/net/tcp")?
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && f[1] == want && f[3] == "01"
+            })
+            .count())
+    };
+    eventually(INGEST, "three long-polls connected", || {
+        established().is_ok_and(|n| n >= 3)
+    })
+    .await?;
+    // Answered while all three polls still wait: they hold no request slot.
+    for _ in 0..3 {
+        let r = curl(&server, Some(&admin), "/v1/accounts", &[]).await?;
+        assert_eq!(r.status, 200);
+    }
+    for p in &mut polls {
+        assert!(p.try_wait()?.is_none(), "a long-poll ended early");
+    }
+    Ok(())
+}
