@@ -10,8 +10,11 @@ pub fn run(config: &Path) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // Registered before start: a SIGTERM that arrives while depot
+        // starts becomes a graceful stop once it has started, not a kill.
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let running = crate::server::start(settings).await?;
-        wait_for_signal().await;
+        wait_for_signal(term).await;
         tracing::info!(
             "shutting down: no new sessions; finishing uploads and ingestion in progress"
         );
@@ -22,13 +25,13 @@ pub fn run(config: &Path) -> Result<()> {
     })
 }
 
-async fn wait_for_signal() {
+async fn wait_for_signal(term: Option<tokio::signal::unix::Signal>) {
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+        match term {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
     tokio::select! {
