@@ -283,6 +283,7 @@ async fn start_http(
         bans: shared.bans.clone(),
         metrics: shared.metrics.clone(),
         commits: shared.writer.commits(),
+        passwords: shared.passwords.clone(),
     };
     Ok(Some(crate::http::start(parts, shutdown).await?))
 }

@@ -16,7 +16,7 @@ pub use account::{
     AudioSettings, ContactReasons, CrmSettings, CsvDialect, Encoding, MetadataCsvSettings,
     MetadataUse, OnConflict, OnTimeout, OnUnknown, PickingSettings,
 };
-pub use http::{EventsConfig, HttpConfig};
+pub use http::{Admin, EventsConfig, HttpConfig};
 pub use server::{AuthConfig, LogConfig, LogFormat, PipelineLimits, ServerConfig, Settings};
 pub use watch::Accounts;
 

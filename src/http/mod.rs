@@ -6,6 +6,7 @@
 //! server holds nothing that keeps the writer alive at shutdown.
 
 pub mod auth;
+pub mod console;
 mod events;
 mod metrics;
 mod openapi;
@@ -14,7 +15,7 @@ pub mod tokens;
 
 use crate::config::{Accounts, HttpConfig};
 use crate::metrics::Metrics;
-use crate::sftp::auth::BanList;
+use crate::sftp::auth::{BanList, PasswordChecker};
 use crate::store;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -80,6 +81,10 @@ pub struct State {
     pub shutdown: watch::Receiver<bool>,
     /// Changes after every database commit (wakes the event feed).
     pub commits: watch::Receiver<u64>,
+    /// The SSH front's checker: console log-ins share its argon2 bound.
+    pub passwords: Arc<PasswordChecker>,
+    /// Web console sessions.
+    pub sessions: console::session::Sessions,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -126,6 +131,7 @@ pub struct Parts {
     pub bans: Arc<BanList>,
     pub metrics: Arc<Metrics>,
     pub commits: watch::Receiver<u64>,
+    pub passwords: Arc<PasswordChecker>,
 }
 
 /// Binds `[http] listen` and serves until `shutdown` turns true; then
@@ -144,6 +150,8 @@ pub async fn start(
             )
         })?;
     let addr = listener.local_addr()?;
+    let sessions =
+        console::session::Sessions::new(parts.cfg.session_timeout, parts.cfg.max_console_sessions);
     let state = Arc::new(State {
         tokens: tokens::TokenStore::new(parts.cfg.tokens_file.clone()),
         cfg: parts.cfg,
@@ -154,6 +162,8 @@ pub async fn start(
         metrics: parts.metrics,
         shutdown: shutdown.clone(),
         commits: parts.commits,
+        passwords: parts.passwords,
+        sessions,
         readers: Mutex::new(Vec::new()),
     });
     let app = routes::router(state);

@@ -34,6 +34,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/v1/openapi.json", get(super::openapi::openapi_json))
         .route("/v1/events", get(super::events::poll))
         .route("/v1/events/stream", get(super::events::stream))
+        .merge(super::console::router())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
