@@ -256,7 +256,10 @@ mod tests {
             "[http]\n[[http.admins]]\nname = \"ops\"\npassword_hash = \"plain\"\n[[http.admins]]\nname = \"ops\"\npassword_hash = \"{hash}\"\n"
         ))
         .unwrap_err();
-        assert!(e.0.iter().any(|e| e.key == "http.admins[0].password_hash"), "{e}");
+        assert!(
+            e.0.iter().any(|e| e.key == "http.admins[0].password_hash"),
+            "{e}"
+        );
         assert!(e.0.iter().any(|e| e.key == "http.admins[1].name"), "{e}");
     }
 }
