@@ -132,6 +132,20 @@ def customer_pages(c, cfg):
     c.wait("the overview after log-in", lambda: c.path() == "/")
     c.shot("overview")
     check(c.text("#user") == acme["name"], "the header names the account logged in")
+    cookie = c.d.get_cookie("depot_session")
+    check(cookie is not None and cookie.get("httpOnly") is True and cookie.get("sameSite") == "Strict",
+          f"the session cookie is HttpOnly and SameSite=Strict: {cookie}")
+    check(c.d.execute_script("return document.cookie.includes('depot_session');") is False,
+          "scripts cannot read the session cookie")
+    # A log-out posted without the session's CSRF token is refused and
+    # the session goes on.
+    status = c.d.execute_script(
+        "const r = new XMLHttpRequest(); r.open('POST', '/logout', false);"
+        "r.setRequestHeader('Content-Type', 'application/x-www-form-urlencoded');"
+        "r.send('csrf=forged'); return r.status;")
+    check(status == 400, f"a log-out with a forged CSRF token is refused (got {status})")
+    c.d.get(c.base + "/")
+    check(c.path() == "/", "the session survives a forged log-out")
     today = [td.text for td in c.d.find_elements(By.CSS_SELECTOR, "#today td")]
     want = [str(exp["deposits"]), str(exp["conversations"]), str(exp["picked"]), str(exp["rejections"])]
     check(today == want, f"today's figures {today} are the database's {want}")

@@ -770,9 +770,12 @@ pub async fn rejections(
         }
         let Some(d) = days.last_mut() else { continue };
         d.count += 1;
-        if d.stages.last().is_none_or(|s| s.stage != stage) {
+        if d.stages
+            .last()
+            .is_none_or(|s| s.stage != stage.replace('_', " "))
+        {
             d.stages.push(StageGroup {
-                stage: stage.clone(),
+                stage: stage.replace('_', " "),
                 rows: Vec::new(),
             });
         }
