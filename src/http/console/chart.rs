@@ -59,6 +59,8 @@ pub fn svg(days: &[DayFigures]) -> String {
         .max()
         .unwrap_or(0)
         .max(1);
+    // Even, so the middle guide line is a whole number.
+    let max = max + max % 2;
     let plot_h = H - BOTTOM - TOP;
     let slot = (W - LEFT - 8) / days.len().max(1) as i64;
     let bar = ((slot - 4) / 4).max(1);
@@ -124,6 +126,7 @@ mod tests {
         assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
         assert_eq!(s.matches("<rect").count(), 120);
         assert!(s.contains(r##"height="192" fill="#1f4e9c"><title>2026-02-04: 10 deposits"##));
+        assert!(s.contains(r##"height="96" fill="#b3261e"><title>2026-02-04: 5 rejections"##));
         assert!(s.contains("2026-02-04: 5 rejections"));
     }
 }

@@ -969,3 +969,35 @@ pub async fn accounts(axum::extract::State(state): St, v: Viewer) -> Result<Resp
         rows,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_show_in_the_account_zone_with_offset() {
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        assert_eq!(
+            local("2026-02-11T14:20:33.000Z", paris),
+            "2026-02-11 15:20:33 +01:00"
+        );
+        assert_eq!(
+            local("2026-07-11T14:20:33.000Z", paris),
+            "2026-07-11 16:20:33 +02:00"
+        );
+        assert_eq!(local("not a time", paris), "not a time");
+        let d = NaiveDate::from_ymd_opt(2026, 7, 1).unwrap();
+        assert_eq!(day_start_utc(d, paris), "2026-06-30T22:00:00.000Z");
+        assert_eq!(
+            local_day("2026-06-30T22:30:00.000Z", paris),
+            Some(d),
+            "half past midnight in Paris is already the next day"
+        );
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode("Hélène & co"), "H%C3%A9l%C3%A8ne%20%26%20co");
+        assert_eq!(encode("acme-1_x.y~"), "acme-1_x.y~");
+    }
+}
