@@ -157,11 +157,17 @@ struct OverviewPage {
     crm_age: String,
 }
 
-/// Counts per local day for the 30 days ending today.
-fn daily(c: &Connection, account: &str, tz: Tz, last: NaiveDate) -> store::Result<Vec<DayFigures>> {
-    let first = last - Days::days(29);
+/// Counts per local day for the `n` days from `first`.
+fn daily(
+    c: &Connection,
+    account: &str,
+    tz: Tz,
+    first: NaiveDate,
+    n: i64,
+) -> store::Result<Vec<DayFigures>> {
     let since = day_start_utc(first, tz);
-    let mut days: Vec<DayFigures> = (0..30)
+    let until = day_start_utc(first + Days::days(n), tz);
+    let mut days: Vec<DayFigures> = (0..n)
         .map(|i| DayFigures::new(first + Days::days(i)))
         .collect();
     // SQLite counts per UTC minute (few rows to hand over, and every
@@ -172,24 +178,24 @@ fn daily(c: &Connection, account: &str, tz: Tz, last: NaiveDate) -> store::Resul
         };
         let d = Utc.from_utc_datetime(&t).with_timezone(&tz).date_naive();
         let i = (d - first).num_days();
-        if (0..30).contains(&i) {
+        if (0..n).contains(&i) {
             f(&mut days[i as usize]);
         }
     };
     let mut st = c.prepare_cached(
         "SELECT strftime('%Y-%m-%dT%H:%M', completed_at), count(*) FROM journal
-         WHERE account = ?1 AND completed_at >= ?2 GROUP BY 1",
+         WHERE account = ?1 AND completed_at >= ?2 AND completed_at < ?3 GROUP BY 1",
     )?;
-    let mut rows = st.query(rusqlite::params![account, since])?;
+    let mut rows = st.query(rusqlite::params![account, since, until])?;
     while let Some(r) = rows.next()? {
         let n: i64 = r.get(1)?;
         bump(&r.get::<_, String>(0)?, &mut |d| d.deposits += n);
     }
     let mut st = c.prepare_cached(
         "SELECT strftime('%Y-%m-%dT%H:%M', received_at), count(*), sum(picked) FROM conversations
-         WHERE account = ?1 AND received_at >= ?2 AND status != 'superseded' GROUP BY 1",
+         WHERE account = ?1 AND received_at >= ?2 AND received_at < ?3 AND status != 'superseded' GROUP BY 1",
     )?;
-    let mut rows = st.query(rusqlite::params![account, since])?;
+    let mut rows = st.query(rusqlite::params![account, since, until])?;
     while let Some(r) = rows.next()? {
         let (n, picked): (i64, i64) = (r.get(1)?, r.get(2)?);
         bump(&r.get::<_, String>(0)?, &mut |d| {
@@ -200,10 +206,10 @@ fn daily(c: &Connection, account: &str, tz: Tz, last: NaiveDate) -> store::Resul
     // One rejected deposit may have many reasons: count deposits.
     let mut st = c.prepare_cached(
         "SELECT strftime('%Y-%m-%dT%H:%M', first), count(*) FROM
-         (SELECT min(at) AS first FROM rejections WHERE account = ?1 AND at >= ?2 GROUP BY path, journal_id)
+         (SELECT min(at) AS first FROM rejections WHERE account = ?1 AND at >= ?2 AND at < ?3 GROUP BY path, journal_id)
          GROUP BY 1",
     )?;
-    let mut rows = st.query(rusqlite::params![account, since])?;
+    let mut rows = st.query(rusqlite::params![account, since, until])?;
     while let Some(r) = rows.next()? {
         let n: i64 = r.get(1)?;
         bump(&r.get::<_, String>(0)?, &mut |d| d.rejections += n);
@@ -242,13 +248,23 @@ pub async fn overview(
             }
         },
     };
+    if !state.accounts.borrow().contains_key(&account) {
+        return Err(PageError::not_found());
+    }
     let tz = tz_of(&state, &account);
     let last = today(tz);
-    let since7 = day_start_utc(last - Days::days(6), tz);
+    let first = last - Days::days(29);
     let acc = account.clone();
+    let cached = state.sessions.past_days(&account, tz.name(), first);
     let (days, pending, latency, crm) = state
         .read(move |c| {
-            let days = daily(c, &acc, tz, last)?;
+            // Past days change seldom (a late rejection, a reprocessed
+            // call): they are kept a few minutes; today is always counted.
+            let mut days = match cached {
+                Some(d) => d,
+                None => daily(c, &acc, tz, first, 29)?,
+            };
+            days.extend(daily(c, &acc, tz, last, 1)?);
             let pending: i64 = c.query_row(
                 "SELECT count(*) FROM journal WHERE account = ?1 AND state = 'pending'",
                 [&acc],
@@ -257,9 +273,10 @@ pub async fn overview(
             let latency: Option<f64> = c
                 .query_row(
                     "SELECT avg((julianday(c.created_at) - julianday(j.completed_at)) * 86400.0)
-                     FROM conversations c JOIN journal j ON j.id = c.journal_id
-                     WHERE c.account = ?1 AND c.received_at >= ?2",
-                    rusqlite::params![acc, since7],
+                     FROM (SELECT journal_id, created_at FROM conversations
+                           WHERE account = ?1 ORDER BY id DESC LIMIT 1000) c
+                     JOIN journal j ON j.id = c.journal_id",
+                    [&acc],
                     |r| r.get(0),
                 )
                 .optional()?
@@ -268,6 +285,9 @@ pub async fn overview(
             Ok((days, pending, latency, crm))
         })
         .await?;
+    state
+        .sessions
+        .keep_past_days(&account, tz.name(), first, &days[..29]);
     let mut week = DayFigures::new(last);
     for d in &days[days.len() - 7..] {
         week.add(d);
@@ -282,8 +302,8 @@ pub async fn overview(
         days,
         pending,
         latency: match latency {
-            Some(s) => format!("{s:.1} s on average over the last 7 days"),
-            None => "no conversation in the last 7 days".into(),
+            Some(s) => format!("{s:.1} s on average over the last 1,000 conversations"),
+            None => "no conversation yet".into(),
         },
         crm_age: match crm {
             Some(t) => format!("{} ago ({})", ago(&t), local(&t, tz)),

@@ -2,7 +2,9 @@
 //! kept in memory (a restart logs everyone out, which is the safe side),
 //! each with its own CSRF token and a fixed lifetime from log-in. Only the
 //! sha256 of an id is kept, so the table itself holds nothing a client
-//! could present.
+//! could present. The overview's figures for past days are kept here for
+//! a few minutes too (per configured account), so that a busy account's
+//! 30-day chart is not counted again on every page view.
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -50,6 +52,19 @@ pub struct Sessions {
     timeout: Duration,
     max: usize,
     by_hash: Mutex<HashMap<String, Session>>,
+    /// The overview's figures for the days before today, per account
+    /// (time zone, first day, when counted, the days).
+    past: Mutex<HashMap<String, PastDays>>,
+}
+
+/// How long the overview's past days are reused before being counted again.
+const PAST_DAYS_FOR: Duration = Duration::from_secs(300);
+
+struct PastDays {
+    tz: String,
+    first: chrono::NaiveDate,
+    at: Instant,
+    days: Vec<super::chart::DayFigures>,
 }
 
 /// 32 random bytes, hex: ids and CSRF tokens.
@@ -78,7 +93,47 @@ impl Sessions {
             timeout,
             max: max.max(1),
             by_hash: Mutex::new(HashMap::new()),
+            past: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The overview's past days of `account` if counted recently for
+    /// the same time zone and first day.
+    pub fn past_days(
+        &self,
+        account: &str,
+        tz: &str,
+        first: chrono::NaiveDate,
+    ) -> Option<Vec<super::chart::DayFigures>> {
+        let past = self.past.lock().unwrap_or_else(|p| p.into_inner());
+        past.get(account)
+            .filter(|p| p.tz == tz && p.first == first && p.at.elapsed() < PAST_DAYS_FOR)
+            .map(|p| p.days.clone())
+    }
+
+    pub fn keep_past_days(
+        &self,
+        account: &str,
+        tz: &str,
+        first: chrono::NaiveDate,
+        days: &[super::chart::DayFigures],
+    ) {
+        let mut past = self.past.lock().unwrap_or_else(|p| p.into_inner());
+        if past
+            .get(account)
+            .is_some_and(|p| p.first == first && p.tz == tz && p.at.elapsed() < PAST_DAYS_FOR)
+        {
+            return;
+        }
+        past.insert(
+            account.to_string(),
+            PastDays {
+                tz: tz.to_string(),
+                first,
+                at: Instant::now(),
+                days: days.to_vec(),
+            },
+        );
     }
 
     pub fn timeout(&self) -> Duration {
