@@ -14,10 +14,9 @@ import tempfile
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 FLAGS = [
@@ -112,8 +111,17 @@ class Console:
         """Clicks a submit button and waits for the answer page to replace this one."""
         old = self.d.find_element(By.TAG_NAME, "html")
         self.d.find_element(by, what).click()
+        def replaced(_):
+            # Any error about the old node (stale, detached mid-check) means
+            # the page it belonged to is gone.
+            try:
+                old.is_enabled()
+                return False
+            except WebDriverException:
+                return True
+
         try:
-            WebDriverWait(self.d, 30, poll_frequency=0.05).until(EC.staleness_of(old))
+            WebDriverWait(self.d, 30, poll_frequency=0.05).until(replaced)
         except TimeoutException:
             fail(f"no answer page after submitting {what}")
 

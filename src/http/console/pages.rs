@@ -266,7 +266,8 @@ pub async fn overview(
             };
             days.extend(daily(c, &acc, tz, last, 1)?);
             let pending: i64 = c.query_row(
-                "SELECT count(*) FROM journal WHERE account = ?1 AND state = 'pending'",
+                // `+account`: the small index of pending rows, not the account's rows.
+                "SELECT count(*) FROM journal WHERE +account = ?1 AND state = 'pending'",
                 [&acc],
                 |r| r.get(0),
             )?;
@@ -960,10 +961,23 @@ pub async fn accounts(axum::extract::State(state): St, v: Viewer) -> Result<Resp
                     [&name],
                     |r| Ok((r.get(0)?,)),
                 )?;
-                let (last, pending, deposits): (Option<String>, i64, i64) = c.query_row(
-                    "SELECT max(completed_at), sum(state = 'pending'), sum(completed_at >= ?2) FROM journal WHERE account = ?1",
+                // The newest row is the last upload (ids grow with arrivals).
+                let last: Option<String> = c
+                    .query_row(
+                        "SELECT completed_at FROM journal WHERE +account = ?1 ORDER BY id DESC LIMIT 1",
+                        [&name],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let pending: i64 = c.query_row(
+                    "SELECT count(*) FROM journal WHERE +account = ?1 AND state = 'pending'",
+                    [&name],
+                    |r| r.get(0),
+                )?;
+                let deposits: i64 = c.query_row(
+                    "SELECT count(*) FROM journal WHERE account = ?1 AND completed_at >= ?2",
                     rusqlite::params![name, since],
-                    |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get::<_, Option<i64>>(2)?.unwrap_or(0))),
+                    |r| r.get(0),
                 )?;
                 let rejected: i64 = c.query_row(
                     "SELECT count(DISTINCT journal_id) FROM rejections WHERE account = ?1 AND at >= ?2",
