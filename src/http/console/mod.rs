@@ -132,13 +132,22 @@ impl IntoResponse for PageError {
     }
 }
 
-/// Pages show one viewer's data: never kept by a shared cache.
-fn no_store() -> [(header::HeaderName, HeaderValue); 2] {
+/// Pages show one viewer's data: never kept by a shared cache, never
+/// framed, and (having no script) allowed to load only their stylesheet
+/// and recordings from this server.
+fn no_store() -> [(header::HeaderName, HeaderValue); 3] {
     [
         (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         (
             header::HeaderName::from_static("x-frame-options"),
             HeaderValue::from_static("DENY"),
+        ),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self'; media-src 'self'; img-src 'self'; connect-src 'self'; \
+                 form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
         ),
     ]
 }
