@@ -293,6 +293,7 @@ async fn start_http(
             .iter()
             .map(|w| w.name.clone())
             .collect(),
+        passwords: shared.passwords.clone(),
     };
     Ok(Some(crate::http::start(parts, shutdown).await?))
 }

@@ -20,6 +20,17 @@ pub(super) struct RawHttp {
     request_timeout: String,
     max_wait: String,
     max_concurrent_requests: usize,
+    session_timeout: String,
+    max_console_sessions: usize,
+    admins: Vec<RawAdmin>,
+}
+
+/// One `[[http.admins]]` entry: an operator of the web console.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    name: String,
+    password_hash: String,
 }
 
 impl Default for RawHttp {
@@ -34,6 +45,9 @@ impl Default for RawHttp {
             request_timeout: "30s".into(),
             max_wait: "60s".into(),
             max_concurrent_requests: 256,
+            session_timeout: "8h".into(),
+            max_console_sessions: 10_000,
+            admins: Vec::new(),
         }
     }
 }
@@ -69,6 +83,19 @@ pub struct HttpConfig {
     pub max_wait: Duration,
     /// Requests answered at once; more wait their turn.
     pub max_concurrent_requests: usize,
+    /// A console session ends this long after its log-in.
+    pub session_timeout: Duration,
+    /// Console sessions kept at once; past it the oldest is ended.
+    pub max_console_sessions: usize,
+    /// Operators of the web console (they see every account).
+    pub admins: Vec<Admin>,
+}
+
+/// An operator of the web console: a name and an argon2id PHC hash.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub name: String,
+    pub password_hash: String,
 }
 
 /// Validated `[events]`.
@@ -109,6 +136,7 @@ pub(super) fn validate_http(
     for (key, v) in [
         ("http.max_body_bytes", raw.max_body_bytes),
         ("http.max_concurrent_requests", raw.max_concurrent_requests),
+        ("http.max_console_sessions", raw.max_console_sessions),
     ] {
         if v == 0 {
             errors.push(ConfigError::new(path, key, "must be at least 1"));
@@ -128,6 +156,44 @@ pub(super) fn validate_http(
     };
     let timeout = parse_duration(path, "http.request_timeout", &raw.request_timeout, errors);
     let max_wait = parse_duration(path, "http.max_wait", &raw.max_wait, errors);
+    let session_timeout =
+        parse_duration(path, "http.session_timeout", &raw.session_timeout, errors);
+    let mut admins: Vec<Admin> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (i, a) in raw.admins.into_iter().enumerate() {
+        let key = format!("http.admins[{i}]");
+        if a.name.trim().is_empty() {
+            errors.push(ConfigError::new(
+                path,
+                format!("{key}.name"),
+                "must not be empty",
+            ));
+            continue;
+        }
+        if names.contains(&a.name) {
+            errors.push(ConfigError::new(
+                path,
+                format!("{key}.name"),
+                format!(
+                    "'{}' is named twice; each operator needs its own name",
+                    a.name
+                ),
+            ));
+            continue;
+        }
+        names.push(a.name.clone());
+        let checked = match argon2::PasswordHash::new(&a.password_hash) {
+            Ok(h) if h.algorithm.as_str() == "argon2id" => super::argon2_cost_allowed(&h),
+            _ => Err("not an argon2id PHC string ($argon2id$v=19$...); make one with `depot hash-password`".to_string()),
+        };
+        match checked {
+            Ok(()) => admins.push(Admin {
+                name: a.name,
+                password_hash: a.password_hash,
+            }),
+            Err(why) => errors.push(ConfigError::new(path, format!("{key}.password_hash"), why)),
+        }
+    }
     Some(HttpConfig {
         listen: listen?,
         tls,
@@ -137,6 +203,9 @@ pub(super) fn validate_http(
         request_timeout: timeout?,
         max_wait: max_wait?,
         max_concurrent_requests: raw.max_concurrent_requests,
+        session_timeout: session_timeout?,
+        max_console_sessions: raw.max_console_sessions,
+        admins,
     })
 }
 
@@ -198,5 +267,28 @@ mod tests {
                 PathBuf::from("/k.pem")
             ))
         );
+    }
+
+    #[test]
+    fn console_admins_and_sessions() {
+        let hash = crate::sftp::auth::hash_password("s3cret").unwrap();
+        let s = load(&format!(
+            "[http]\nsession_timeout = \"1h\"\n[[http.admins]]\nname = \"ops\"\npassword_hash = \"{hash}\"\n"
+        ))
+        .unwrap();
+        let h = s.http.unwrap();
+        assert_eq!(h.session_timeout, Duration::from_secs(3600));
+        assert_eq!(h.max_console_sessions, 10_000);
+        assert_eq!(h.admins.len(), 1);
+        assert_eq!(h.admins[0].name, "ops");
+        let e = load(&format!(
+            "[http]\n[[http.admins]]\nname = \"ops\"\npassword_hash = \"plain\"\n[[http.admins]]\nname = \"ops\"\npassword_hash = \"{hash}\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.0.iter().any(|e| e.key == "http.admins[0].password_hash"),
+            "{e}"
+        );
+        assert!(e.0.iter().any(|e| e.key == "http.admins[1].name"), "{e}");
     }
 }

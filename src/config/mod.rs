@@ -18,7 +18,7 @@ pub use account::{
     MetadataCsvSettings, MetadataUse, Normalize, OnConflict, OnInvalid, OnTimeout, OnUnknown,
     PickingSettings,
 };
-pub use http::{EventsConfig, HttpConfig};
+pub use http::{Admin, EventsConfig, HttpConfig};
 pub use server::{AuthConfig, LogConfig, LogFormat, PipelineLimits, ServerConfig, Settings};
 pub use watch::Accounts;
 pub use webhooks::WebhookConfig;

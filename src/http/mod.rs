@@ -6,6 +6,7 @@
 //! server holds nothing that keeps the writer alive at shutdown.
 
 pub mod auth;
+pub mod console;
 mod events;
 mod metrics;
 mod openapi;
@@ -14,7 +15,7 @@ pub mod tokens;
 
 use crate::config::{Accounts, HttpConfig};
 use crate::metrics::Metrics;
-use crate::sftp::auth::BanList;
+use crate::sftp::auth::{BanList, PasswordChecker};
 use crate::store;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -82,6 +83,10 @@ pub struct State {
     pub commits: watch::Receiver<u64>,
     /// Names of the configured webhook endpoints (metric labels).
     pub webhooks: Vec<String>,
+    /// The SSH front's checker: console log-ins share its argon2 bound.
+    pub passwords: Arc<PasswordChecker>,
+    /// Web console sessions.
+    pub sessions: console::session::Sessions,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -129,6 +134,7 @@ pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub commits: watch::Receiver<u64>,
     pub webhooks: Vec<String>,
+    pub passwords: Arc<PasswordChecker>,
 }
 
 /// Binds `[http] listen` and serves until `shutdown` turns true; then
@@ -148,6 +154,8 @@ pub async fn start(
         })?;
     let addr = listener.local_addr()?;
     let parts_tls = parts.cfg.tls.is_some();
+    let sessions =
+        console::session::Sessions::new(parts.cfg.session_timeout, parts.cfg.max_console_sessions);
     let state = Arc::new(State {
         tokens: tokens::TokenStore::new(parts.cfg.tokens_file.clone()),
         cfg: parts.cfg,
@@ -159,6 +167,8 @@ pub async fn start(
         shutdown: shutdown.clone(),
         commits: parts.commits,
         webhooks: parts.webhooks,
+        passwords: parts.passwords,
+        sessions,
         readers: Mutex::new(Vec::new()),
     });
     let tls = match &state.cfg.tls {

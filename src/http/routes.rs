@@ -32,6 +32,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/v1/accounts", get(accounts))
         .route("/metrics", get(super::metrics::metrics))
         .route("/v1/openapi.json", get(super::openapi::openapi_json))
+        .merge(super::console::router())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

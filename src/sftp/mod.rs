@@ -48,7 +48,7 @@ pub struct Shared {
     pub writer: Writer,
     pub completions: CompletionSender,
     pub bans: Arc<BanList>,
-    pub passwords: PasswordChecker,
+    pub passwords: Arc<PasswordChecker>,
     pub metrics: Arc<Metrics>,
     /// Deposits the pipeline is working on: not to be modified meanwhile.
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
@@ -85,7 +85,9 @@ impl Shared {
                 settings.auth.max_unauthenticated_per_ip,
                 settings.auth.max_unauthenticated,
             ),
-            passwords: PasswordChecker::new(settings.auth.max_concurrent_password_checks)?,
+            passwords: Arc::new(PasswordChecker::new(
+                settings.auth.max_concurrent_password_checks,
+            )?),
             settings,
             accounts,
             writer,

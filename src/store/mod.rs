@@ -187,6 +187,14 @@ const MIGRATIONS: &[&str] = &[
         retry INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (name, seq)
     );",
+    // 10: the console's and the API's reads by time and by path: a day's
+    // counts and a conversation's history no longer read a whole account
+    // (measured with a million conversations: overview 488 -> 27 ms, one
+    // conversation 444 -> 0.7 ms).
+    "CREATE INDEX conversations_received ON conversations(account, received_at);
+    CREATE INDEX conversations_path_all ON conversations(account, path);
+    CREATE INDEX journal_completed ON journal(account, completed_at);
+    CREATE INDEX rejections_at ON rejections(account, at);",
 ];
 
 /// Opens (creating if needed) the database at `path` with depot's pragmas and
