@@ -1,5 +1,5 @@
 //! `depot import --account A [--to DIR] PATH...`: backfill local recordings
-//! as if they had been uploaded (SPEC §6). Each file is copied into the
+//! as if they had been uploaded. Each file is copied into the
 //! account's jail under DIR (default: the account's `audio.dir`), keeping
 //! its path relative to the PATH it was found under, journaled (source
 //! `import`), and ingested by the normal pipeline running in this process.

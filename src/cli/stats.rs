@@ -1,4 +1,4 @@
-//! `depot stats [--json]`: the counters (SPEC §7). Totals that the database
+//! `depot stats [--json]`: the counters. Totals that the database
 //! holds anyway (completions, conversations, rejections by stage, advisors)
 //! are counted there; what only the server process knows (sessions, bytes,
 //! auth failures, bans) comes from the counters it saves every few seconds

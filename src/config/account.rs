@@ -559,7 +559,9 @@ impl Validator<'_> {
             authorized_keys: keys,
             allowed_ips,
             quota_bytes: raw.quota_bytes,
-            max_file_size: raw.max_file_size,
+            // Writes and SETSTAT sizes past it are refused; an account
+            // that needs larger files says so.
+            max_file_size: Some(raw.max_file_size.unwrap_or(DEFAULT_MAX_FILE_SIZE)),
             timezone,
             audio: raw.audio.map(|a| self.audio(a)),
             metadata_csv: raw.metadata_csv.map(|m| self.metadata_csv(m)),
@@ -1080,6 +1082,9 @@ fn parse_reasons(
     }
     Ok(map)
 }
+
+/// `max_file_size` when an account file leaves it out: 16 GiB.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 16 << 30;
 
 /// The costliest argon2 parameters a `password_hash` may ask for: each
 /// guess costs the server this much memory and time, so an account file

@@ -1,4 +1,4 @@
-//! Advisor e-mail (SPEC §5.6): the e-mail built from `advisors.email` is the
+//! Advisor e-mail: the e-mail built from `advisors.email` is the
 //! advisor's identity, so the same person must always give the same address
 //! whatever the recorder did to accents, case, spaces or apostrophes.
 //!

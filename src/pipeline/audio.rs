@@ -1,4 +1,4 @@
-//! Audio sanity (SPEC §5, issue 3): a deposit named `.mp3`/`.wav` must really
+//! Audio sanity: a deposit named `.mp3`/`.wav` must really
 //! be audio. Probed with symphonia: container and codec recognised, at least
 //! one packet decoded, and the format, duration, sample rate and channels
 //! recorded on the conversation.

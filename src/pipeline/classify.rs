@@ -1,4 +1,4 @@
-//! Stage 1 (SPEC §5.1, §5.2): what a completed deposit is, from the
+//! Stage 1: what a completed deposit is, from the
 //! account's settings and its path alone — audio (with the date of its date
 //! directory), a metadata CSV, a CRM CSV, or nothing to ingest.
 

@@ -1,4 +1,4 @@
-//! CRM snapshots (SPEC §5.7): the bytes of one uploaded CRM CSV in, an
+//! CRM snapshots: the bytes of one uploaded CRM CSV in, an
 //! indexed table out, from which a conversation's `crm.key` value gives the
 //! other columns of the matching row as additional metadata.
 //!
@@ -376,7 +376,7 @@ mod tests {
         }
     }
 
-    /// SPEC §5.7: a 1,000,000-row file loads in seconds. Slow unoptimised,
+    /// A 1,000,000-row file loads in seconds. Slow unoptimised,
     /// hence ignored; `cargo test --release -- --ignored --nocapture`.
     #[test]
     #[ignore]

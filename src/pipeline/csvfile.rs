@@ -1,4 +1,4 @@
-//! Metadata CSV files (SPEC §5.4): the bytes of one uploaded CSV in, one
+//! Metadata CSV files: the bytes of one uploaded CSV in, one
 //! metadata row per audio file name out, plus the rows that must be reported
 //! back to the customer as rejections.
 //!

@@ -1,4 +1,4 @@
-//! Date directories (SPEC §5.2): audio sits in a directory named after its
+//! Date directories: audio sits in a directory named after its
 //! deposit date, in one of the account's `audio.date_dirs` formats.
 //!
 //! Matching is strict: a name is accepted only if formatting the parsed date

@@ -1,4 +1,4 @@
-//! Stage 6 (SPEC §5.7): additional metadata from the account's latest CRM
+//! Stage 6: additional metadata from the account's latest CRM
 //! snapshot, joined on the reconciliation key. Pure: the snapshot is an
 //! indexed table loaded once; a lookup is one hash probe.
 

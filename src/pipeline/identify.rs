@@ -1,4 +1,4 @@
-//! Stage 5 (SPEC §5.6): who the advisor is. With `advisors.create`, the
+//! Stage 5: who the advisor is. With `advisors.create`, the
 //! advisor is identified by the e-mail built from the account's format
 //! (found or created by the store, under a unique constraint); without it
 //! the conversation names the advisor only.

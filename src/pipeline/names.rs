@@ -1,4 +1,4 @@
-//! Stage 3 (SPEC §5.3): metadata from the file name through the account's
+//! Stage 3: metadata from the file name through the account's
 //! compiled template, the call's start time in the account's timezone, and
 //! a flag when that time falls on another day than the date directory.
 //! The name is first brought to the account's Unicode form, and the

@@ -1,4 +1,4 @@
-//! Picking (SPEC §5.8): decides whether one conversation goes on to analysis,
+//! Picking: decides whether one conversation goes on to analysis,
 //! from the counters of its window (the call's day in the account timezone).
 //!
 //! The decision is a pure function of the counters read inside the store

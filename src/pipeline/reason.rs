@@ -1,4 +1,4 @@
-//! Stage 4 (SPEC §5.5): the recorder's contact-reason id mapped to its
+//! Stage 4: the recorder's contact-reason id mapped to its
 //! label through the account's mapping matrix.
 
 use super::Rejection;

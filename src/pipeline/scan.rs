@@ -1,4 +1,4 @@
-//! The start-up scan (SPEC §4.5): deposits already in a jail that have no
+//! The start-up scan: deposits already in a jail that have no
 //! journal row (copied in by hand, or written while depot was not running)
 //! are journaled with source `scan` and handed to the pipeline, once.
 //!

@@ -1,4 +1,4 @@
-//! File-name templates (SPEC §5.3): an account's `audio.filename` is compiled
+//! File-name templates: an account's `audio.filename` is compiled
 //! once into a [`Template`], which then turns a file stem into metadata fields
 //! plus an optional timestamp, or into a rejection reason a customer can act on.
 //!
@@ -774,7 +774,7 @@ mod tests {
             clock: None,
         };
         assert_eq!(got, want);
-        // The SPEC's untyped variant gives the same result for this name.
+        // The untyped variant gives the same result for this name.
         let untyped = SEED.replace(":digits", "");
         let stem = "2026_02_11_15_20_33_Jean-Pierre_Dupont_Entrant_478_0682316817_163";
         assert_eq!(

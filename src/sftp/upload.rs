@@ -218,7 +218,7 @@ impl Upload {
 
     /// Something other than an in-order write touched the bytes (a failed
     /// write, a truncate through FSETSTAT): the running hash is no longer
-    /// trusted. Not a completion by itself: per SPEC §4.5 only a WRITE (or
+    /// trusted. Not a completion by itself: only a WRITE (or
     /// creating/truncating at OPEN) makes the CLOSE complete an upload.
     pub fn invalidate(&mut self) {
         self.hashing = Hashing::Abandoned;

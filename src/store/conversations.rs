@@ -637,7 +637,7 @@ fn open_rejection_of_content(conn: &Connection, d: &DepositRejections<'_>) -> Re
 }
 
 /// Closes the open rejections of a deposit: it was re-uploaded and this
-/// version was accepted (SPEC §5.11). The day's report keeps them.
+/// version was accepted. The day's report keeps them.
 pub fn clear_rejections(conn: &Connection, account: &str, path: &str) -> Result<()> {
     let closed = conn
         .prepare_cached(

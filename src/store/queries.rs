@@ -1,5 +1,5 @@
 //! Reading for the operator CLI: conversations, advisors and rejections as
-//! the JSON documents of SPEC §6 (the shape is a contract other tools parse).
+//! the JSON documents the CLI prints (the shape is a contract other tools parse).
 
 use super::Result;
 use rusqlite::{types::Value, Connection, OptionalExtension, Row};

@@ -1,4 +1,4 @@
-//! Brute force (issue 7 §3): 500 wrong passwords from 127.0.0.1, several
+//! Brute force: 500 wrong passwords from 127.0.0.1, several
 //! per connection and several connections at once. The address must be
 //! banned after exactly `ban_after_failures` failures (the ban logged
 //! once), and meanwhile a legitimate account logging in from 127.0.0.2

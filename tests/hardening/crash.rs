@@ -1,4 +1,4 @@
-//! Crash recovery (issue 7 §1): clients upload while depot is killed with
+//! Crash recovery: clients upload while depot is killed with
 //! SIGKILL at seeded random moments. After restart every acknowledged
 //! upload is exactly one conversation, nothing partial was ingested, no
 //! advisor is duplicated, picking counters equal the picked conversations,

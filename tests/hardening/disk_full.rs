@@ -1,4 +1,4 @@
-//! Disk full (issue 7 §2, SPEC §8): the data dir on a 4 MiB tmpfs. Uploads
+//! Disk full: the data dir on a 4 MiB tmpfs. Uploads
 //! that do not fit fail with SSH_FX_FAILURE and a logged cause; listings
 //! and downloads keep working; no journal row or conversation points at a
 //! truncated file; once files are deleted, a new upload is ingested.

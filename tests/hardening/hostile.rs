@@ -1,4 +1,4 @@
-//! Hostile SFTP (issue 7 §4, SPEC §8): raw bytes on the `sftp` subsystem —
+//! Hostile SFTP: raw bytes on the `sftp` subsystem —
 //! a truncated packet then EOF, a length over the maximum, unknown packet
 //! types, requests on handles never issued, 10,000 OPENs without CLOSE.
 //! Each may close or error its own session only: a normal session running

@@ -1,4 +1,4 @@
-//! Jail escape suite (issue 7 §5, beyond tests/sftp/jail.rs): rename,
+//! Jail escape suite: rename,
 //! remove, setstat, opendir, realpath and friends through `..`, through
 //! symlinks planted from outside at every level of the jail, through hard
 //! links planted from outside, with Unicode look-alikes of `.` and `/`, and

@@ -1,4 +1,4 @@
-//! Load (issue 7 §7): 200 concurrent sessions each upload 5 small valid
+//! Load: 200 concurrent sessions each upload 5 small valid
 //! recordings. Every upload is acknowledged, every one becomes a
 //! conversation, and the server's peak RSS stays under 256 MiB.
 

@@ -1,5 +1,5 @@
 //! Hardening tests: depot run as a real child process (killed, restarted,
-//! attacked, loaded, starved of disk) to prove the promises of issue 7.
+//! attacked, loaded, starved of disk) to prove its promises hold.
 
 mod brute;
 mod crash;

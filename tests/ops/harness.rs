@@ -17,7 +17,7 @@ pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// The seed's file-name template (SPEC §5.3).
+/// The seed's file-name template.
 pub const TEMPLATE: &str = "{datetime:%Y_%m_%d_%H_%M_%S}_{advisor_firstname}_{advisor_lastname}_{channel}_{advisor_extension}_{called_line}_{contact_reason}";
 
 /// An account file body: password login, `/audio` with the seed template,

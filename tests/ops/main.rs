@@ -1,4 +1,4 @@
-//! Integration tests of operating depot (issue 5): accounts hot-reloaded
+//! Integration tests of operating depot: accounts hot-reloaded
 //! while the server runs, `depot import`, `depot reprocess` (`--rejected`
 //! and by conversation id), the start-up scan and `depot stats`, each
 //! driven through the real server and the real binary.

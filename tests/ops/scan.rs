@@ -1,4 +1,4 @@
-//! The start-up scan (SPEC §4.5): a file put into a jail while depot is
+//! The start-up scan: a file put into a jail while depot is
 //! stopped is ingested at the next start, once.
 
 use crate::harness::*;

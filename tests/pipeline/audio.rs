@@ -1,5 +1,5 @@
-//! Audio deposits through real `sftp` uploads (issue 3): the seed example
-//! becomes the conversation of SPEC §6, archived byte for byte; bad audio
+//! Audio deposits through real `sftp` uploads: the seed example
+//! becomes the conversation `depot conversation` prints, archived byte for byte; bad audio
 //! becomes a rejection the customer reads in `/rejected/`.
 
 use crate::harness::*;

@@ -1,4 +1,4 @@
-//! CRM additional metadata through SFTP (issue 4, SPEC §5.7), the uh!ive
+//! CRM additional metadata through SFTP, the uh!ive
 //! seed end to end: a CRM file becomes the latest snapshot, calls are
 //! joined on `agent_id`, a newer file replaces it for later calls only, a
 //! file without the key column is rejected and the old snapshot stays.

@@ -1,4 +1,4 @@
-//! Metadata CSVs through SFTP (issue 4, SPEC §5.4): rows joined to audio in
+//! Metadata CSVs through SFTP: rows joined to audio in
 //! either order, the wait for a missing row (also across a restart), bad
 //! rows reported with their line, dialects that must parse the same, and
 //! opaque file names whose metadata comes only from the CSV.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 const HEADER: &str =
     "Filename;Advisor Firstname;Advisor Lastname;Channel;Line;Outgoing;Reason;Comment";
 
-/// `[metadata_csv]` as in SPEC §3.2, with the given extra keys.
+/// `[metadata_csv]` as an account file has it, with the given extra keys.
 fn metadata_section(more: &str) -> String {
     format!(
         "[metadata_csv]\n\
@@ -346,8 +346,8 @@ async fn replacing_a_waiting_audio_does_not_uncount_the_window() -> TestResult {
 }
 
 /// Regression: a CSV re-uploaded without the bad row kept its old
-/// rejection open in `depot rejections` (SPEC §5.11: a rejected deposit
-/// re-uploaded successfully clears it).
+/// rejection open in `depot rejections` (a rejected deposit re-uploaded
+/// successfully clears it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_csv_clears_its_rejection() -> TestResult {
     let server = start(vec![account("acme", "wait = \"1h\"\n")]).await?;

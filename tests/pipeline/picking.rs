@@ -1,4 +1,4 @@
-//! Picking and re-uploads through SFTP (SPEC §4.5, §5.8): exact counts per
+//! Picking and re-uploads through SFTP: exact counts per
 //! day window, and a re-upload either changes nothing (same bytes) or
 //! supersedes the earlier version without counting twice.
 

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The seed example's file name (SPEC §5.3).
+/// The seed example's file name.
 pub const SEED: &str = "2026_02_11_15_20_33_Jean-Pierre_Dupont_Entrant_478_0682316817_163.mp3";
 
 pub const TEMPLATE: &str = "{datetime:%Y_%m_%d_%H_%M_%S}_{advisor_firstname}_{advisor_lastname}_{channel}_{advisor_extension}_{called_line}_{contact_reason}";

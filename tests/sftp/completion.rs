@@ -1,4 +1,4 @@
-//! Completion semantics (SPEC §4.5): what produces a journal row and what
+//! Completion semantics: what produces a journal row and what
 //! does not. A row is written only when a deposit's bytes are final: a
 //! write handle closed after writing on a final name, or a rename from a
 //! temporary name to a final one.
@@ -93,8 +93,8 @@ async fn filepart_then_rename_journals_the_final_name_once() -> TestResult {
         oldpath: temp.clone(),
         newpath: fin.clone(),
     })?;
-    // Renaming onto a deposit the pipeline is still ingesting is refused
-    // (SPEC §4.4): wait until it is done with the first upload.
+    // Renaming onto a deposit the pipeline is still ingesting is refused:
+    // wait until it is done with the first upload.
     let in_flight = server.running().shared.in_flight.clone();
     eventually(
         Duration::from_secs(10),

@@ -1,6 +1,6 @@
-//! Large downloads complete (regression for the stall described in
-//! RUSSH-NOTES §2: russh's bounded channel queue filling while the SFTP loop
-//! waits for window, so the client's WINDOW_ADJUST is never seen).
+//! Large downloads complete (regression for a stall: russh's bounded
+//! channel queue filling while the SFTP loop waits for window, so the
+//! client's WINDOW_ADJUST is never seen).
 
 use crate::harness::*;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Uploads that could never be ingested are refused at OPEN with
-//! permission denied (SPEC §4.4): nothing is created, nothing journaled.
+//! permission denied: nothing is created, nothing journaled.
 
 use crate::harness::*;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};

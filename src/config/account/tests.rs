@@ -129,6 +129,22 @@ fn account_without_credentials_is_refused() {
 }
 
 #[test]
+fn files_are_capped_at_16_gib_unless_the_account_says_otherwise() {
+    let hash = crate::sftp::auth::hash_password("pw").unwrap();
+    let d = dir_with(&[
+        ("plain.toml", &format!("password_hash = {hash:?}\n")),
+        (
+            "big.toml",
+            &format!("password_hash = {hash:?}\nmax_file_size = 40_000_000_000\n"),
+        ),
+    ]);
+    let loaded = load_accounts(d.path(), false);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert_eq!(loaded.accounts["plain"].max_file_size, Some(16 << 30));
+    assert_eq!(loaded.accounts["big"].max_file_size, Some(40_000_000_000));
+}
+
+#[test]
 fn demo_key_is_pending_then_generated() {
     let d = dir_with(&[(
         "demo.toml",
