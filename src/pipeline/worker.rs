@@ -248,7 +248,13 @@ async fn ingest(p: &Pipeline, entry: &Entry) -> anyhow::Result<()> {
     let path = JailPath::parse(&entry.path).map_err(|e| anyhow!("journal path: {e}"))?;
     let outcome = match classify(&account, &path) {
         Err(r) => Err(Failure::Rejected(r)),
-        Ok(Kind::Ignored(why)) => return mark(p, entry.id, &format!("ignored: {why}")).await,
+        Ok(Kind::Ignored(why)) => {
+            if why == super::classify::SYSTEM_FILE {
+                Metrics::add(&p.metrics.system_files_ignored, 1);
+                tracing::debug!(account = %account.name, path = %entry.path, "system file stored, not ingested");
+            }
+            return mark(p, entry.id, &format!("ignored: {why}")).await;
+        }
         Ok(Kind::MetadataCsv) => super::csv_flow::metadata_csv(p, &account, entry).await,
         Ok(Kind::CrmCsv) => super::csv_flow::crm_csv(p, &account, entry).await,
         Ok(Kind::Audio { deposit_date }) => {

@@ -17,7 +17,7 @@ mod quota;
 mod ssh;
 mod upload;
 
-pub use policy::{is_final, is_temp_name, REJECTED_DIR};
+pub use policy::{is_final, is_system_file, is_temp_name, unwanted_reason, REJECTED_DIR};
 pub use upload::{hash_file, is_partial};
 
 use crate::config::{Account, Settings};

@@ -530,6 +530,39 @@ pub fn reject(
     Ok(id)
 }
 
+/// Records an upload refused at OPEN or RENAME (no deposit, no journal
+/// row). A client retrying the same refused name every night adds nothing
+/// while the same refusal of that path is open: `None` then.
+pub fn reject_refused(
+    conn: &Connection,
+    account: &str,
+    path: &str,
+    r: &Rejection,
+    day: &str,
+) -> Result<Option<ReportRow>> {
+    let open: Option<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM rejections WHERE account = ?1 AND path = ?2 AND stage = ?3
+               AND reason = ?4 AND journal_id IS NULL AND cleared_at IS NULL LIMIT 1",
+        )?
+        .query_row(params![account, path, r.stage, r.reason], |r| r.get(0))
+        .optional()?;
+    if open.is_some() {
+        return Ok(None);
+    }
+    let id = reject(conn, account, path, None, r, day)?;
+    let at: String = conn
+        .prepare_cached("SELECT at FROM rejections WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    Ok(Some(ReportRow {
+        path: path.to_owned(),
+        stage: r.stage.to_owned(),
+        reason: r.reason.clone(),
+        line: None,
+        at,
+    }))
+}
+
 /// What recording one deposit's rejections did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {

@@ -9,6 +9,7 @@ mod russh_client;
 
 mod archive;
 mod auth;
+mod batch;
 mod cli;
 mod completion;
 mod download;
