@@ -46,6 +46,8 @@ struct FileHandle {
     file: Arc<std::fs::File>,
     /// The descriptor's place in the session, account and server budgets.
     _slot: HandleSlot,
+    /// Keeps the sweep of stale uploads away from this file.
+    _open: Option<crate::deposit::OpenFile>,
     append: bool,
     /// Present when opened for writing.
     upload: Option<Upload>,
@@ -540,10 +542,15 @@ impl SftpSession {
         };
         let cancel = Cancel::new(self.shared.stop_hashing.clone());
         let upload = write.then(|| Upload::new(len, before.is_none() || opts.truncate, cancel));
+        let open = file
+            .metadata()
+            .ok()
+            .map(|m| self.shared.seals.open.hold(&m));
         self.add_handle(OpenHandle::File(FileHandle {
             path,
             file: Arc::new(file),
             _slot: slot,
+            _open: open,
             write_failed: false,
             append: opts.append,
             upload,

@@ -79,6 +79,9 @@ impl Shared {
         seals: Arc<crate::deposit::Seals>,
     ) -> Result<Arc<Shared>> {
         let handles = Arc::new(budget::Budget::new(&settings.server));
+        // This front registers every handle it opens: the pipeline's sweep
+        // of stale uploads may now run, knowing which files are open.
+        seals.open.set_tracked();
         Ok(Arc::new(Shared {
             bans: BanList::new(settings.auth.clone()),
             unauthenticated: conn::Unauthenticated::new(

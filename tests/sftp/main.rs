@@ -17,4 +17,5 @@ mod jail;
 mod limits;
 mod refusals;
 mod restart;
+mod sweep;
 mod upload;

@@ -64,7 +64,7 @@ async fn wrong_extension_in_audio_is_refused_at_open() -> TestResult {
     client.sftp.close(&h).await?;
     assert!(client
         .sftp
-        .rename(&tmp, format!("{dir}/setup.exe"))
+        .rename(&tmp, format!("{dir}/other.exe"))
         .await
         .is_err());
     client.cut().await;
@@ -94,6 +94,7 @@ async fn wrong_extension_in_audio_is_refused_at_open() -> TestResult {
             format!("{dir}/notes.csv"),
             format!("{dir}/noext"),
             format!("{dir}/x.EXE"),
+            format!("{dir}/other.exe"),
         ],
         "{rows:?}"
     );
