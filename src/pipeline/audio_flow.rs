@@ -213,6 +213,18 @@ pub async fn audio(
     if let Some(r) = &row {
         merge_row(account, &mut call, r)?;
     }
+    if row.is_none() && account.metadata_csv.is_some() {
+        // Its row arrived broken: rejected now, not after the whole wait.
+        let (acc, name) = (account.name.clone(), file_name.clone());
+        let broken = p
+            .writer
+            .run(move |c| snapshots::row_error(c, &acc, &name))
+            .await
+            .map_err(transient)?;
+        if let Some(reason) = broken {
+            return Err(Rejection::new("metadata_csv", reason).into());
+        }
+    }
     let mut draft = empty_draft(
         account,
         &entry.path,
@@ -442,6 +454,23 @@ pub async fn complete_awaiting(
         tracing::info!(account = %account.name, conversation_id = id, path = %a.path, picked, timed_out, "conversation completed with its metadata");
     }
     Ok(())
+}
+
+/// Rejects the awaiting conversation `id` (if it still awaits).
+pub async fn reject_awaiting_id(
+    p: &Pipeline,
+    account: &Account,
+    id: i64,
+    r: Rejection,
+) -> anyhow::Result<()> {
+    let Some(a) = p
+        .writer
+        .run(move |c| conversations::awaiting(c, id))
+        .await?
+    else {
+        return Ok(());
+    };
+    reject_awaiting(p, account, &a, r).await
 }
 
 async fn reject_awaiting(

@@ -166,6 +166,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_account ON events(account, seq);
     CREATE INDEX events_at ON events(at);",
+    // 9: metadata CSV rows that could not be read but name an audio file.
+    "CREATE TABLE metadata_row_errors (
+        account TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (account, file_name)
+    );",
 ];
 
 /// Opens (creating if needed) the database at `path` with depot's pragmas and
