@@ -34,6 +34,13 @@ struct RawAccount {
     advisors: Option<RawAdvisors>,
     picking: Option<RawPicking>,
     crm: Option<RawCrm>,
+    report: Option<RawReport>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    delimiter: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +150,9 @@ pub struct Account {
     pub advisors: Option<AdvisorSettings>,
     pub picking: Option<PickingSettings>,
     pub crm: Option<CrmSettings>,
+    /// `report.delimiter`: the separator of the customer's `/rejected/`
+    /// reports (`;` by default, which European spreadsheets split on).
+    pub report_delimiter: u8,
     /// Files this account reads besides its own (mapping, key files): the
     /// hot-reload watcher follows them too.
     pub referenced_files: Vec<PathBuf>,
@@ -583,6 +593,11 @@ impl Validator<'_> {
             advisors: raw.advisors.map(|a| self.advisors(a)),
             picking: raw.picking.map(|p| self.picking(p)),
             crm: raw.crm.map(|c| self.crm(c)),
+            report_delimiter: self.byte(
+                "report.delimiter",
+                raw.report.and_then(|r| r.delimiter),
+                b';',
+            ),
             referenced_files: Vec::new(),
         };
         (acc, pending)

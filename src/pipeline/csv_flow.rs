@@ -478,6 +478,22 @@ pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Res
         load_ms = started.elapsed().as_millis() as u64,
         "CRM snapshot is now the latest"
     );
+    if table.duplicate_keys > 0 {
+        // Loaded, yet the customer should know some rows were overridden:
+        // a line in the report, not a rejection (nothing to re-upload).
+        let row = crate::store::conversations::ReportRow {
+            path: entry.path.clone(),
+            stage: "crm".into(),
+            reason: format!(
+                "{} rows repeat a value of column '{}' already seen: the last row of each wins",
+                table.duplicate_keys, settings.column
+            ),
+            line: None,
+            at: crate::store::journal::now_rfc3339(),
+        };
+        super::worker::append_report_logged(p, account, super::worker::today(account), vec![row])
+            .await;
+    }
     lock(&p.crm).insert(account.name.clone(), Some((snapshot, Arc::new(table))));
     Ok(())
 }

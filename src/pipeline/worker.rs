@@ -417,6 +417,7 @@ pub async fn append_report(
         return Ok(());
     }
     let root = p.jail_root(&account.name);
-    tokio::task::spawn_blocking(move || super::report::append(&root, &day, &rows)).await??;
+    let style = super::report::Style::of(account);
+    tokio::task::spawn_blocking(move || super::report::append(&root, &day, &rows, style)).await??;
     Ok(())
 }

@@ -421,8 +421,9 @@ impl SftpSession {
                 Metrics::add(&self.shared.metrics.rejections, 1);
                 let root = self.jail.root_path().to_path_buf();
                 let name = account.name.clone();
+                let style = crate::pipeline::report::Style::of(account);
                 let appended = tokio::task::spawn_blocking(move || {
-                    crate::pipeline::report::append(&root, &day, std::slice::from_ref(&row))
+                    crate::pipeline::report::append(&root, &day, std::slice::from_ref(&row), style)
                 })
                 .await;
                 if let Err(e) = appended.map_err(anyhow::Error::from).and_then(|r| r) {

@@ -106,7 +106,7 @@ async fn csv_before_and_after_its_audio_and_a_short_row() -> TestResult {
     let r = rejection_of(&server, "acme", "/audio/meta-2.csv", INGEST).await?;
     assert_eq!(r["stage"], "metadata_csv", "{r:#}");
     assert_eq!(r["line"], 4, "{r:#}");
-    report_mentioning(&server, "acme", "/audio/meta-2.csv,metadata_csv,").await?;
+    report_mentioning(&server, "acme", "/audio/meta-2.csv;metadata CSV line 4;").await?;
 
     // The CSV's other row waits for its audio and is used when it comes.
     let other_path = audio_path(other);

@@ -161,8 +161,14 @@ async fn night_landed(server: &TestServer, local: &Path, remote: &str) -> TestRe
         .iter()
         .find(|l| l.contains("notes.txt"))
         .ok_or("no report line for notes.txt")?;
+    // The customer's spreadsheet reads: local time with its offset, the
+    // file, what was checked in words, the reason.
     assert!(
-        txt.contains("'.txt' is not ingested in /audio; allowed: mp3, wav"),
+        txt.ends_with(&format!(
+            "+00:00;{remote}/notes.txt;file type;'.txt' is not ingested in /audio; allowed: mp3, wav"
+        )) || txt.ends_with(&format!(
+            "+00:00;{remote}/notes.txt;file type;\"'.txt' is not ingested in /audio; allowed: mp3, wav\""
+        )),
         "{txt}"
     );
     for quiet in ["Thumbs.db", "desktop.ini", "a.mp3", "b.wav", "c.wav"] {
