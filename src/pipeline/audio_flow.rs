@@ -324,7 +324,11 @@ pub async fn audio(
     let awaiting = draft.wait_until.is_some();
     match p.writer.run(move |c| conversations::store(c, &draft)).await {
         Ok(Stored::Conversation { id, picked }) => {
-            Metrics::add(&p.metrics.conversations, 1);
+            // A call waiting for its CSV row is counted when it completes
+            // (it may still end as a rejection): counters count outcomes.
+            if !awaiting {
+                Metrics::add(&p.metrics.conversations, 1);
+            }
             if awaiting {
                 tracing::info!(account = %account.name, conversation_id = id, path = %entry.path, "conversation awaiting its metadata CSV row");
             } else {
@@ -451,6 +455,7 @@ pub async fn complete_awaiting(
         .run(move |c| conversations::store(c, &draft))
         .await?
     {
+        Metrics::add(&p.metrics.conversations, 1);
         tracing::info!(account = %account.name, conversation_id = id, path = %a.path, picked, timed_out, "conversation completed with its metadata");
     }
     Ok(())

@@ -174,6 +174,12 @@ async fn a_row_that_never_comes_times_out() -> TestResult {
         "on_timeout applied before the wait ran out ({:?})",
         started.elapsed()
     );
+    // Counters count outcomes: the call that waited and was rejected is
+    // a rejection only, the one completed at timeout one conversation.
+    let m = &server.running().shared.metrics;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(get(&m.conversations), 1, "conversations counted");
+    assert_eq!(get(&m.rejections), 1, "rejections counted");
     Ok(())
 }
 
