@@ -174,6 +174,60 @@ mod tests {
         }
     }
 
+    fn account(toml: &str) -> Account {
+        let d = tempfile::tempdir().unwrap();
+        let file = d.path().join("acme.toml");
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKqdX6T6yYPkDoX0r4IfQzWnLkTmqqA1N0C+J0fv6fpr ops@acme";
+        std::fs::write(&file, format!("authorized_keys = [{key:?}]\n{toml}")).unwrap();
+        crate::config::load_account(&file, d.path(), false)
+            .map(|(a, _)| a)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn p(s: &str) -> JailPath {
+        JailPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn refusals_follow_extensions_case_and_on_unwanted() {
+        let exact = account(
+            "[audio]\nextensions = [\"mp3\"]\nextensions_case = \"exact\"\non_unwanted = \"refuse\"\n",
+        );
+        assert_eq!(refuse_final_name(&exact, &p("/audio/20260211/a.mp3")), None);
+        assert_eq!(
+            refuse_final_name(&exact, &p("/audio/20260211/a.MP3")).as_deref(),
+            Some("file type: '.MP3' is not ingested in /audio; allowed: mp3 (exact case)")
+        );
+        // System files and temporary names are never refused.
+        for name in ["Thumbs.db", "~$a.docx", "a.txt.part"] {
+            assert_eq!(
+                refuse_final_name(&exact, &p(&format!("/audio/{name}"))),
+                None
+            );
+        }
+        // By default the same names are accepted (and reported later).
+        let default = account(
+            "[audio]\nextensions = [\"mp3\", \"wav\"]\n[crm]\ndir = \"/crm\"\nkey = \"agent_id\"\n",
+        );
+        assert_eq!(refuse_final_name(&default, &p("/audio/notes.txt")), None);
+        assert_eq!(
+            unwanted_reason(&default, &p("/audio/notes.txt")).as_deref(),
+            Some("'.txt' is not ingested in /audio; allowed: mp3, wav")
+        );
+        assert_eq!(
+            unwanted_reason(&default, &p("/crm/agents.xlsx")).as_deref(),
+            Some("'.xlsx' is not ingested in /crm; allowed: csv")
+        );
+        assert_eq!(
+            unwanted_reason(&default, &p("/audio/README")).as_deref(),
+            Some(
+                "a name without extension ('README') is not ingested in /audio; allowed: mp3, wav"
+            )
+        );
+        assert_eq!(unwanted_reason(&default, &p("/audio/a.MP3")), None);
+        assert_eq!(unwanted_reason(&default, &p("/elsewhere/notes.txt")), None);
+    }
+
     #[test]
     fn system_files() {
         for n in [
