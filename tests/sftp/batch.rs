@@ -193,6 +193,12 @@ async fn openssh_batch_with_stray_files_completes() -> TestResult {
     let run = server.sftp("acme", &batch).await?;
     assert!(run.success, "sftp -b stopped:\n{}", run.output());
     night_landed(&server, &local, remote).await?;
+    // Thumbs.db and desktop.ini: ignored, but counted.
+    let ignored = &server.running().shared.metrics.system_files_ignored;
+    eventually(Duration::from_secs(30), "two system files counted", || {
+        ignored.load(std::sync::atomic::Ordering::Relaxed) == 2
+    })
+    .await?;
     server.stop().await
 }
 

@@ -83,6 +83,11 @@ async fn stale_temporary_and_partial_uploads_are_swept_but_not_open_ones() -> Te
     )
     .await?;
     assert!(exists("ok.mp3"));
+    let swept = &server.running().shared.metrics.uploads_swept;
+    eventually(Duration::from_secs(30), "three removals counted", || {
+        swept.load(std::sync::atomic::Ordering::Relaxed) == 3
+    })
+    .await?;
     holder.cut().await;
     server.stop().await
 }
