@@ -180,13 +180,30 @@ mod tests {
 pub struct OpenFiles {
     inodes: Mutex<HashMap<Inode, usize>>,
     tracked: std::sync::atomic::AtomicBool,
+    /// Told (account, bytes) for each file the sweep removed: the SFTP
+    /// front's running count of what an account stores follows.
+    on_removed: std::sync::OnceLock<RemovedHook>,
 }
+
+type RemovedHook = Box<dyn Fn(&str, u64) + Send + Sync>;
 
 impl OpenFiles {
     /// Called by the SFTP front: from now on every handle is registered.
     pub fn set_tracked(&self) {
         self.tracked
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Sets what to do when the sweep removes a file (once).
+    pub fn set_on_removed(&self, hook: RemovedHook) {
+        let _ = self.on_removed.set(hook);
+    }
+
+    /// The sweep removed `bytes` of `account`'s files.
+    pub fn removed(&self, account: &str, bytes: u64) {
+        if let Some(hook) = self.on_removed.get() {
+            hook(account, bytes);
+        }
     }
 
     pub fn is_tracked(&self) -> bool {

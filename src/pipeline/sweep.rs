@@ -99,6 +99,7 @@ fn walk(
         }
         match jail.remove_file(&path) {
             Ok(()) => {
+                seals.open.removed(&account.name, m.len());
                 tracing::info!(account = %account.name, path = %path, bytes = m.len(), "stale upload removed by the sweep");
                 out.push((path, m.len()));
             }

@@ -91,3 +91,42 @@ async fn stale_temporary_and_partial_uploads_are_swept_but_not_open_ones() -> Te
     holder.cut().await;
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swept_bytes_no_longer_count_against_the_quota() -> TestResult {
+    let mut acme = AccountSpec::audio("acme");
+    acme.extra = format!("quota_bytes = 10000\n{}sweep_after = \"1s\"\n", acme.extra);
+    let mut server = TestServer::start_with(TestConfig {
+        accounts: vec![acme],
+        ..TestConfig::default()
+    })
+    .await?;
+    let dir = "/audio/20260211";
+    let big = server.local("big.bin");
+    std::fs::write(&big, content(8000, 1))?;
+    let half = server.local("half.bin");
+    std::fs::write(&half, content(5000, 2))?;
+    server
+        .sftp_ok(
+            "acme",
+            &format!("mkdir {dir}\nput {} {dir}/big.mp3.part\n", big.display()),
+        )
+        .await?;
+    let put_half = format!("put {} {dir}/half.mp3.part\n", half.display());
+    let full = server.sftp("acme", &put_half).await?;
+    assert!(
+        !full.success,
+        "the quota let 13000 bytes in:\n{}",
+        full.output()
+    );
+
+    let stale = server.jail("acme").join("audio/20260211/big.mp3.part");
+    eventually(
+        Duration::from_secs(30),
+        "the stale upload to be swept",
+        || !stale.exists(),
+    )
+    .await?;
+    server.sftp_ok("acme", &put_half).await?;
+    server.stop().await
+}
