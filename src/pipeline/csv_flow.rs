@@ -208,16 +208,16 @@ async fn release_rejected(p: &Pipeline, account: &Arc<Account>) -> Result<(), Fa
         .writer
         .run(move |c| {
             let mut out = Vec::new();
-            for (jid, path) in snapshots::rejected_with_rows(c, &acc)? {
+            for (jid, path, newest) in snapshots::rejected_with_rows(c, &acc)? {
                 if let Some(e) = journal::get(c, jid)? {
-                    out.push((e, path));
+                    out.push((e, path, newest));
                 }
             }
             Ok(out)
         })
         .await
         .map_err(transient)?;
-    for (entry, path) in released {
+    for (entry, path, newest) in released {
         let Ok(jp) = JailPath::parse(&path) else {
             continue;
         };
@@ -234,8 +234,16 @@ async fn release_rejected(p: &Pipeline, account: &Arc<Account>) -> Result<(), Fa
                     .await
                     .map_err(Failure::Transient)?;
             }
+            // Left open: the next attempt of this CSV finds it again.
             Err(e) => return Err(e),
         }
+        // It has a new outcome: the rejection that held it back is closed
+        // (a newer one, if it was rejected again, stays open).
+        let (acc, path2) = (account.name.clone(), path.clone());
+        p.writer
+            .run(move |c| conversations::clear_rejections_up_to(c, &acc, &path2, newest))
+            .await
+            .map_err(transient)?;
     }
     Ok(())
 }

@@ -683,6 +683,29 @@ pub fn clear_rejections(conn: &Connection, account: &str, path: &str) -> Result<
     Ok(())
 }
 
+/// Closes the open rejections of `path` up to rejection `up_to`: that
+/// deposit was run again and has a new outcome (which may be a newer
+/// rejection, left open).
+pub fn clear_rejections_up_to(
+    conn: &Connection,
+    account: &str,
+    path: &str,
+    up_to: i64,
+) -> Result<()> {
+    let closed = conn
+        .prepare_cached(
+            "UPDATE rejections SET cleared_at = ?3
+             WHERE account = ?1 AND path = ?2 AND cleared_at IS NULL AND id <= ?4
+             RETURNING id",
+        )?
+        .query_map(params![account, path, now_rfc3339(), up_to], |r| {
+            r.get::<_, i64>(0)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    events::rejections_closed(conn, account, path, &closed)?;
+    Ok(())
+}
+
 /// A deposit with an open rejection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {

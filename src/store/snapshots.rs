@@ -95,24 +95,29 @@ pub fn metadata_row(
 }
 
 /// Audio of `account` rejected for a missing or unreadable metadata CSV
-/// row (still open) whose row is now stored: (journal id, path).
-pub fn rejected_with_rows(conn: &Connection, account: &str) -> Result<Vec<(i64, String)>> {
+/// row (still open) whose row is now stored: (journal id, path, newest
+/// such rejection id).
+pub fn rejected_with_rows(conn: &Connection, account: &str) -> Result<Vec<(i64, String, i64)>> {
     let mut st = conn.prepare_cached(
-        "SELECT DISTINCT r.journal_id, r.path FROM rejections r
+        "SELECT r.journal_id, r.path, max(r.id) FROM rejections r
          WHERE r.account = ?1 AND r.stage = 'metadata_csv' AND r.cleared_at IS NULL
            AND r.journal_id IS NOT NULL AND r.line IS NULL
-         ORDER BY r.journal_id",
+         GROUP BY r.journal_id, r.path ORDER BY r.journal_id",
     )?;
     let candidates = st
         .query_map([account], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut out = Vec::new();
-    for (journal_id, path) in candidates {
+    for (journal_id, path, newest) in candidates {
         let file_name = path.rsplit('/').next().unwrap_or(&path);
         if metadata_row(conn, account, file_name)?.is_some() {
-            out.push((journal_id, path));
+            out.push((journal_id, path, newest));
         }
     }
     Ok(out)
