@@ -33,6 +33,8 @@ pub const HEADER: [&str; 4] = ["time", "file", "checked", "reason"];
 
 /// Longest path a report line shows; longer ones keep their start and end.
 pub const MAX_PATH_CHARS: usize = 200;
+/// Longest reason a report line shows (a reason may quote a long name).
+pub const MAX_REASON_CHARS: usize = 300;
 
 /// The UTF-8 byte order mark spreadsheet programs need to read UTF-8.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -121,7 +123,7 @@ pub fn render(rows: &[ReportRow], header: bool, style: Style) -> Result<Vec<u8>>
             local_time(&r.at, style.timezone).as_str(),
             &shorten_middle(&r.path, MAX_PATH_CHARS),
             &checked(&r.stage, r.line),
-            &r.reason,
+            &shorten_middle(&r.reason, MAX_REASON_CHARS),
         ])?;
     }
     w.into_inner().map_err(|e| anyhow!("csv: {e}"))
