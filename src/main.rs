@@ -109,11 +109,24 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Webhook endpoints: delivery state, and re-delivery of parked events.
+    Webhooks {
+        #[command(subcommand)]
+        command: Option<WebhooksCommand>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Counters: sessions, bytes, completions, conversations, rejections by stage.
     Stats {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum WebhooksCommand {
+    /// Deliver the endpoint's parked events again.
+    Retry { name: String },
 }
 
 #[derive(Subcommand)]
@@ -201,6 +214,12 @@ fn main() -> ExitCode {
                     json,
                 },
         } => depot::cli::token::new(&name, &scope, account.as_deref(), json).map(|_| true),
+        Command::Webhooks { command, json } => match command {
+            None => depot::cli::webhooks::list(&cli.config, json).map(|_| true),
+            Some(WebhooksCommand::Retry { name }) => {
+                depot::cli::webhooks::retry(&cli.config, &name).map(|_| true)
+            }
+        },
         Command::Stats { json } => depot::cli::stats::run(&cli.config, json).map(|_| true),
         Command::Crm { account, out } => {
             depot::cli::listings::crm(&cli.config, account.as_deref(), out.format()).map(|_| true)

@@ -35,6 +35,8 @@ pub struct Running {
     http: Option<JoinHandle<()>>,
     /// Deletes events past `events.retention`.
     pruner: JoinHandle<()>,
+    /// One delivery task per `[[webhooks]]` endpoint.
+    webhooks: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     front: JoinHandle<()>,
     /// The account watcher (owns the accounts sender); `None` if the file
@@ -216,6 +218,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
         settings.events.retention,
         shutdown.subscribe(),
     );
+    let webhooks = crate::webhooks::spawn(&settings.webhooks, &writer, &shutdown_rx)?;
     let ssh_config = Arc::new(sftp::ssh_config(&settings, host_keys));
     let listeners = sftp::bind(&settings.server.listen).await?;
     let addrs = listeners
@@ -256,6 +259,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
         http_addr,
         http,
         pruner,
+        webhooks,
         shutdown,
         front,
         watcher,
@@ -283,6 +287,12 @@ async fn start_http(
         bans: shared.bans.clone(),
         metrics: shared.metrics.clone(),
         commits: shared.writer.commits(),
+        webhooks: shared
+            .settings
+            .webhooks
+            .iter()
+            .map(|w| w.name.clone())
+            .collect(),
     };
     Ok(Some(crate::http::start(parts, shutdown).await?))
 }
@@ -308,6 +318,9 @@ impl Running {
                 let _ = h.await;
             }
             let _ = self.pruner.await;
+            for w in self.webhooks {
+                let _ = w.await;
+            }
             if let Some(w) = self.watcher {
                 let _ = w.await;
             }

@@ -11,6 +11,7 @@ pub mod reprocess;
 pub mod serve;
 pub mod stats;
 pub mod token;
+pub mod webhooks;
 
 use crate::config::{LogFormat, Settings};
 use anyhow::Result;

@@ -12,6 +12,8 @@ use std::time::Duration;
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawHttp {
     listen: String,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     metrics_public: bool,
     tokens_file: PathBuf,
     max_body_bytes: usize,
@@ -24,6 +26,8 @@ impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             listen: "127.0.0.1:8080".into(),
+            tls_cert: None,
+            tls_key: None,
             metrics_public: false,
             tokens_file: PathBuf::from("config/tokens.toml"),
             max_body_bytes: 64 * 1024,
@@ -52,6 +56,8 @@ impl Default for RawEvents {
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// HTTPS with this PEM certificate chain and private key.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// `/metrics` without a token.
     pub metrics_public: bool,
     pub tokens_file: PathBuf,
@@ -108,10 +114,23 @@ pub(super) fn validate_http(
             errors.push(ConfigError::new(path, key, "must be at least 1"));
         }
     }
+    let tls = match (&raw.tls_cert, &raw.tls_key) {
+        (Some(c), Some(k)) => Some((resolve(cwd, c), resolve(cwd, k))),
+        (None, None) => None,
+        _ => {
+            errors.push(ConfigError::new(
+                path,
+                "http.tls_cert",
+                "tls_cert and tls_key go together: give both (HTTPS) or neither (HTTP)",
+            ));
+            None
+        }
+    };
     let timeout = parse_duration(path, "http.request_timeout", &raw.request_timeout, errors);
     let max_wait = parse_duration(path, "http.max_wait", &raw.max_wait, errors);
     Some(HttpConfig {
         listen: listen?,
+        tls,
         metrics_public: raw.metrics_public,
         tokens_file: resolve(cwd, &raw.tokens_file),
         max_body_bytes: raw.max_body_bytes,
@@ -169,5 +188,15 @@ mod tests {
         assert_eq!(e.0.len(), 3, "{e}");
         assert!(e.0.iter().any(|e| e.key == "http.listen"));
         assert!(e.0.iter().any(|e| e.key == "events.retention"));
+        let e = load("[http]\ntls_cert = \"keys/http.crt\"\n").unwrap_err();
+        assert!(e.0.iter().any(|e| e.key == "http.tls_cert"), "{e}");
+        let s = load("[http]\ntls_cert = \"keys/c.pem\"\ntls_key = \"/k.pem\"\n").unwrap();
+        assert_eq!(
+            s.http.unwrap().tls,
+            Some((
+                PathBuf::from("/srv/depot/keys/c.pem"),
+                PathBuf::from("/k.pem")
+            ))
+        );
     }
 }

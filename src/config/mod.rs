@@ -10,6 +10,7 @@ mod account;
 mod http;
 mod server;
 pub mod watch;
+mod webhooks;
 
 pub use account::{
     argon2_cost_allowed, load_account, load_accounts, valid_account_name, Account, AdvisorSettings,
@@ -20,6 +21,7 @@ pub use account::{
 pub use http::{EventsConfig, HttpConfig};
 pub use server::{AuthConfig, LogConfig, LogFormat, PipelineLimits, ServerConfig, Settings};
 pub use watch::Accounts;
+pub use webhooks::WebhookConfig;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -25,6 +25,8 @@ struct RawFile {
     http: Option<super::http::RawHttp>,
     #[serde(default)]
     events: super::http::RawEvents,
+    #[serde(default)]
+    webhooks: Vec<super::webhooks::RawWebhook>,
 }
 
 #[derive(Deserialize)]
@@ -235,6 +237,7 @@ pub struct Settings {
     /// `None`: no `[http]` section, no HTTP server.
     pub http: Option<super::http::HttpConfig>,
     pub events: super::http::EventsConfig,
+    pub webhooks: Vec<super::webhooks::WebhookConfig>,
 }
 
 impl Settings {
@@ -258,6 +261,7 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
         .http
         .map(|h| super::http::validate_http(path, cwd, h, &mut errors));
     let events = super::http::validate_events(path, raw.events, &mut errors);
+    let webhooks = super::webhooks::validate(path, raw.webhooks, &mut errors);
     let listen_raw = match raw.server.listen {
         OneOrMany::One(s) => vec![s],
         OneOrMany::Many(v) => v,
@@ -448,6 +452,7 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
             },
             http: http.flatten(),
             events,
+            webhooks,
         }),
         _ => Err(ConfigErrors(errors)),
     }

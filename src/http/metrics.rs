@@ -29,6 +29,8 @@ struct DbFigures {
     /// (account, rows, age in seconds) of each account's latest snapshot.
     crm: Vec<(String, i64, f64)>,
     last_event_seq: i64,
+    /// Each endpoint's delivery state and parked count.
+    webhooks: Vec<(crate::store::webhooks::Cursor, i64)>,
 }
 
 fn age_seconds(at: &str) -> f64 {
@@ -67,7 +69,9 @@ fn db_figures(c: &Connection) -> crate::store::Result<DbFigures> {
         .collect();
     let last_event_seq =
         c.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+    let webhooks = crate::store::webhooks::all(c)?;
     Ok(DbFigures {
+        webhooks,
         stats,
         oldest_pending_age: oldest.as_deref().map_or(0.0, age_seconds),
         crm,
@@ -205,6 +209,44 @@ fn render(state: &State, db: DbFigures) -> Result<String, std::fmt::Error> {
         "seq of the newest event in the feed",
         gauge(db.last_event_seq),
     );
+    let delivered = Family::<Labels, Counter>::default();
+    let failures = Family::<Labels, Counter>::default();
+    let lag = Family::<Labels, Gauge>::default();
+    let parked = Family::<Labels, Gauge>::default();
+    for name in &state.webhooks {
+        let l = vec![("endpoint".to_string(), name.clone())];
+        let (cur, n_parked) = db
+            .webhooks
+            .iter()
+            .find(|(c, _)| &c.name == name)
+            .cloned()
+            .unwrap_or_default();
+        delivered
+            .get_or_create(&l)
+            .inc_by(cur.delivered.max(0) as u64);
+        failures
+            .get_or_create(&l)
+            .inc_by(cur.failures.max(0) as u64);
+        lag.get_or_create(&l)
+            .set((db.last_event_seq - cur.delivered_seq).max(0));
+        parked.get_or_create(&l).set(n_parked);
+    }
+    reg.register(
+        "webhook_deliveries",
+        "events delivered to each webhook endpoint",
+        delivered,
+    );
+    reg.register(
+        "webhook_failures",
+        "failed delivery attempts per webhook endpoint",
+        failures,
+    );
+    reg.register(
+        "webhook_lag_events",
+        "events in the feed after each endpoint's last delivered one",
+        lag,
+    );
+    reg.register("webhook_parked", "events each endpoint gave up on", parked);
     let mut out = String::new();
     encode(&mut out, &reg)?;
     Ok(out)

@@ -80,6 +80,8 @@ pub struct State {
     pub shutdown: watch::Receiver<bool>,
     /// Changes after every database commit (wakes the event feed).
     pub commits: watch::Receiver<u64>,
+    /// Names of the configured webhook endpoints (metric labels).
+    pub webhooks: Vec<String>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -126,6 +128,7 @@ pub struct Parts {
     pub bans: Arc<BanList>,
     pub metrics: Arc<Metrics>,
     pub commits: watch::Receiver<u64>,
+    pub webhooks: Vec<String>,
 }
 
 /// Binds `[http] listen` and serves until `shutdown` turns true; then
@@ -144,6 +147,7 @@ pub async fn start(
             )
         })?;
     let addr = listener.local_addr()?;
+    let parts_tls = parts.cfg.tls.is_some();
     let state = Arc::new(State {
         tokens: tokens::TokenStore::new(parts.cfg.tokens_file.clone()),
         cfg: parts.cfg,
@@ -154,23 +158,53 @@ pub async fn start(
         metrics: parts.metrics,
         shutdown: shutdown.clone(),
         commits: parts.commits,
+        webhooks: parts.webhooks,
         readers: Mutex::new(Vec::new()),
     });
-    let app = routes::router(state);
+    let tls = match &state.cfg.tls {
+        Some((cert, key)) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load the HTTPS certificate {} and key {} (http.tls_cert, http.tls_key): both PEM",
+                        cert.display(),
+                        key.display()
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let mut stop = shutdown;
-    let handle = tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the HTTP server stopped");
+    let handle = match tls {
+        None => tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the HTTP server stopped");
+            }
+        }),
+        Some(tls) => {
+            let server = axum_server::from_tcp_rustls(listener.into_std()?, tls)?;
+            let control = axum_server::Handle::new();
+            let on_stop = control.clone();
+            tokio::spawn(async move {
+                let _ = stop.wait_for(|s| *s).await;
+                // Requests in progress finish; open event streams end
+                // themselves on the same signal.
+                on_stop.graceful_shutdown(None);
+            });
+            tokio::spawn(async move {
+                if let Err(e) = server.handle(control).serve(app).await {
+                    tracing::error!(error = %e, "the HTTPS server stopped");
+                }
+            })
         }
-    });
-    tracing::info!(addr = %addr, "listening for HTTP");
+    };
+    tracing::info!(addr = %addr, tls = parts_tls, "listening for HTTP");
     Ok((addr, handle))
 }

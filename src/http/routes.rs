@@ -20,7 +20,7 @@ use utoipa::IntoParams;
 
 pub fn router(state: Arc<State>) -> Router {
     let cfg = state.cfg.clone();
-    Router::new()
+    let api = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/conversations", get(conversations))
@@ -32,8 +32,6 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/v1/accounts", get(accounts))
         .route("/metrics", get(super::metrics::metrics))
         .route("/v1/openapi.json", get(super::openapi::openapi_json))
-        .route("/v1/events", get(super::events::poll))
-        .route("/v1/events/stream", get(super::events::stream))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -42,10 +40,18 @@ pub fn router(state: Arc<State>) -> Router {
                 "this resource answers GET and HEAD",
             )
         })
-        .layer(middleware::from_fn_with_state(cfg.clone(), bound))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(
+        // One semaphore for every route (a plain ConcurrencyLimitLayer
+        // would be cloned per route by the router).
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             cfg.max_concurrent_requests,
-        ))
+        ));
+    // Outside the request limit: a long-poll holds its request for its
+    // whole wait, and idle followers must not starve other requests.
+    let feed = Router::new()
+        .route("/v1/events", get(super::events::poll))
+        .route("/v1/events/stream", get(super::events::stream));
+    feed.merge(api)
+        .layer(middleware::from_fn_with_state(cfg, bound))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -124,6 +124,13 @@ pub fn after(
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
+/// The event `seq`, if still kept.
+pub fn by_seq(conn: &Connection, seq: i64) -> Result<Option<Event>> {
+    Ok(after(conn, seq - 1, None, 1)?
+        .into_iter()
+        .find(|e| e.seq == seq))
+}
+
 /// Deletes events recorded before `before` (RFC 3339); returns how many.
 pub fn prune(conn: &Connection, before: &str) -> Result<usize> {
     Ok(conn

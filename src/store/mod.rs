@@ -15,6 +15,7 @@ pub mod journal;
 pub mod moves;
 pub mod queries;
 pub mod snapshots;
+pub mod webhooks;
 
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -166,7 +167,27 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_account ON events(account, seq);
     CREATE INDEX events_at ON events(at);",
-    // 9: metadata CSV rows that could not be read but name an audio file.
+    // 9: webhook delivery: each endpoint's position in the feed and retry
+    // state, and the events it gave up on (dead letters).
+    "CREATE TABLE webhook_cursors (
+        name TEXT PRIMARY KEY,
+        delivered_seq INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        failing_since TEXT,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE webhook_parked (
+        name TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        parked_at TEXT NOT NULL,
+        error TEXT,
+        retry INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (name, seq)
+    );",
+    // 10: metadata CSV rows that could not be read but name an audio file.
     "CREATE TABLE metadata_row_errors (
         account TEXT NOT NULL,
         file_name TEXT NOT NULL,
@@ -388,13 +409,17 @@ fn writer_loop(
             }
             continue;
         }
+        let changes_before = conn.total_changes();
         let finishers: Vec<Finish> = batch.into_iter().map(|job| job(&conn)).collect();
+        let changed = conn.total_changes() != changes_before;
         let commit = conn.execute_batch("COMMIT").map_err(|e| {
             let _ = conn.execute_batch("ROLLBACK");
             tracing::error!(error = %e, "database commit failed; the batch was rolled back");
             e.to_string()
         });
-        if commit.is_ok() {
+        // Only a commit that wrote wakes the feed's followers: their own
+        // reads through the writer must not wake them again.
+        if commit.is_ok() && changed {
             committed.send_modify(|n| *n = n.wrapping_add(1));
         }
         for finish in finishers {
@@ -437,5 +462,32 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 40);
+    }
+
+    #[tokio::test]
+    async fn only_commits_that_write_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, handle) = Writer::start(&dir.path().join("t.db")).unwrap();
+        let mut commits = w.commits();
+        commits.borrow_and_update();
+        w.run(|c| Ok(c.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .unwrap();
+        assert!(!commits.has_changed().unwrap(), "a read-only batch");
+        w.run(|c| {
+            events::record(
+                c,
+                events::CONVERSATION_CREATED,
+                "acme",
+                serde_json::json!({}),
+            )
+        })
+        .await
+        .unwrap();
+        assert!(commits.has_changed().unwrap(), "a batch that wrote");
+        commits.borrow_and_update();
+        drop(w);
+        handle.join().unwrap();
+        assert!(commits.changed().await.is_err(), "closed with the writer");
     }
 }

@@ -67,6 +67,69 @@ async fn chattering(port: u16, from: IpAddr) -> TestResult<russh_client::Handle>
     Ok(handle)
 }
 
+/// One SSH binary packet in the clear (before keys are exchanged): block
+/// size 8, at least 4 bytes of padding.
+fn clear_packet(payload: &[u8]) -> Vec<u8> {
+    let mut pad = 8 - (5 + payload.len()) % 8;
+    if pad < 4 {
+        pad += 8;
+    }
+    let mut p = ((1 + payload.len() + pad) as u32).to_be_bytes().to_vec();
+    p.push(pad as u8);
+    p.extend_from_slice(payload);
+    p.extend(std::iter::repeat_n(0u8, pad));
+    p
+}
+
+fn name_list(names: &str) -> Vec<u8> {
+    let mut v = (names.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(names.as_bytes());
+    v
+}
+
+/// A raw client from `from`: sends its version and a KEXINIT (without
+/// strict key exchange, so SSH_MSG_IGNORE is legal meanwhile), then never
+/// goes on with the key exchange but sends SSH_MSG_IGNORE every 100 ms
+/// until the server closes the connection; the task ends then.
+async fn ignore_sender(port: u16, from: IpAddr) -> TestResult<tokio::task::JoinHandle<()>> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = silent(port, from).await?;
+    s.write_all(b"SSH-2.0-ignore_sender\r\n").await?;
+    let mut kexinit = vec![20u8];
+    kexinit.extend_from_slice(&[7u8; 16]);
+    for names in [
+        "curve25519-sha256",
+        "ssh-ed25519",
+        "aes128-ctr",
+        "aes128-ctr",
+        "hmac-sha2-256",
+        "hmac-sha2-256",
+        "none",
+        "none",
+        "",
+        "",
+    ] {
+        kexinit.extend(name_list(names));
+    }
+    kexinit.push(0);
+    kexinit.extend_from_slice(&0u32.to_be_bytes());
+    s.write_all(&clear_packet(&kexinit)).await?;
+    let mut ignore = vec![2u8];
+    ignore.extend(name_list("nothing to see"));
+    let ignore = clear_packet(&ignore);
+    Ok(tokio::spawn(async move {
+        let (mut rd, mut wr) = s.into_split();
+        let reader = tokio::spawn(async move {
+            let mut b = [0u8; 4096];
+            while matches!(rd.read(&mut b).await, Ok(n) if n > 0) {}
+        });
+        while !reader.is_finished() && wr.write_all(&ignore).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = reader.await;
+    }))
+}
+
 fn keep_alive(handle: &std::sync::Arc<russh_client::Handle>) -> tokio::task::JoinHandle<()> {
     let h = handle.clone();
     tokio::spawn(async move {
@@ -88,11 +151,12 @@ async fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> T
     Ok(())
 }
 
-/// Silent sockets from three addresses and key-exchanged keep-alive
-/// senders from a fourth fill every unauthenticated place (and, counted
-/// the old way, every session): the per-address cap drops the excess at
-/// accept, a full server sheds the heaviest address's oldest connection,
-/// and a legitimate login still succeeds and uploads.
+/// Silent sockets from three addresses, key-exchanged keep-alive senders
+/// from a fourth and an SSH_MSG_IGNORE sender from a fifth fill every
+/// unauthenticated place (and, counted the old way, every session): the
+/// per-address cap drops the excess at accept, a full server sheds the
+/// heaviest address's oldest connection, and a legitimate login still
+/// succeeds and uploads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unauthenticated_flood_does_not_stop_a_login() -> TestResult {
     let _t = timing_shared().await;
@@ -134,6 +198,8 @@ async fn an_unauthenticated_flood_does_not_stop_a_login() -> TestResult {
         let h = std::sync::Arc::new(chattering(port, local(5)).await?);
         chatter.push((keep_alive(&h), h));
     }
+    // And one that sends SSH_MSG_IGNORE in the middle of key exchange.
+    let ignoring = ignore_sender(port, local(6)).await?;
     let s = connect(port, "acme", &depot.key()).await?;
     assert!(upload(&s, "/after-the-flood.bin", b"still served").await?);
     let stored = std::fs::read(depot.jail("acme").join("after-the-flood.bin"))?;
@@ -145,14 +211,17 @@ async fn an_unauthenticated_flood_does_not_stop_a_login() -> TestResult {
         chatter.iter().all(|(_, h)| !h.is_closed()),
         "a keep-alive sender was closed"
     );
+    assert!(!ignoring.is_finished(), "the IGNORE sender was closed");
+    ignoring.abort();
     for (task, _) in &chatter {
         task.abort();
     }
     Ok(())
 }
 
-/// A silent socket and a key-exchanged client sending keep-alives are both
-/// closed at the login grace time; a session that logged in is not.
+/// A silent socket, a key-exchanged client sending keep-alives and a raw
+/// client sending SSH_MSG_IGNORE are all closed at the login grace time; a
+/// session that logged in is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_connections_are_closed_at_the_login_grace_time() -> TestResult {
     let _t = timing_shared().await;
@@ -169,6 +238,7 @@ async fn unauthenticated_connections_are_closed_at_the_login_grace_time() -> Tes
     assert!(admitted(&mut s).await?);
     let talker = std::sync::Arc::new(chattering(depot.port, local(3)).await?);
     let pinging = keep_alive(&talker);
+    let ignoring = ignore_sender(depot.port, local(4)).await?;
     let session = connect(depot.port, "acme", &depot.key()).await?;
     closed_by_server(&mut s).await?;
     until(WAIT, "the keep-alive sender to be closed", || {
@@ -176,6 +246,9 @@ async fn unauthenticated_connections_are_closed_at_the_login_grace_time() -> Tes
     })
     .await?;
     pinging.abort();
+    tokio::time::timeout(WAIT, ignoring)
+        .await
+        .map_err(|_| "the SSH_MSG_IGNORE sender was kept open")??;
     assert!(upload(&session, "/logged-in.bin", b"kept").await?);
     Ok(())
 }
@@ -406,7 +479,7 @@ async fn a_symlinked_account_file_reloads_when_its_target_changes() -> TestResul
 
 /// Measurement, not a check: a legitimate login's time (connect, key
 /// login, SFTP session) idle, then while 500 silent sockets (127.0.0.2–51,
-/// ten each) and 100 key-exchanged keep-alive senders (127.0.0.52–61, ten
+/// ten each) and 100 clients sending SSH_MSG_IGNORE (127.0.0.52–61, ten
 /// each) hold or try to hold the unauthenticated places, with the default
 /// limits. `cargo test --locked --test hardening -- --ignored
 /// limits_conn::login_time_under_an_unauthenticated_flood --nocapture`
@@ -439,29 +512,26 @@ async fn login_time_under_an_unauthenticated_flood() -> TestResult {
             silent_held.push(silent(port, local(ip)).await?);
         }
     }
-    let mut talkers = Vec::new();
-    let mut talk_failed = 0;
+    let (mut senders, mut refused) = (Vec::new(), 0);
     for ip in 52..=61u8 {
         for _ in 0..10 {
-            match chattering(port, local(ip)).await {
-                Ok(h) => {
-                    let h = std::sync::Arc::new(h);
-                    talkers.push((keep_alive(&h), h));
-                }
-                Err(_) => talk_failed += 1,
+            match ignore_sender(port, local(ip)).await {
+                Ok(t) => senders.push(t),
+                Err(_) => refused += 1,
             }
         }
     }
     let flooded = time_logins(9).await?;
-    let talkers_open = talkers.iter().filter(|(_, h)| !h.is_closed()).count();
+    let senders_open = senders.iter().filter(|t| !t.is_finished()).count();
     println!(
-        "login idle: median {:?} max {:?}; under the flood (500 silent, 100 keep-alive, {talk_failed} of those refused before key exchange, {talkers_open} still open): median {:?} max {:?}",
+        "login idle: median {:?} max {:?}; under the flood (500 silent, 100 SSH_MSG_IGNORE senders, \
+         {refused} of them dropped at once, {senders_open} still open): median {:?} max {:?}",
         idle[idle.len() / 2],
         idle[idle.len() - 1],
         flooded[flooded.len() / 2],
         flooded[flooded.len() - 1],
     );
-    for (t, _) in talkers {
+    for t in senders {
         t.abort();
     }
     Ok(())

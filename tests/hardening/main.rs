@@ -13,3 +13,4 @@ mod load;
 mod process;
 #[path = "../common/russh_client.rs"]
 mod russh_client;
+mod webhooks;

@@ -751,3 +751,353 @@ async fn openapi_document_is_valid_and_answers_match_it() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_configured_certificate() -> TestResult {
+    let mut server = start(vec![customer("acme", "")]).await?;
+    let (admin, _, _) = tokens(&server)?;
+    let (cert, key) = (
+        server.tmp.path().join("http.crt"),
+        server.tmp.path().join("http.key"),
+    );
+    let made = tokio::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=depot-test"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .await?;
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let toml = std::fs::read_to_string(&server.config_path)?.replace(
+        "tokens_file = \"tokens.toml\"\n",
+        "tokens_file = \"tokens.toml\"\ntls_cert = \"http.crt\"\ntls_key = \"http.key\"\n",
+    );
+    std::fs::write(&server.config_path, toml)?;
+    server.restart().await?;
+
+    let https = server.http_url().replacen("http://", "https://", 1);
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--cacert"])
+        .arg(&cert)
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {admin}"))
+        .arg(format!("{https}/v1/accounts"))
+        .output()
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let accounts: Json = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(accounts[0]["name"], "acme", "{accounts}");
+    // Plain HTTP on the HTTPS port gets no API answer.
+    let plain = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(format!("{}/healthz", server.http_url()))
+        .output()
+        .await?;
+    assert_ne!(String::from_utf8_lossy(&plain.stdout).trim(), "200");
+    tokio::time::timeout(std::time::Duration::from_secs(30), server.stop())
+        .await
+        .map_err(|_| "HTTPS shutdown hung")??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_signed_in_order_at_least_once_across_a_restart() -> TestResult {
+    use tokio::io::AsyncBufReadExt;
+    let mut server = start(vec![customer("acme", "")]).await?;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let log = server.tmp.path().join("received.jsonl");
+    let mut receiver = tokio::process::Command::new("python3")
+        .arg(support::fixture("webhook_receiver.py"))
+        .args([secret, "3"])
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut out = tokio::io::BufReader::new(receiver.stdout.take().ok_or("stdout")?).lines();
+    let port: u16 = tokio::time::timeout(INGEST, out.next_line())
+        .await
+        .map_err(|_| "the receiver did not start")??
+        .ok_or("no port")?
+        .trim()
+        .parse()?;
+    let mut toml = std::fs::read_to_string(&server.config_path)?;
+    toml += &format!(
+        "\n[[webhooks]]\nname = \"analysis\"\nurl = \"http://127.0.0.1:{port}/hooks\"\nsecret = \"{secret}\"\n\
+         events = [\"conversation.created\", \"rejection.created\"]\nbackoff = [\"50ms\", \"200ms\"]\ntimeout = \"10s\"\n"
+    );
+    std::fs::write(&server.config_path, toml)?;
+    server.restart().await?;
+
+    let mp3 = tone_mp3();
+    upload(
+        &server,
+        "acme",
+        &[
+            ("a.mp3", &mp3, &format!("/audio/20260211/{SEED}")),
+            ("b.mp3", b"not audio", &format!("/audio/20260211/{SECOND}")),
+        ],
+    )
+    .await?;
+    settled(&server, "acme").await?;
+    let read_log = |log: &std::path::Path| -> TestResult<Vec<Json>> {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        Ok(text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?)
+    };
+    // Restarted while the receiver is still failing: the retry state
+    // and the position in the feed are in SQLite.
+    until(INGEST, "a first failed attempt", || {
+        Ok((!read_log(&log)?.is_empty()).then_some(()))
+    })
+    .await?;
+    server.restart().await?;
+    let (admin, _, _) = tokens(&server)?;
+    let feed = curl(&server, Some(&admin), "/v1/events?after=0", &[])
+        .await?
+        .json()?;
+    let wanted: Vec<Json> = feed["items"]
+        .as_array()
+        .ok_or("items")?
+        .iter()
+        .filter(|e| e["type"] == "conversation.created" || e["type"] == "rejection.created")
+        .cloned()
+        .collect();
+    assert_eq!(wanted.len(), 2, "{feed:#}");
+    let delivered = until(INGEST, "every event delivered", || {
+        let ok: Vec<Json> = read_log(&log)?
+            .into_iter()
+            .filter(|l| l["status"] == 204)
+            .collect();
+        Ok((ok.len() >= wanted.len()).then_some(ok))
+    })
+    .await?;
+    let all = read_log(&log)?;
+    assert!(
+        all.iter().all(|l| l["verified"] == true),
+        "every delivery signed: {all:#?}"
+    );
+    assert_eq!(
+        all.iter().filter(|l| l["status"] == 500).count(),
+        3,
+        "{all:#?}"
+    );
+    // Each event delivered, in seq order, under its event id (the same on
+    // every attempt); at least once means a repeat is allowed, a gap is not.
+    let mut firsts: Vec<&Json> = Vec::new();
+    for d in &delivered {
+        if !firsts.iter().any(|f| f["id"] == d["id"]) {
+            firsts.push(d);
+        }
+    }
+    let got: Vec<(&Json, &Json)> = firsts.iter().map(|d| (&d["id"], &d["seq"])).collect();
+    let want: Vec<(&Json, &Json)> = wanted.iter().map(|e| (&e["id"], &e["seq"])).collect();
+    assert_eq!(got, want, "{all:#?}");
+    for a in &all {
+        assert!(
+            wanted.iter().any(|e| e["id"] == a["id"]),
+            "only wanted types: {a}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_webhook_events_are_listed_and_retried() -> TestResult {
+    use tokio::io::AsyncBufReadExt;
+    let mut server = start(vec![customer("acme", "")]).await?;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let log = server.tmp.path().join("received.jsonl");
+    let mut receiver = tokio::process::Command::new("python3")
+        .arg(support::fixture("webhook_receiver.py"))
+        .args([secret, "1"])
+        .arg(&log)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut out = tokio::io::BufReader::new(receiver.stdout.take().ok_or("stdout")?).lines();
+    let port: u16 = tokio::time::timeout(INGEST, out.next_line())
+        .await
+        .map_err(|_| "the receiver did not start")??
+        .ok_or("no port")?
+        .trim()
+        .parse()?;
+    let mut toml = std::fs::read_to_string(&server.config_path)?;
+    // give_up_after = 0s: the first failure parks the event.
+    toml += &format!(
+        "\n[[webhooks]]\nname = \"analysis\"\nurl = \"http://127.0.0.1:{port}/\"\nsecret = \"{secret}\"\n\
+         events = [\"conversation.created\"]\nbackoff = [\"50ms\"]\ngive_up_after = \"0s\"\n"
+    );
+    std::fs::write(&server.config_path, toml)?;
+    server.restart().await?;
+    let read_log = |log: &std::path::Path| -> TestResult<Vec<Json>> {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        Ok(text
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?)
+    };
+    let mp3 = tone_mp3();
+    upload(
+        &server,
+        "acme",
+        &[("a.mp3", &mp3, &format!("/audio/20260211/{SEED}"))],
+    )
+    .await?;
+    until(INGEST, "the first attempt", || {
+        Ok((!read_log(&log)?.is_empty()).then_some(()))
+    })
+    .await?;
+    upload(
+        &server,
+        "acme",
+        &[("b.mp3", &mp3, &format!("/audio/20260211/{SECOND}"))],
+    )
+    .await?;
+    // Delivery went on past the parked event.
+    until(INGEST, "the second event delivered", || {
+        Ok(read_log(&log)?
+            .iter()
+            .any(|l| l["status"] == 204)
+            .then_some(()))
+    })
+    .await?;
+    let first = read_log(&log)?[0].clone();
+    assert_eq!(first["status"], 500);
+    let listed = cli_json(&server, &["webhooks"]).await?;
+    assert_eq!(listed[0]["name"], "analysis", "{listed:#}");
+    assert_eq!(listed[0]["parked"], 1, "{listed:#}");
+    assert_eq!(listed[0]["delivered"], 1, "{listed:#}");
+
+    let retried = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
+        .arg("--config")
+        .arg(&server.config_path)
+        .args(["webhooks", "retry", "analysis"])
+        .current_dir(server.tmp.path())
+        .output()
+        .await?;
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    // The worker looks for retries at least every 30 s.
+    until(
+        std::time::Duration::from_secs(90),
+        "the parked event delivered again",
+        || {
+            Ok(read_log(&log)?
+                .iter()
+                .any(|l| l["status"] == 204 && l["id"] == first["id"])
+                .then_some(()))
+        },
+    )
+    .await?;
+    let listed = cli_json(&server, &["webhooks"]).await?;
+    assert_eq!(listed[0]["parked"], 0, "{listed:#}");
+    // /metrics shows the same state.
+    let (admin, _, _) = tokens(&server)?;
+    let text = String::from_utf8(curl(&server, Some(&admin), "/metrics", &[]).await?.body)?;
+    assert_eq!(
+        sample(&text, "depot_webhook_parked{endpoint=\"analysis\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "depot_webhook_failures_total{endpoint=\"analysis\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "depot_webhook_deliveries_total{endpoint=\"analysis\"}"
+        )
+        .is_some(),
+        "{text}"
+    );
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
+        .arg("--config")
+        .arg(&server.config_path)
+        .args(["webhooks", "retry", "nobody"])
+        .current_dir(server.tmp.path())
+        .output()
+        .await?;
+    assert_eq!(bad.status.code(), Some(1));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_long_polls_do_not_starve_other_requests() -> TestResult {
+    let mut server = start(vec![customer("acme", "")]).await?;
+    let toml = std::fs::read_to_string(&server.config_path)?.replace(
+        "tokens_file = \"tokens.toml\"\n",
+        "tokens_file = \"tokens.toml\"\nmax_concurrent_requests = 1\n",
+    );
+    std::fs::write(&server.config_path, toml)?;
+    server.restart().await?;
+    let (admin, _, _) = tokens(&server)?;
+    let mut polls = Vec::new();
+    for _ in 0..3 {
+        polls.push(
+            tokio::process::Command::new("curl")
+                .args(["-sS", "--max-time", "120", "-o", "/dev/null", "-H"])
+                .arg(format!("Authorization: Bearer {admin}"))
+                .arg(format!("{}/v1/events?wait=55s", server.http_url()))
+                .kill_on_drop(true)
+                .spawn()?,
+        );
+    }
+    // The three polls are connected (server side of each connection).
+    let port = server.running().http_addr.ok_or("http")?.port();
+    let established = move || -> TestResult<usize> {
+        let want = format!("0100007F:{port:04X}");
+        Ok(std::fs::read_to_string("/proc/net/tcp")?
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && f[1] == want && f[3] == "01"
+            })
+            .count())
+    };
+    eventually(INGEST, "three long-polls connected", || {
+        established().is_ok_and(|n| n >= 3)
+    })
+    .await?;
+    // Answered while all three polls still wait: they hold no request slot.
+    for _ in 0..3 {
+        let r = curl(&server, Some(&admin), "/v1/accounts", &[]).await?;
+        assert_eq!(r.status, 200);
+    }
+    for p in &mut polls {
+        assert!(p.try_wait()?.is_none(), "a long-poll ended early");
+    }
+    Ok(())
+}
