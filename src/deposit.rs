@@ -58,6 +58,9 @@ pub struct Deposit {
 #[derive(Default)]
 pub struct Seals {
     inner: Mutex<Inner>,
+    /// Files the SFTP front holds open (the sweep of stale uploads never
+    /// removes one).
+    pub open: Arc<OpenFiles>,
 }
 
 /// One seal on one inode; dropping it unseals (once no other seal holds
@@ -166,5 +169,81 @@ mod tests {
         // Releasing twice, or a row never bound, is harmless.
         seals.release(2);
         seals.release(7);
+    }
+}
+
+/// The files SFTP handles hold open, by inode (a name may change under an
+/// open handle). Only the process serving SFTP knows them: it marks the
+/// registry as tracked, and the sweep of stale uploads runs only where it
+/// is (never in `depot import`, which cannot see a server's handles).
+#[derive(Default)]
+pub struct OpenFiles {
+    inodes: Mutex<HashMap<Inode, usize>>,
+    tracked: std::sync::atomic::AtomicBool,
+    /// Told (account, bytes) for each file the sweep removed: the SFTP
+    /// front's running count of what an account stores follows.
+    on_removed: std::sync::OnceLock<RemovedHook>,
+}
+
+type RemovedHook = Box<dyn Fn(&str, u64) + Send + Sync>;
+
+impl OpenFiles {
+    /// Called by the SFTP front: from now on every handle is registered.
+    pub fn set_tracked(&self) {
+        self.tracked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Sets what to do when the sweep removes a file (once).
+    pub fn set_on_removed(&self, hook: RemovedHook) {
+        let _ = self.on_removed.set(hook);
+    }
+
+    /// The sweep removed `bytes` of `account`'s files.
+    pub fn removed(&self, account: &str, bytes: u64) {
+        if let Some(hook) = self.on_removed.get() {
+            hook(account, bytes);
+        }
+    }
+
+    pub fn is_tracked(&self) -> bool {
+        self.tracked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Inode, usize>> {
+        self.inodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers an open handle of the file `m` describes, until the
+    /// returned guard is dropped.
+    pub fn hold(self: &Arc<Self>, m: &Metadata) -> OpenFile {
+        let inode = Inode::of(m);
+        *self.lock().entry(inode).or_default() += 1;
+        OpenFile {
+            files: self.clone(),
+            inode,
+        }
+    }
+
+    pub fn is_open(&self, m: &Metadata) -> bool {
+        self.lock().contains_key(&Inode::of(m))
+    }
+}
+
+/// One open handle's registration in [`OpenFiles`].
+pub struct OpenFile {
+    files: Arc<OpenFiles>,
+    inode: Inode,
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        let mut map = self.files.lock();
+        if let Some(n) = map.get_mut(&self.inode) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.inode);
+            }
+        }
     }
 }

@@ -22,6 +22,11 @@ pub struct Metrics {
     pub bans: AtomicU64,
     /// Ingestion attempts that failed for a transient reason (retried).
     pub retries: AtomicU64,
+    /// System and editor files (`Thumbs.db`, `.DS_Store`...) stored and
+    /// not ingested.
+    pub system_files_ignored: AtomicU64,
+    /// Temporary and partial uploads removed by the sweep.
+    pub uploads_swept: AtomicU64,
 }
 
 impl Metrics {
@@ -42,6 +47,8 @@ impl Metrics {
             ("auth_failures", g(&self.auth_failures)),
             ("bans", g(&self.bans)),
             ("retries", g(&self.retries)),
+            ("system_files_ignored", g(&self.system_files_ignored)),
+            ("uploads_swept", g(&self.uploads_swept)),
         ]
     }
 }

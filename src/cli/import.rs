@@ -144,6 +144,8 @@ pub struct Tally {
     pub unchanged: u64,
     pub ignored: u64,
     pub failed: u64,
+    /// Stored, but waiting for their metadata CSV row: not conversations yet.
+    pub waiting: u64,
 }
 
 impl Tally {
@@ -154,6 +156,7 @@ impl Tally {
             self.conversations, self.rejections, self.skipped
         );
         for (n, what) in [
+            (self.waiting, "waiting for their metadata CSV row"),
             (self.unchanged, "unchanged"),
             (self.ignored, "ignored"),
             (self.failed, "failed"),
@@ -307,6 +310,10 @@ fn poll(
         };
         let outcome = outcome.unwrap_or_default();
         let shown = match outcome.split_once(':') {
+            Some(("conversation", id)) if awaiting(reader, id)? => {
+                tally.waiting += 1;
+                format!("waiting for its metadata CSV row (conversation {id})")
+            }
             Some(("conversation", id)) => {
                 tally.conversations += 1;
                 format!("conversation {id}")
@@ -330,6 +337,20 @@ fn poll(
         progress.done(&shown, &path);
     }
     Ok(())
+}
+
+/// Whether conversation `id` (as the journal names it) still waits for
+/// its metadata CSV row.
+fn awaiting(reader: &rusqlite::Connection, id: &str) -> Result<bool> {
+    use rusqlite::OptionalExtension;
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(false);
+    };
+    let status: Option<String> = reader
+        .prepare_cached("SELECT status FROM conversations WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    Ok(status.as_deref() == Some("awaiting_metadata"))
 }
 
 /// The stage and reason of a deposit's newest rejection.

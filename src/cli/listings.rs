@@ -75,14 +75,24 @@ pub fn rejections(
     since: Option<&str>,
     format: Format,
 ) -> Result<()> {
-    let rows = queries::rejections(&open(config)?, account, since)?;
+    let mut rows = queries::rejections(&open(config)?, account, since)?;
+    // The words the customer's report uses for what was checked.
+    for r in &mut rows {
+        let words = crate::pipeline::report::checked(
+            r["stage"].as_str().unwrap_or_default(),
+            r["line"].as_i64(),
+        );
+        if let Some(m) = r.as_object_mut() {
+            m.insert("checked".into(), serde_json::Value::String(words));
+        }
+    }
     print(
         &rows,
         &[
             ("id", "id"),
             ("account", "account"),
             ("at", "at"),
-            ("stage", "stage"),
+            ("checked", "checked"),
             ("line", "line"),
             ("reason", "reason"),
             ("path", "path"),

@@ -34,6 +34,13 @@ struct RawAccount {
     advisors: Option<RawAdvisors>,
     picking: Option<RawPicking>,
     crm: Option<RawCrm>,
+    report: Option<RawReport>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReport {
+    delimiter: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +54,8 @@ struct RawAudio {
     extensions_case: Option<String>,
     normalize: Option<String>,
     fields: Option<BTreeMap<String, RawFieldRule>>,
+    on_unwanted: Option<String>,
+    sweep_after: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +150,9 @@ pub struct Account {
     pub advisors: Option<AdvisorSettings>,
     pub picking: Option<PickingSettings>,
     pub crm: Option<CrmSettings>,
+    /// `report.delimiter`: the separator of the customer's `/rejected/`
+    /// reports (`;` by default, which European spreadsheets split on).
+    pub report_delimiter: u8,
     /// Files this account reads besides its own (mapping, key files): the
     /// hot-reload watcher follows them too.
     pub referenced_files: Vec<PathBuf>,
@@ -158,6 +170,10 @@ pub struct AudioSettings {
     pub normalize: Normalize,
     /// `[audio.fields]`: rules per metadata key, whichever source gave it.
     pub fields: BTreeMap<String, FieldRule>,
+    /// What happens to a final name that can never be ingested here.
+    pub on_unwanted: OnUnwanted,
+    /// Temporary and partial uploads untouched this long are removed.
+    pub sweep_after: Duration,
 }
 
 impl AudioSettings {
@@ -174,6 +190,16 @@ impl AudioSettings {
             ExtensionsCase::Sensitive => self.extensions.iter().any(|e| e == ext),
         }
     }
+}
+
+/// A final name that can never be ingested (a type not accepted in an
+/// ingestion directory): stored and reported, or refused at OPEN/RENAME.
+/// Accepting is the default because batch clients stop the whole night's
+/// upload at the first refused file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnwanted {
+    Accept,
+    Refuse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -569,6 +595,11 @@ impl Validator<'_> {
             advisors: raw.advisors.map(|a| self.advisors(a)),
             picking: raw.picking.map(|p| self.picking(p)),
             crm: raw.crm.map(|c| self.crm(c)),
+            report_delimiter: self.byte(
+                "report.delimiter",
+                raw.report.and_then(|r| r.delimiter),
+                b';',
+            ),
             referenced_files: Vec::new(),
         };
         (acc, pending)
@@ -716,6 +747,21 @@ impl Validator<'_> {
             a.normalize,
             &[("nfc", Normalize::Nfc), ("none", Normalize::None)],
         );
+        let on_unwanted = self.choice(
+            "audio.on_unwanted",
+            a.on_unwanted,
+            &[
+                ("accept", OnUnwanted::Accept),
+                ("refuse", OnUnwanted::Refuse),
+            ],
+        );
+        let sweep_after = parse_duration(
+            self.file,
+            "audio.sweep_after",
+            a.sweep_after.as_deref().unwrap_or("7d"),
+            &mut self.errors,
+        )
+        .unwrap_or(Duration::from_secs(7 * 86400));
         let extensions: Vec<String> = a
             .extensions
             .unwrap_or_else(|| vec!["mp3".into(), "wav".into()])
@@ -770,6 +816,8 @@ impl Validator<'_> {
             extensions_case,
             normalize,
             fields,
+            on_unwanted,
+            sweep_after,
         }
     }
 

@@ -16,7 +16,7 @@ pub use account::{
     argon2_cost_allowed, load_account, load_accounts, valid_account_name, Account, AdvisorSettings,
     AudioSettings, ContactReasons, CrmSettings, CsvDialect, Encoding, ExtensionsCase, FieldRule,
     MetadataCsvSettings, MetadataUse, Normalize, OnConflict, OnInvalid, OnTimeout, OnUnknown,
-    PickingSettings,
+    OnUnwanted, PickingSettings,
 };
 pub use http::{Admin, EventsConfig, HttpConfig};
 pub use server::{AuthConfig, LogConfig, LogFormat, PipelineLimits, ServerConfig, Settings};

@@ -213,6 +213,18 @@ pub async fn audio(
     if let Some(r) = &row {
         merge_row(account, &mut call, r)?;
     }
+    if row.is_none() && account.metadata_csv.is_some() {
+        // Its row arrived broken: rejected now, not after the whole wait.
+        let (acc, name) = (account.name.clone(), file_name.clone());
+        let broken = p
+            .writer
+            .run(move |c| snapshots::row_error(c, &acc, &name))
+            .await
+            .map_err(transient)?;
+        if let Some(reason) = broken {
+            return Err(Rejection::new("metadata_csv", reason).into());
+        }
+    }
     let mut draft = empty_draft(
         account,
         &entry.path,
@@ -312,7 +324,11 @@ pub async fn audio(
     let awaiting = draft.wait_until.is_some();
     match p.writer.run(move |c| conversations::store(c, &draft)).await {
         Ok(Stored::Conversation { id, picked }) => {
-            Metrics::add(&p.metrics.conversations, 1);
+            // A call waiting for its CSV row is counted when it completes
+            // (it may still end as a rejection): counters count outcomes.
+            if !awaiting {
+                Metrics::add(&p.metrics.conversations, 1);
+            }
             if awaiting {
                 tracing::info!(account = %account.name, conversation_id = id, path = %entry.path, "conversation awaiting its metadata CSV row");
             } else {
@@ -439,9 +455,27 @@ pub async fn complete_awaiting(
         .run(move |c| conversations::store(c, &draft))
         .await?
     {
+        Metrics::add(&p.metrics.conversations, 1);
         tracing::info!(account = %account.name, conversation_id = id, path = %a.path, picked, timed_out, "conversation completed with its metadata");
     }
     Ok(())
+}
+
+/// Rejects the awaiting conversation `id` (if it still awaits).
+pub async fn reject_awaiting_id(
+    p: &Pipeline,
+    account: &Account,
+    id: i64,
+    r: Rejection,
+) -> anyhow::Result<()> {
+    let Some(a) = p
+        .writer
+        .run(move |c| conversations::awaiting(c, id))
+        .await?
+    else {
+        return Ok(());
+    };
+    reject_awaiting(p, account, &a, r).await
 }
 
 async fn reject_awaiting(

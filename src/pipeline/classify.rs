@@ -6,7 +6,7 @@ use super::datedir::parse_date_dir;
 use super::Rejection;
 use crate::config::Account;
 use crate::jail::JailPath;
-use crate::sftp::is_temp_name;
+use crate::sftp::{is_system_file, is_temp_name, unwanted_reason};
 use chrono::NaiveDate;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,11 +28,18 @@ fn extension(name: &str) -> Option<String> {
     }
 }
 
+/// Why a system or editor file (`Thumbs.db`, `.DS_Store`...) is not
+/// ingested; the worker counts these.
+pub const SYSTEM_FILE: &str = "system file";
+
 /// Classifies `path`; an audio file in the wrong place is a rejection.
 pub fn classify(account: &Account, path: &JailPath) -> Result<Kind, Rejection> {
     let Some(name) = path.file_name() else {
         return Ok(Kind::Ignored("not a file"));
     };
+    if is_system_file(name) {
+        return Ok(Kind::Ignored(SYSTEM_FILE));
+    }
     if is_temp_name(name) {
         return Ok(Kind::Ignored("temporary name"));
     }
@@ -53,24 +60,16 @@ pub fn classify(account: &Account, path: &JailPath) -> Result<Kind, Rejection> {
             return Ok(Kind::MetadataCsv);
         }
     }
+    // A type this directory never takes: stored (the customer's batch goes
+    // on) and reported, so the customer learns why it was not ingested.
+    if let Some(reason) = unwanted_reason(account, path) {
+        return Err(Rejection::new("file_type", reason));
+    }
     let Some(audio) = &account.audio else {
         return Ok(Kind::Ignored("no [audio] settings"));
     };
     if !path.starts_with(&audio.dir) {
         return Ok(Kind::Ignored("outside the ingestion directories"));
-    }
-    if !audio.accepts(name) {
-        return Err(Rejection::new(
-            "classify",
-            format!(
-                "'{name}' is not an accepted audio file (extensions: {}{})",
-                audio.extensions.join(", "),
-                match audio.extensions_case {
-                    crate::config::ExtensionsCase::Sensitive => ", case-sensitive",
-                    crate::config::ExtensionsCase::Insensitive => "",
-                }
-            ),
-        ));
     }
     let deposit_date = date_of_parent(&audio.dir, &audio.date_dirs, path);
     if deposit_date.is_none() && audio.require_date_dir {

@@ -180,6 +180,71 @@ pub async fn metadata_csv(
             .await
             .map_err(Failure::Transient)?;
     }
+    let acc = account.name.clone();
+    let broken = p
+        .writer
+        .run(move |c| snapshots::awaiting_with_row_errors(c, &acc))
+        .await
+        .map_err(transient)?;
+    for (conv, reason) in broken {
+        super::audio_flow::reject_awaiting_id(
+            p,
+            account,
+            conv,
+            Rejection::new("metadata_csv", reason),
+        )
+        .await
+        .map_err(Failure::Transient)?;
+    }
+    release_rejected(p, account).await
+}
+
+/// Audio rejected because its metadata CSV row was missing or could not be
+/// read, whose valid row has now arrived (the customer fixed the CSV), is
+/// ingested again from its original deposit: nobody else has to act.
+async fn release_rejected(p: &Pipeline, account: &Arc<Account>) -> Result<(), Failure> {
+    let acc = account.name.clone();
+    let released = p
+        .writer
+        .run(move |c| {
+            let mut out = Vec::new();
+            for (jid, path, newest) in snapshots::rejected_with_rows(c, &acc)? {
+                if let Some(e) = journal::get(c, jid)? {
+                    out.push((e, path, newest));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(transient)?;
+    for (entry, path, newest) in released {
+        let Ok(jp) = JailPath::parse(&path) else {
+            continue;
+        };
+        let Ok(super::classify::Kind::Audio { deposit_date }) =
+            super::classify::classify(account, &jp)
+        else {
+            continue;
+        };
+        tracing::info!(account = %account.name, path = %path, journal_id = entry.id, "its metadata CSV row arrived; ingesting the audio rejected without it");
+        match super::audio_flow::audio(p, account, &entry, &jp, deposit_date).await {
+            Ok(()) => {}
+            Err(Failure::Rejected(r)) => {
+                super::worker::reject(p, account, &entry, r)
+                    .await
+                    .map_err(Failure::Transient)?;
+            }
+            // Left open: the next attempt of this CSV finds it again.
+            Err(e) => return Err(e),
+        }
+        // It has a new outcome: the rejection that held it back is closed
+        // (a newer one, if it was rejected again, stays open).
+        let (acc, path2) = (account.name.clone(), path.clone());
+        p.writer
+            .run(move |c| conversations::clear_rejections_up_to(c, &acc, &path2, newest))
+            .await
+            .map_err(transient)?;
+    }
     Ok(())
 }
 
@@ -239,6 +304,9 @@ impl StoreCsv {
 
         let mut chunk: Vec<MetadataRow> = Vec::new();
         let (mut rows, mut rejections, mut more) = (0, Vec::new(), 0);
+        // Broken rows that still name an audio file (bounded like the
+        // rejections): that audio is rejected at once, citing the line.
+        let mut named: Vec<(String, String)> = Vec::new();
         let read = csvfile::stream(
             open(file)?,
             &self.dialect,
@@ -253,11 +321,20 @@ impl StoreCsv {
                             self.put_rows(std::mem::take(&mut chunk))?;
                         }
                     }
-                    Item::Error(e) if rejections.len() < self.cap => rejections.push(Rejection {
-                        stage: "metadata_csv",
-                        reason: e.reason,
-                        line: Some(e.line),
-                    }),
+                    Item::Error(e) if rejections.len() < self.cap => {
+                        if let Some(name) = e.file_name {
+                            let why = format!(
+                                "metadata CSV {} line {}: {}",
+                                self.entry.path, e.line, e.reason
+                            );
+                            named.push((name, why));
+                        }
+                        rejections.push(Rejection {
+                            stage: "metadata_csv",
+                            reason: e.reason,
+                            line: Some(e.line),
+                        })
+                    }
                     Item::Error(_) => more += 1,
                 }
                 Ok(())
@@ -268,7 +345,7 @@ impl StoreCsv {
         read.map_err(|e| transient(anyhow!("second read of a checked CSV: {e}")))?;
         self.put_rows(chunk).map_err(Failure::Transient)?;
         let refused = rejections.len() + more;
-        let recorded = self.finish(rows, rejections, more)?;
+        let recorded = self.finish(rows, rejections, more, named)?;
         Ok(Stored {
             rows,
             refused,
@@ -304,6 +381,7 @@ impl StoreCsv {
         rows: usize,
         rejections: Vec<Rejection>,
         more: usize,
+        named: Vec<(String, String)>,
     ) -> Result<Recorded, Failure> {
         let (acc, entry, day, cap) = (
             self.account.clone(),
@@ -315,6 +393,9 @@ impl StoreCsv {
             .run_blocking(move |c| {
                 if journal::get(c, entry.id)?.is_some_and(|e| e.state == "done") {
                     return Ok(Recorded::New(Vec::new()));
+                }
+                for (file, why) in &named {
+                    snapshots::put_row_error(c, &acc, file, why)?;
                 }
                 let refused = rejections.len() + more;
                 let recorded = conversations::replace_rejections(
@@ -405,6 +486,22 @@ pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Res
         load_ms = started.elapsed().as_millis() as u64,
         "CRM snapshot is now the latest"
     );
+    if table.duplicate_keys > 0 {
+        // Loaded, yet the customer should know some rows were overridden:
+        // a line in the report, not a rejection (nothing to re-upload).
+        let row = crate::store::conversations::ReportRow {
+            path: entry.path.clone(),
+            stage: "crm".into(),
+            reason: format!(
+                "{} rows repeat a value of column '{}' already seen: the last row of each wins",
+                table.duplicate_keys, settings.column
+            ),
+            line: None,
+            at: crate::store::journal::now_rfc3339(),
+        };
+        super::worker::append_report_logged(p, account, super::worker::today(account), vec![row])
+            .await;
+    }
     lock(&p.crm).insert(account.name.clone(), Some((snapshot, Arc::new(table))));
     Ok(())
 }

@@ -56,6 +56,10 @@ pub struct Row {
 pub struct RowError {
     pub line: u64,
     pub reason: String,
+    /// The audio file the broken row still names, when its file name cell
+    /// can be found: that audio is rejected at once with this reason
+    /// instead of waiting for a row that is not coming.
+    pub file_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -238,7 +242,14 @@ pub fn stream<R: Read>(
         }
         match build_row(record, line, layout, &mut keys) {
             Ok(row) => each(Item::Row(row))?,
-            Err(reason) => each(Item::Error(RowError { line, reason }))?,
+            Err(reason) => {
+                let file_name = named_file(record, layout, keys.as_deref());
+                each(Item::Error(RowError {
+                    line,
+                    reason,
+                    file_name,
+                }))?
+            }
         }
     }
 }
@@ -319,6 +330,18 @@ fn build_row(
         file_name,
         fields,
     })
+}
+
+/// The file name a row that could not be read still holds, found by the
+/// file name column's position (header or positional list).
+fn named_file(record: &StringRecord, layout: &Layout, keys: Option<&[String]>) -> Option<String> {
+    let column = &layout.filename_column;
+    let index = match keys {
+        Some(keys) => keys.iter().position(|k| k == column)?,
+        None => layout.column_list.iter().position(|k| k == column)?,
+    };
+    let name = base_name(record.get(index)?.trim());
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 fn wrong_width(expected: usize, found: usize) -> String {
@@ -724,12 +747,21 @@ mod tests {
         ]
     }
 
+    /// The file names the broken rows still name, in order.
+    fn named(mut p: Parsed, names: &[Option<&str>]) -> Parsed {
+        for (e, n) in p.errors.iter_mut().zip(names) {
+            e.file_name = n.map(str::to_owned);
+        }
+        p
+    }
+
     fn ok(rows: Vec<Row>, errors: &[(u64, &str)]) -> Result<Parsed, CsvError> {
         let errors = errors
             .iter()
             .map(|(line, reason)| RowError {
                 line: *line,
                 reason: reason.to_string(),
+                file_name: None,
             })
             .collect();
         Ok(Parsed { rows, errors })
@@ -815,7 +847,8 @@ mod tests {
                         sample_row(5, "c.mp3", "Ana", "ok"),
                     ],
                     &[(4, "expected 3 columns, found 2")],
-                ),
+                )
+                .map(|p| named(p, &[Some("b.mp3")])),
             ),
             (
                 "positional columns, extra ones named column_N, directories stripped",
@@ -847,14 +880,16 @@ mod tests {
                         (3, "no file name in column 'filename'"),
                         (4, "expected 4 columns, found 3"),
                     ],
-                ),
+                )
+                .map(|p| named(p, &[None, Some("c.mp3")])),
             ),
             (
                 "positional row narrower than the list",
                 "a.mp3\n".into(),
                 utf8(),
                 positional(),
-                ok(vec![], &[(1, "expected 2 columns, found 1")]),
+                ok(vec![], &[(1, "expected 2 columns, found 1")])
+                    .map(|p| named(p, &[Some("a.mp3")])),
             ),
             (
                 "duplicate file name: the last row wins, at its position",

@@ -22,6 +22,7 @@ pub mod picking;
 pub mod reason;
 pub mod report;
 pub mod scan;
+pub mod sweep;
 pub mod template;
 pub mod worker;
 

@@ -59,6 +59,7 @@ pub struct Pipeline {
     /// Held while a CRM snapshot is loaded into [`Pipeline::crm`].
     pub crm_loading: tokio::sync::Mutex<()>,
     timer_busy: AtomicBool,
+    sweep_busy: AtomicBool,
     /// Set when the inbox closes (shutdown): rows waiting to be retried stop
     /// waiting and stay pending for the next start.
     stopping: watch::Sender<bool>,
@@ -84,6 +85,7 @@ impl Pipeline {
             crm: Mutex::new(HashMap::new()),
             crm_loading: tokio::sync::Mutex::new(()),
             timer_busy: AtomicBool::new(false),
+            sweep_busy: AtomicBool::new(false),
             stopping: watch::Sender::new(false),
         })
     }
@@ -128,6 +130,7 @@ pub async fn run(p: Arc<Pipeline>, mut inbox: mpsc::UnboundedReceiver<Entry>) {
     let mut timer = tokio::time::interval(TIMER);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut open = true;
+    let mut next_sweep = tokio::time::Instant::now();
     loop {
         tokio::select! {
             msg = inbox.recv(), if open && tasks.len() < CONCURRENCY => match msg {
@@ -164,11 +167,63 @@ pub async fn run(p: Arc<Pipeline>, mut inbox: mpsc::UnboundedReceiver<Entry>) {
                         None
                     });
                 }
+                let now = tokio::time::Instant::now();
+                if now >= next_sweep && p.seals.open.is_tracked() && !p.sweep_busy.swap(true, Ordering::SeqCst) {
+                    next_sweep = now + sweep_period(&p);
+                    let p = p.clone();
+                    tasks.spawn(async move {
+                        sweep_all(&p).await;
+                        p.sweep_busy.store(false, Ordering::SeqCst);
+                        None
+                    });
+                }
             }
             else => break,
         }
         if !open && tasks.is_empty() {
             break;
+        }
+    }
+}
+
+/// The shortest sweep period any account asks for.
+fn sweep_period(p: &Pipeline) -> Duration {
+    let accounts = p.accounts.borrow();
+    let after = accounts
+        .values()
+        .map(|a| super::sweep::sweep_after(a))
+        .min()
+        .unwrap_or(super::sweep::DEFAULT_SWEEP_AFTER);
+    super::sweep::period(after)
+}
+
+/// Removes every account's stale temporary and partial uploads (only in
+/// the process serving SFTP, which knows the open handles).
+async fn sweep_all(p: &Arc<Pipeline>) {
+    let accounts: Vec<Arc<Account>> = p.accounts.borrow().values().cloned().collect();
+    let (data_dir, seals) = (p.data_dir.clone(), p.seals.clone());
+    let swept = tokio::task::spawn_blocking(move || {
+        let mut n = 0;
+        let now = std::time::SystemTime::now();
+        for account in accounts {
+            let root = data_dir.join("home").join(&account.name);
+            if !root.is_dir() {
+                continue;
+            }
+            match crate::jail::Jail::open(&root) {
+                Ok(jail) => n += super::sweep::sweep(&jail, &account, &seals, now).len(),
+                Err(e) => {
+                    tracing::warn!(account = %account.name, error = %e, "sweep cannot open the jail; skipped")
+                }
+            }
+        }
+        n
+    })
+    .await;
+    match swept {
+        Ok(n) => Metrics::add(&p.metrics.uploads_swept, n as u64),
+        Err(e) => {
+            tracing::warn!(error = %e, "the sweep of stale uploads stopped; it runs again later")
         }
     }
 }
@@ -248,7 +303,13 @@ async fn ingest(p: &Pipeline, entry: &Entry) -> anyhow::Result<()> {
     let path = JailPath::parse(&entry.path).map_err(|e| anyhow!("journal path: {e}"))?;
     let outcome = match classify(&account, &path) {
         Err(r) => Err(Failure::Rejected(r)),
-        Ok(Kind::Ignored(why)) => return mark(p, entry.id, &format!("ignored: {why}")).await,
+        Ok(Kind::Ignored(why)) => {
+            if why == super::classify::SYSTEM_FILE {
+                Metrics::add(&p.metrics.system_files_ignored, 1);
+                tracing::debug!(account = %account.name, path = %entry.path, "system file stored, not ingested");
+            }
+            return mark(p, entry.id, &format!("ignored: {why}")).await;
+        }
         Ok(Kind::MetadataCsv) => super::csv_flow::metadata_csv(p, &account, entry).await,
         Ok(Kind::CrmCsv) => super::csv_flow::crm_csv(p, &account, entry).await,
         Ok(Kind::Audio { deposit_date }) => {
@@ -356,6 +417,7 @@ pub async fn append_report(
         return Ok(());
     }
     let root = p.jail_root(&account.name);
-    tokio::task::spawn_blocking(move || super::report::append(&root, &day, &rows)).await??;
+    let style = super::report::Style::of(account);
+    tokio::task::spawn_blocking(move || super::report::append(&root, &day, &rows, style)).await??;
     Ok(())
 }

@@ -46,6 +46,8 @@ struct FileHandle {
     file: Arc<std::fs::File>,
     /// The descriptor's place in the session, account and server budgets.
     _slot: HandleSlot,
+    /// Keeps the sweep of stale uploads away from this file.
+    _open: Option<crate::deposit::OpenFile>,
     append: bool,
     /// Present when opened for writing.
     upload: Option<Upload>,
@@ -353,6 +355,18 @@ impl SftpSession {
 
     /// Refuses changes to `/rejected` and to deposits being ingested.
     fn check_modifiable(&self, p: &JailPath) -> Reply<()> {
+        self.check_area(p)?;
+        if self.in_flight(p) {
+            return Err(status(
+                StatusCode::Failure,
+                "The file is being ingested; retry in a moment",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses changes to the jail's root and to `/rejected`.
+    fn check_area(&self, p: &JailPath) -> Reply<()> {
         if p.is_root() {
             return Err(status(StatusCode::PermissionDenied, "Permission denied"));
         }
@@ -360,12 +374,6 @@ impl SftpSession {
             return Err(status(
                 StatusCode::PermissionDenied,
                 "The rejection reports are read-only",
-            ));
-        }
-        if self.in_flight(p) {
-            return Err(status(
-                StatusCode::Failure,
-                "The file is being ingested; retry in a moment",
             ));
         }
         Ok(())
@@ -377,6 +385,57 @@ impl SftpSession {
     /// gets an inode of its own first.
     fn shares_acknowledged_bytes(&self, m: &std::fs::Metadata) -> bool {
         m.nlink() > 1 || self.shared.seals.is_sealed(m)
+    }
+
+    /// Refuses a final name the account never ingests (`audio.on_unwanted
+    /// = "refuse"`), and leaves a trace the customer can find: a log line
+    /// and a line in today's `/rejected/` report. `from` is the temporary
+    /// name of a refused RENAME, which stays where it is (the sweep removes
+    /// it once it has been untouched long enough).
+    async fn refuse_unwanted(
+        &self,
+        p: &JailPath,
+        from: Option<&JailPath>,
+        msg: String,
+    ) -> StatusReply {
+        let account = &self.account;
+        match from {
+            Some(f) => {
+                tracing::info!(account = %account.name, from = %f, to = %p, reason = %msg, "rename refused")
+            }
+            None => {
+                tracing::info!(account = %account.name, path = %p, reason = %msg, "upload refused")
+            }
+        }
+        let reason = msg.strip_prefix("file type: ").unwrap_or(&msg).to_string();
+        let r = crate::pipeline::Rejection::new("file_type", reason);
+        let day = crate::pipeline::worker::today(account);
+        let (acc, path, d) = (account.name.clone(), p.as_str().to_string(), day.clone());
+        let row = self
+            .shared
+            .writer
+            .run(move |c| crate::store::conversations::reject_refused(c, &acc, &path, &r, &d))
+            .await;
+        match row {
+            Ok(Some(row)) => {
+                Metrics::add(&self.shared.metrics.rejections, 1);
+                let root = self.jail.root_path().to_path_buf();
+                let name = account.name.clone();
+                let style = crate::pipeline::report::Style::of(account);
+                let appended = tokio::task::spawn_blocking(move || {
+                    crate::pipeline::report::append(&root, &day, std::slice::from_ref(&row), style)
+                })
+                .await;
+                if let Err(e) = appended.map_err(anyhow::Error::from).and_then(|r| r) {
+                    tracing::warn!(account = %name, error = %format!("{e:#}"), "cannot append the refusal to the customer's rejection report; `depot rejections` lists it");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(account = %account.name, path = %p, error = %e, "cannot record the refused upload");
+            }
+        }
+        status(StatusCode::PermissionDenied, msg)
     }
 
     fn quota_refusal(&self, growth: u64) -> Option<StatusReply> {
@@ -392,10 +451,6 @@ impl SftpSession {
 
     fn check_upload_allowed(&self, p: &JailPath, attrs: &FileAttributes) -> Reply<()> {
         self.check_modifiable(p)?;
-        if let Some(msg) = refuse_final_name(&self.account, p) {
-            tracing::info!(account = %self.account.name, path = %p, reason = %msg, "upload refused");
-            return Err(status(StatusCode::PermissionDenied, msg));
-        }
         if let (Some(max), Some(size)) = (self.account.max_file_size, attrs.size) {
             if size > max {
                 return Err(status(
@@ -424,6 +479,10 @@ impl SftpSession {
             OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE,
         );
         if write {
+            self.check_modifiable(&path)?;
+            if let Some(msg) = refuse_final_name(&self.account, &path) {
+                return Err(self.refuse_unwanted(&path, None, msg).await);
+            }
             self.check_upload_allowed(&path, &attrs)?;
         }
         // Limits first: past them, no descriptor is even opened.
@@ -484,10 +543,15 @@ impl SftpSession {
         };
         let cancel = Cancel::new(self.shared.stop_hashing.clone());
         let upload = write.then(|| Upload::new(len, before.is_none() || opts.truncate, cancel));
+        let open = file
+            .metadata()
+            .ok()
+            .map(|m| self.shared.seals.open.hold(&m));
         self.add_handle(OpenHandle::File(FileHandle {
             path,
             file: Arc::new(file),
             _slot: slot,
+            _open: open,
             write_failed: false,
             append: opts.append,
             upload,
@@ -511,6 +575,16 @@ impl SftpSession {
             ));
         }
         if !upload.changed || !is_final(&self.account, &fh.path) {
+            // Dot-named system files (`.DS_Store`, `._*`) never reach the
+            // journal; they are counted here (the others by the pipeline).
+            if upload.changed
+                && fh
+                    .path
+                    .file_name()
+                    .is_some_and(super::policy::is_system_file)
+            {
+                Metrics::add(&self.shared.metrics.system_files_ignored, 1);
+            }
             return Ok(());
         }
         complete(&self.shared, &self.account.name, &fh.path, fh.file, Some(upload))
@@ -608,9 +682,22 @@ impl SftpSession {
     }
 
     async fn do_setstat(&mut self, path: JailPath, attrs: FileAttributes) -> Reply<()> {
-        self.check_modifiable(&path)?;
         let jail = self.jail.clone();
+        // Times and permissions leave a deposit's bytes as they are: a
+        // client setting the modification time right after its upload
+        // (rclone does, and fails the whole copy if refused) may do so
+        // while the deposit is being ingested. A size change may not.
+        let times_only = attrs.size.is_none();
+        match times_only {
+            true => self.check_area(&path)?,
+            false => self.check_modifiable(&path)?,
+        }
         let meta = jail.stat(&path).map_err(fail)?;
+        if times_only && meta.nlink() > 1 {
+            // Giving the name its own copy replaces the file under the
+            // pipeline's feet: not while it is being ingested.
+            self.check_modifiable(&path)?;
+        }
         let old = meta.len();
         let mut copied = false;
         if meta.is_file()
@@ -730,8 +817,7 @@ impl SftpSession {
         }
         if !is_dir {
             if let Some(msg) = refuse_final_name(&account, &to) {
-                tracing::info!(account = %account.name, from = %from, to = %to, reason = %msg, "rename refused");
-                return Err(status(StatusCode::PermissionDenied, msg));
+                return Err(self.refuse_unwanted(&to, Some(&from), msg).await);
             }
         }
         let what = self.rename_kind(&from, &to, is_dir).await?;

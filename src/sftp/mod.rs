@@ -17,7 +17,7 @@ mod quota;
 mod ssh;
 mod upload;
 
-pub use policy::{is_final, is_temp_name, REJECTED_DIR};
+pub use policy::{is_final, is_system_file, is_temp_name, unwanted_reason, REJECTED_DIR};
 pub use upload::{hash_file, is_partial};
 
 use crate::config::{Account, Settings};
@@ -62,7 +62,7 @@ pub struct Shared {
     pub open_uploads: AtomicUsize,
     /// File and directory handles: per session, per account, per server.
     handles: Arc<budget::Budget>,
-    quota: Mutex<HashMap<String, Arc<quota::Usage>>>,
+    quota: Arc<Mutex<HashMap<String, Arc<quota::Usage>>>>,
     /// Set at shutdown: hashing from disk stops (a CLOSE hashing a huge
     /// file then fails, and the client uploads again after the restart).
     stop_hashing: Arc<std::sync::atomic::AtomicBool>,
@@ -79,6 +79,17 @@ impl Shared {
         seals: Arc<crate::deposit::Seals>,
     ) -> Result<Arc<Shared>> {
         let handles = Arc::new(budget::Budget::new(&settings.server));
+        // This front registers every handle it opens: the pipeline's sweep
+        // of stale uploads may now run, knowing which files are open.
+        seals.open.set_tracked();
+        let quota: Arc<Mutex<HashMap<String, Arc<quota::Usage>>>> = Arc::default();
+        let counts = quota.clone();
+        seals.open.set_on_removed(Box::new(move |account, bytes| {
+            let map = counts.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(usage) = map.get(account) {
+                let _ = usage.change(|_| Ok::<_, std::convert::Infallible>(((), -(bytes as i64))));
+            }
+        }));
         Ok(Arc::new(Shared {
             bans: BanList::new(settings.auth.clone()),
             unauthenticated: conn::Unauthenticated::new(
@@ -100,7 +111,7 @@ impl Shared {
             open_uploads: AtomicUsize::new(0),
             handles,
             stop_hashing: Arc::default(),
-            quota: Mutex::new(HashMap::new()),
+            quota,
         }))
     }
 

@@ -530,6 +530,39 @@ pub fn reject(
     Ok(id)
 }
 
+/// Records an upload refused at OPEN or RENAME (no deposit, no journal
+/// row). A client retrying the same refused name every night adds nothing
+/// while the same refusal of that path is open: `None` then.
+pub fn reject_refused(
+    conn: &Connection,
+    account: &str,
+    path: &str,
+    r: &Rejection,
+    day: &str,
+) -> Result<Option<ReportRow>> {
+    let open: Option<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM rejections WHERE account = ?1 AND path = ?2 AND stage = ?3
+               AND reason = ?4 AND journal_id IS NULL AND cleared_at IS NULL LIMIT 1",
+        )?
+        .query_row(params![account, path, r.stage, r.reason], |r| r.get(0))
+        .optional()?;
+    if open.is_some() {
+        return Ok(None);
+    }
+    let id = reject(conn, account, path, None, r, day)?;
+    let at: String = conn
+        .prepare_cached("SELECT at FROM rejections WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    Ok(Some(ReportRow {
+        path: path.to_owned(),
+        stage: r.stage.to_owned(),
+        reason: r.reason.clone(),
+        line: None,
+        at,
+    }))
+}
+
 /// What recording one deposit's rejections did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recorded {
@@ -645,6 +678,29 @@ pub fn clear_rejections(conn: &Connection, account: &str, path: &str) -> Result<
              RETURNING id",
         )?
         .query_map(params![account, path, now_rfc3339()], |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    events::rejections_closed(conn, account, path, &closed)?;
+    Ok(())
+}
+
+/// Closes the open rejections of `path` up to rejection `up_to`: that
+/// deposit was run again and has a new outcome (which may be a newer
+/// rejection, left open).
+pub fn clear_rejections_up_to(
+    conn: &Connection,
+    account: &str,
+    path: &str,
+    up_to: i64,
+) -> Result<()> {
+    let closed = conn
+        .prepare_cached(
+            "UPDATE rejections SET cleared_at = ?3
+             WHERE account = ?1 AND path = ?2 AND cleared_at IS NULL AND id <= ?4
+             RETURNING id",
+        )?
+        .query_map(params![account, path, now_rfc3339(), up_to], |r| {
+            r.get::<_, i64>(0)
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     events::rejections_closed(conn, account, path, &closed)?;
     Ok(())

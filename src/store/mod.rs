@@ -187,7 +187,15 @@ const MIGRATIONS: &[&str] = &[
         retry INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (name, seq)
     );",
-    // 10: the console's and the API's reads by time and by path: a day's
+    // 10: metadata CSV rows that could not be read but name an audio file.
+    "CREATE TABLE metadata_row_errors (
+        account TEXT NOT NULL,
+        file_name TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (account, file_name)
+    );",
+    // 11: the console's and the API's reads by time and by path: a day's
     // counts and a conversation's history no longer read a whole account
     // (measured with a million conversations: overview 488 -> 27 ms, one
     // conversation 444 -> 0.7 ms).

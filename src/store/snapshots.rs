@@ -8,7 +8,18 @@ use super::Result;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 
-/// Upserts a metadata row: a later row for the same file replaces it.
+/// The form file names are matched in: a Mac sends NFD, a spreadsheet
+/// holds NFC, and both name the same file.
+pub fn match_form(name: &str) -> String {
+    use unicode_normalization::{is_nfc, UnicodeNormalization};
+    match is_nfc(name) {
+        true => name.to_owned(),
+        false => name.nfc().collect(),
+    }
+}
+
+/// Upserts a metadata row: a later row for the same file replaces it (and
+/// a broken row recorded for that file before).
 pub fn put_metadata_row(
     conn: &Connection,
     account: &str,
@@ -17,6 +28,9 @@ pub fn put_metadata_row(
     source: &str,
     line: u64,
 ) -> Result<()> {
+    let file_name = match_form(file_name);
+    conn.prepare_cached("DELETE FROM metadata_row_errors WHERE account = ?1 AND file_name = ?2")?
+        .execute([account, &file_name])?;
     let json =
         serde_json::to_string(fields).map_err(|e| super::StoreError::Commit(e.to_string()))?;
     conn.prepare_cached(
@@ -28,16 +42,106 @@ pub fn put_metadata_row(
     Ok(())
 }
 
+/// Records that a metadata CSV row naming `file_name` could not be read
+/// (`reason` cites the CSV and line), unless a valid row for that file is
+/// stored: audio of that name is then rejected with it, at once.
+pub fn put_row_error(
+    conn: &Connection,
+    account: &str,
+    file_name: &str,
+    reason: &str,
+) -> Result<()> {
+    let file_name = match_form(file_name);
+    conn.prepare_cached(
+        "INSERT INTO metadata_row_errors (account, file_name, reason, updated_at)
+         SELECT ?1, ?2, ?3, ?4
+         WHERE NOT EXISTS (SELECT 1 FROM metadata_rows WHERE account = ?1 AND file_name = ?2)
+         ON CONFLICT (account, file_name) DO UPDATE SET reason = ?3, updated_at = ?4",
+    )?
+    .execute(params![account, file_name, reason, now_rfc3339()])?;
+    Ok(())
+}
+
+/// Why the metadata CSV row naming `file_name` could not be read, if one
+/// was recorded and no valid row replaced it.
+pub fn row_error(conn: &Connection, account: &str, file_name: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT reason FROM metadata_row_errors WHERE account = ?1 AND file_name IN (?2, ?3)",
+        )?
+        .query_row(params![account, match_form(file_name), file_name], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+/// The metadata row for `file_name`, matched in NFC form (rows stored by
+/// older versions under another form are found by their bytes).
 pub fn metadata_row(
     conn: &Connection,
     account: &str,
     file_name: &str,
 ) -> Result<Option<BTreeMap<String, String>>> {
     let json: Option<String> = conn
-        .prepare_cached("SELECT fields FROM metadata_rows WHERE account = ?1 AND file_name = ?2")?
-        .query_row([account, file_name], |r| r.get(0))
+        .prepare_cached(
+            "SELECT fields FROM metadata_rows WHERE account = ?1 AND file_name IN (?2, ?3)
+             ORDER BY file_name = ?2 DESC LIMIT 1",
+        )?
+        .query_row(params![account, match_form(file_name), file_name], |r| {
+            r.get(0)
+        })
         .optional()?;
     Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+}
+
+/// Audio of `account` rejected for a missing or unreadable metadata CSV
+/// row (still open) whose row is now stored: (journal id, path, newest
+/// such rejection id).
+pub fn rejected_with_rows(conn: &Connection, account: &str) -> Result<Vec<(i64, String, i64)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT r.journal_id, r.path, max(r.id) FROM rejections r
+         WHERE r.account = ?1 AND r.stage = 'metadata_csv' AND r.cleared_at IS NULL
+           AND r.journal_id IS NOT NULL AND r.line IS NULL
+         GROUP BY r.journal_id, r.path ORDER BY r.journal_id",
+    )?;
+    let candidates = st
+        .query_map([account], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut out = Vec::new();
+    for (journal_id, path, newest) in candidates {
+        let file_name = path.rsplit('/').next().unwrap_or(&path);
+        if metadata_row(conn, account, file_name)?.is_some() {
+            out.push((journal_id, path, newest));
+        }
+    }
+    Ok(out)
+}
+
+/// Conversations of `account` waiting for their metadata row whose row
+/// could not be read, with the reason.
+pub fn awaiting_with_row_errors(conn: &Connection, account: &str) -> Result<Vec<(i64, String)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, path FROM conversations WHERE account = ?1 AND status = 'awaiting_metadata' ORDER BY id",
+    )?;
+    let waiting = st
+        .query_map([account], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut out = Vec::new();
+    for (id, path) in waiting {
+        let file_name = path.rsplit('/').next().unwrap_or(&path);
+        if let Some(reason) = row_error(conn, account, file_name)? {
+            out.push((id, reason));
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -76,8 +76,9 @@ async fn open_directory_handles_do_not_grow_with_the_directory() -> TestResult {
 /// Regression: a CLOSE hashing a 1 TiB sparse file (about an hour of one
 /// core) held SIGTERM back for as long. Hashing from disk stops when the
 /// server shuts down; the client's CLOSE is answered with an error (no
-/// acknowledgement for a file never hashed). The hole allowance is raised here so that the write
-/// that makes such a file is accepted at all.
+/// acknowledgement for a file never hashed). The hole allowance and the
+/// account's largest file are raised here so that the write that makes
+/// such a file is accepted at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_does_not_wait_for_a_close_hashing_a_huge_file() -> TestResult {
     let _timing = crate::process::timing_shared().await;
@@ -85,7 +86,8 @@ async fn sigterm_does_not_wait_for_a_close_hashing_a_huge_file() -> TestResult {
         server: "max_hole = \"2TiB\"\n".into(),
         ..Default::default()
     };
-    let mut depot = Depot::with_options("acme", ACCOUNT, opts)?;
+    let account = format!("max_file_size = {}\n{ACCOUNT}", 4u64 << 40);
+    let mut depot = Depot::with_options("acme", &account, opts)?;
     depot.start()?;
     let pid = depot.pid().ok_or("not running")?;
     let s = connect(depot.port, "acme", &depot.key()).await?;

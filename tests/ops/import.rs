@@ -83,3 +83,25 @@ async fn reprocess_rejected_after_fixing_the_mapping_gives_conversations() -> Te
     assert!(out.contains("reprocessed 0 file(s)"), "{out}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_waiting_for_their_csv_row_are_not_reported_as_conversations() -> TestResult {
+    let extra = "[metadata_csv]\ndir = \"/audio\"\nwait = \"1h\"\n";
+    let depot = Depot::new(&[("acme", account_toml(extra)?)])?;
+    let src = recordings(&depot.local("waiting"), 2, "163")?;
+    let src = src.to_string_lossy().into_owned();
+    let out = depot.cli_ok(&["import", "--account", "acme", &src]).await?;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[..2]
+            .iter()
+            .all(|l| l.starts_with("waiting for its metadata CSV row (conversation ")),
+        "{out}"
+    );
+    assert_eq!(
+        lines[2],
+        "imported 2 file(s): 0 conversation(s), 0 rejection(s), 0 skipped, 2 waiting for their metadata CSV row"
+    );
+    Ok(())
+}

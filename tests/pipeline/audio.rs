@@ -149,12 +149,17 @@ async fn bad_audio_is_rejected_and_reported_read_only() -> TestResult {
         .await?;
     let text = std::fs::read_to_string(&got)?;
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("path,stage,reason,line,time"), "{text}");
+    // UTF-8 with a BOM, `;`, words for what was checked, local time.
+    assert_eq!(
+        lines.next(),
+        Some("\u{feff}time;file;checked;reason"),
+        "{text}"
+    );
     let body: Vec<&str> = lines.collect();
     assert_eq!(body.len(), 2, "{text}");
     let row_of = |path: &str| {
         body.iter()
-            .find(|l| l.starts_with(&format!("{path},audio,")))
+            .find(|l| l.contains(&format!(";{path};audio content;")))
     };
     assert!(row_of(text_mp3).is_some(), "{text}");
     assert!(
@@ -185,6 +190,7 @@ async fn bad_audio_is_rejected_and_reported_read_only() -> TestResult {
     let open = cli_json(&server, &["rejections", "--account", "acme"]).await?;
     assert_eq!(open.as_array().map(Vec::len), Some(1), "{open:#}");
     assert_eq!(open[0]["path"], empty_wav);
+    assert_eq!(open[0]["checked"], "audio content", "{open:#}");
     Ok(())
 }
 

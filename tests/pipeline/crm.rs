@@ -220,3 +220,27 @@ async fn the_latest_snapshot_survives_a_restart() -> TestResult {
     assert_eq!(c[0]["additional_metadata"]["city"], "Helsinki");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_crm_keys_are_reported_to_the_customer() -> TestResult {
+    let server = start(vec![uhive()]).await?;
+    let crm = format!("{CRM_V1}cindy,gold,sales,Oslo\nbob,ruby,billing,Nice\n");
+    upload(
+        &server,
+        "uhive",
+        &[("dup.csv", crm.as_bytes(), "/crm/agents.csv")],
+    )
+    .await?;
+    let snap = latest_snapshot(&server, None).await?;
+    assert_eq!(snap["duplicate_keys"], 2, "{snap:#}");
+    let report = report_mentioning(&server, "uhive", "/crm/agents.csv").await?;
+    let line = report
+        .lines()
+        .find(|l| l.contains("/crm/agents.csv"))
+        .ok_or("no report line")?;
+    assert!(
+        line.ends_with(";/crm/agents.csv;CRM file;2 rows repeat a value of column 'agent_id' already seen: the last row of each wins"),
+        "{report}"
+    );
+    Ok(())
+}

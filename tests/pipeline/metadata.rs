@@ -106,7 +106,7 @@ async fn csv_before_and_after_its_audio_and_a_short_row() -> TestResult {
     let r = rejection_of(&server, "acme", "/audio/meta-2.csv", INGEST).await?;
     assert_eq!(r["stage"], "metadata_csv", "{r:#}");
     assert_eq!(r["line"], 4, "{r:#}");
-    report_mentioning(&server, "acme", "/audio/meta-2.csv,metadata_csv,").await?;
+    report_mentioning(&server, "acme", "/audio/meta-2.csv;metadata CSV line 4;").await?;
 
     // The CSV's other row waits for its audio and is used when it comes.
     let other_path = audio_path(other);
@@ -174,6 +174,12 @@ async fn a_row_that_never_comes_times_out() -> TestResult {
         "on_timeout applied before the wait ran out ({:?})",
         started.elapsed()
     );
+    // Counters count outcomes: the call that waited and was rejected is
+    // a rejection only, the one completed at timeout one conversation.
+    let m = &server.running().shared.metrics;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(get(&m.conversations), 1, "conversations counted");
+    assert_eq!(get(&m.rejections), 1, "rejections counted");
     Ok(())
 }
 
@@ -372,5 +378,83 @@ async fn a_fixed_csv_clears_its_rejection() -> TestResult {
     assert!(open.is_empty(), "{open:#?}");
     let listed = cli_json(&server, &["rejections", "--account", "acme"]).await?;
     assert_eq!(listed, serde_json::json!([]));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_row_rejects_its_audio_at_once_and_a_fixed_csv_releases_it() -> TestResult {
+    // The default wait (24 h): a rejection within the test's time can only
+    // come from the broken row itself.
+    let server = start(vec![account("acme", "")]).await?;
+    let mp3 = tone_mp3();
+    let late = "2026_02_11_16_00_00_Ana_Lima_Entrant_479_0682316817_164.mp3";
+    let (seed, late_path) = (audio_path(SEED), audio_path(late));
+
+    // The audio waits; then its CSV row arrives one column short.
+    upload(&server, "acme", &[("seed.mp3", &mp3, &seed)]).await?;
+    conversation_with_status(&server, "acme", &seed, "awaiting_metadata").await?;
+    let broken = format!(
+        "{HEADER}\n{SEED};Jean-Pierre;Dupont;Sortant;478;0682316817;163\n{late};Ana;Lima;Entrant;479;0682316817\n"
+    );
+    upload(
+        &server,
+        "acme",
+        &[("b.csv", broken.as_bytes(), "/audio/meta.csv")],
+    )
+    .await?;
+    let r = rejection_of(&server, "acme", &seed, INGEST).await?;
+    assert_eq!(
+        r["reason"], "metadata CSV /audio/meta.csv line 2: expected 8 columns, found 7",
+        "{r:#}"
+    );
+    // Audio arriving after its broken row is rejected at once too.
+    upload(&server, "acme", &[("late.mp3", &mp3, &late_path)]).await?;
+    let r = rejection_of(&server, "acme", &late_path, INGEST).await?;
+    assert_eq!(
+        r["reason"], "metadata CSV /audio/meta.csv line 3: expected 8 columns, found 6",
+        "{r:#}"
+    );
+
+    // The customer fixes the CSV: both calls are ingested, nobody else acts.
+    let fixed = format!(
+        "{HEADER}\n{SEED};Jean-Pierre;Dupont;Sortant;478;0682316817;163;\n{late};Ana;Lima;Entrant;479;0682316817;164;\n"
+    );
+    upload(
+        &server,
+        "acme",
+        &[("f.csv", fixed.as_bytes(), "/audio/meta.csv")],
+    )
+    .await?;
+    let c = conversation_with_status(&server, "acme", &seed, "ingested").await?;
+    assert_eq!(c["metadata"]["channel"], "Sortant", "{c:#}");
+    conversation_with_status(&server, "acme", &late_path, "ingested").await?;
+    until(INGEST, "the audio rejections closed", || {
+        let open = rejections(&server, "acme")?;
+        Ok((!open
+            .iter()
+            .any(|r| r["path"] == seed || r["path"] == late_path))
+        .then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nfc_row_completes_audio_waiting_under_its_nfd_name() -> TestResult {
+    let server = start(vec![account("acme", "")]).await?;
+    let nfc = "2026_02_11_16_00_00_Zo\u{e9}_Lima_Entrant_479_0682316817_164.mp3";
+    let nfd = "2026_02_11_16_00_00_Zoe\u{301}_Lima_Entrant_479_0682316817_164.mp3";
+    let path = audio_path(nfd);
+    upload(&server, "acme", &[("nfd.mp3", &tone_mp3(), &path)]).await?;
+    conversation_with_status(&server, "acme", &path, "awaiting_metadata").await?;
+    let csv = format!("{HEADER}\n{nfc};Zo\u{e9};Lima;Entrant;479;0682316817;164;from the CSV\n");
+    upload(
+        &server,
+        "acme",
+        &[("m.csv", csv.as_bytes(), "/audio/meta.csv")],
+    )
+    .await?;
+    let c = conversation_with_status(&server, "acme", &path, "ingested").await?;
+    assert_eq!(c["metadata"]["Comment"], "from the CSV", "{c:#}");
     Ok(())
 }

@@ -48,7 +48,7 @@ async fn start(accounts: Vec<AccountSpec>, server: &str) -> TestResult<TestServe
 /// for it). Now the WRITE itself is refused at once and nothing grows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_far_past_the_end_is_refused_at_once() -> TestResult {
-    let mut server = start(vec![AccountSpec::audio("acme")], "").await?;
+    let mut server = start(vec![unlimited("acme")], "").await?;
     let c = server.raw_sftp("acme").await?;
     let h = c
         .sftp
@@ -137,7 +137,15 @@ async fn setstat_sizes_obey_max_file_size_quota_and_holes() -> TestResult {
 }
 
 async fn server_without_limits() -> TestResult<TestServer> {
-    start(vec![AccountSpec::audio("acme")], "max_hole = \"1MiB\"").await
+    start(vec![unlimited("acme")], "max_hole = \"1MiB\"").await
+}
+
+/// An audio account whose files may be far larger than the 16 GiB default,
+/// so that only the hole allowance refuses a write far past the end.
+fn unlimited(name: &str) -> AccountSpec {
+    let mut a = AccountSpec::audio(name);
+    a.extra = format!("max_file_size = {}\n{}", 1u64 << 50, a.extra);
+    a
 }
 
 /// Bytes stored under the jail (apparent sizes of regular files).

@@ -9,6 +9,7 @@ mod russh_client;
 
 mod archive;
 mod auth;
+mod batch;
 mod cli;
 mod completion;
 mod download;
@@ -16,4 +17,5 @@ mod jail;
 mod limits;
 mod refusals;
 mod restart;
+mod sweep;
 mod upload;

@@ -1,12 +1,20 @@
-//! Uploads that could never be ingested are refused at OPEN with
-//! permission denied: nothing is created, nothing journaled.
+//! With `audio.on_unwanted = "refuse"`, uploads that could never be
+//! ingested are refused at OPEN (and RENAME) with permission denied and
+//! the reason: nothing is created, nothing journaled — and the refusal is
+//! recorded and listed in the customer's `/rejected/` report.
 
 use crate::harness::*;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_extension_in_audio_is_refused_at_open() -> TestResult {
-    let mut server = TestServer::start().await?;
+    let mut acme = AccountSpec::audio("acme");
+    acme.extra += "on_unwanted = \"refuse\"\n";
+    let mut server = TestServer::start_with(TestConfig {
+        accounts: vec![acme],
+        ..TestConfig::default()
+    })
+    .await?;
     let local = server.local("setup.exe");
     std::fs::write(&local, b"MZ not a recording")?;
     let dir = "/audio/20260211";
@@ -38,7 +46,10 @@ async fn wrong_extension_in_audio_is_refused_at_open() -> TestResult {
     {
         Err(russh_sftp::client::error::Error::Status(st)) => {
             assert_eq!(st.status_code, StatusCode::PermissionDenied);
-            assert!(st.error_message.contains("allowed extensions"), "{st:?}");
+            assert_eq!(
+                st.error_message,
+                "file type: '.EXE' is not ingested in /audio; allowed: mp3, wav"
+            );
         }
         other => panic!("expected permission denied, got {other:?}"),
     }
@@ -53,7 +64,7 @@ async fn wrong_extension_in_audio_is_refused_at_open() -> TestResult {
     client.sftp.close(&h).await?;
     assert!(client
         .sftp
-        .rename(&tmp, format!("{dir}/setup.exe"))
+        .rename(&tmp, format!("{dir}/other.exe"))
         .await
         .is_err());
     client.cut().await;
@@ -65,5 +76,46 @@ async fn wrong_extension_in_audio_is_refused_at_open() -> TestResult {
         .collect();
     assert_eq!(names, vec!["setup.exe.part".to_string()]);
     assert!(server.journal("acme")?.is_empty());
+
+    // Each refused name is one open rejection (a client retrying it adds
+    // none), and one line in today's report.
+    let conn = depot::store::open_read(&server.db_path())?;
+    let mut st = conn.prepare(
+        "SELECT path, stage, reason FROM rejections WHERE journal_id IS NULL ORDER BY id",
+    )?;
+    let rows: Vec<(String, String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let paths: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            format!("{dir}/setup.exe"),
+            format!("{dir}/notes.csv"),
+            format!("{dir}/noext"),
+            format!("{dir}/x.EXE"),
+            format!("{dir}/other.exe"),
+        ],
+        "{rows:?}"
+    );
+    assert!(rows.iter().all(|r| r.1 == "file_type"), "{rows:?}");
+    assert_eq!(
+        rows[0].2,
+        "'.exe' is not ingested in /audio; allowed: mp3, wav"
+    );
+    let mut report = String::new();
+    for e in std::fs::read_dir(server.jail("acme").join("rejected"))? {
+        report += &String::from_utf8(std::fs::read(e?.path())?)?;
+    }
+    for p in &paths {
+        assert_eq!(
+            report
+                .matches(&format!("{p};"))
+                .count()
+                .max(report.matches(&format!("{p},")).count()),
+            1,
+            "{p} in:\n{report}"
+        );
+    }
     server.stop().await
 }
