@@ -283,6 +283,7 @@ async fn start_http(
         cfg,
         db_path: db_path(&shared.settings),
         data_dir: shared.settings.server.data_dir.clone(),
+        min_free_disk: shared.settings.server.min_free_disk,
         accounts: shared.accounts.clone(),
         bans: shared.bans.clone(),
         metrics: shared.metrics.clone(),

@@ -27,9 +27,20 @@ pub fn load_settings(path: &Path) -> Result<Settings> {
 /// Installs the global tracing subscriber (`RUST_LOG` overrides the level).
 /// The text format escapes control characters in every field: a file name
 /// with a newline cannot start a line of its own in the log.
+/// Log directives added to `log.level`: russh warns about every channel
+/// request it does not know (PuTTY's psftp sends
+/// `simple@putty.projects.tartarus.org` on each session) although it
+/// answers them with a failure, which clients expect; that is not news for
+/// an operator.
+const QUIET: &str = "russh::server::encrypted=error";
+
+fn filter_for(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::new(format!("{level},{QUIET}"))
+}
+
 pub fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter_for(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -132,5 +143,40 @@ pub mod log_text {
                 "x\\nERROR forged\\r\\u{1b}[31m\\u{2028}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// The warning russh logs for psftp's channel request is filtered out;
+    /// the level asked for still holds everywhere else.
+    #[test]
+    fn russh_unknown_channel_requests_are_not_warnings() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Collect(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Collect {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                let m = e.metadata();
+                if let Ok(mut v) = self.0.lock() {
+                    v.push(format!("{} {}", m.target(), m.level()));
+                }
+            }
+        }
+        let subscriber = tracing_subscriber::registry()
+            .with(super::filter_for("info"))
+            .with(Collect(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::event!(target: "russh::server::encrypted", Level::WARN, "unknown channel request simple@putty.projects.tartarus.org");
+            tracing::event!(target: "depot::sftp", Level::WARN, "kept");
+            tracing::event!(target: "depot::sftp", Level::DEBUG, "dropped");
+        });
+        assert_eq!(*seen.lock().unwrap(), vec!["depot::sftp WARN".to_string()]);
     }
 }

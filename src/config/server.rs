@@ -51,6 +51,7 @@ struct RawServer {
     max_handles_per_session: usize,
     max_handles_per_account: usize,
     max_hole: ByteSize,
+    min_free_disk: ByteSize,
 }
 
 /// A size in bytes: an integer, or a string such as "64MiB".
@@ -75,6 +76,7 @@ impl Default for RawServer {
             max_handles_per_session: 256,
             max_handles_per_account: 1024,
             max_hole: ByteSize::Text("64MiB".into()),
+            min_free_disk: ByteSize::Text("1GiB".into()),
             shutdown_timeout: "15s".into(),
         }
     }
@@ -193,6 +195,9 @@ pub struct ServerConfig {
     /// size making a larger one is refused, so hashing costs the bytes
     /// written. Clients writing out of order stay within a few MiB.
     pub max_hole: u64,
+    /// `/readyz` fails when the data directory's file system has less
+    /// free space than this (uploads would soon fail).
+    pub min_free_disk: u64,
     /// SIGTERM: the longest wait, from the signal to exit, for sessions to
     /// close and the pipeline to drain (what is left resumes at next start).
     pub shutdown_timeout: Duration,
@@ -354,6 +359,12 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
         &mut errors,
     );
     let max_hole = parse_size(path, "server.max_hole", &raw.server.max_hole, &mut errors);
+    let min_free_disk = parse_size(
+        path,
+        "server.min_free_disk",
+        &raw.server.min_free_disk,
+        &mut errors,
+    );
     let window = parse_duration(path, "auth.ban_window", &raw.auth.ban_window, &mut errors);
     let ban = parse_duration(
         path,
@@ -429,6 +440,7 @@ fn validate(path: &Path, cwd: &Path, raw: RawFile) -> Result<Settings, ConfigErr
                 max_handles_per_session: raw.server.max_handles_per_session,
                 max_handles_per_account: raw.server.max_handles_per_account,
                 max_hole: max_hole.unwrap_or(0),
+                min_free_disk: min_free_disk.unwrap_or(0),
             },
             auth: AuthConfig {
                 max_attempts_per_connection: raw.auth.max_attempts_per_connection,
@@ -523,6 +535,7 @@ mod tests {
         assert_eq!(s.server.max_handles_per_session, 256);
         assert_eq!(s.server.max_handles_per_account, 1024);
         assert_eq!(s.server.max_hole, 64 << 20);
+        assert_eq!(s.server.min_free_disk, 1 << 30);
         assert_eq!(s.server.shutdown_timeout, Duration::from_secs(15));
         assert_eq!(s.auth.login_grace_time, Duration::from_secs(30));
         assert_eq!(s.auth.max_unauthenticated_per_ip, 10);

@@ -186,6 +186,10 @@ pub struct Readiness {
     database: bool,
     accepting: bool,
     pending: Option<i64>,
+    /// Free space for depot in the data directory's file system.
+    disk_free_bytes: Option<u64>,
+    /// At least `server.min_free_disk` is free.
+    disk: bool,
 }
 
 struct BearerAuth;

@@ -121,12 +121,18 @@ pub(super) async fn readyz(
             )?)
         })
         .await;
-    let ready = !stopping && db.is_ok();
+    let free = rustix::fs::statvfs(&state.data_dir)
+        .ok()
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+    let disk_ok = free.is_some_and(|f| f >= state.min_free_disk);
+    let ready = !stopping && db.is_ok() && disk_ok;
     let body = json!({
         "ready": ready,
         "database": db.is_ok(),
         "accepting": !stopping,
         "pending": db.ok(),
+        "disk_free_bytes": free,
+        "disk": disk_ok,
     });
     let status = match ready {
         true => StatusCode::OK,

@@ -1101,3 +1101,32 @@ async fn waiting_long_polls_do_not_starve_other_requests() -> TestResult {
     }
     Ok(())
 }
+
+/// `/readyz` says not ready when the data directory's file system has less
+/// free space than `server.min_free_disk` (uploads would soon fail), and
+/// ready otherwise; `/healthz` stays up either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_below_min_free_disk() -> TestResult {
+    let mut roomy = start(vec![customer("acme", "")]).await?;
+    let r = curl(&roomy, None, "/readyz", &[]).await?;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()?["disk"], true);
+    roomy.stop().await?;
+    let mut full = TestServer::start_with(TestConfig {
+        accounts: vec![customer("acme", "")],
+        server: "min_free_disk = \"1000000TiB\"\n".into(),
+        ..Default::default()
+    })
+    .await?;
+    let r = curl(&full, None, "/readyz", &[]).await?;
+    assert_eq!(r.status, 503, "{:?}", r.json());
+    let j = r.json()?;
+    assert_eq!(
+        (j["ready"].as_bool(), j["disk"].as_bool()),
+        (Some(false), Some(false)),
+        "{j}"
+    );
+    assert!(j["disk_free_bytes"].as_u64().is_some(), "{j}");
+    assert_eq!(curl(&full, None, "/healthz", &[]).await?.status, 200);
+    full.stop().await
+}
