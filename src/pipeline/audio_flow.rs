@@ -381,6 +381,13 @@ pub(crate) async fn not_as_acknowledged(
     Err(Failure::Rejected(Rejection::new("deposit", reason)))
 }
 
+/// The conversation `id` if it still waits for its metadata row.
+async fn awaiting(p: &Pipeline, id: i64) -> anyhow::Result<Option<Awaiting>> {
+    Ok(p.writer
+        .run(move |c| conversations::awaiting(c, id))
+        .await?)
+}
+
 /// Completes an awaiting conversation with its CSV row, or (`row = None`)
 /// as its wait ran out, per `on_timeout`.
 pub async fn complete_awaiting(
@@ -389,11 +396,7 @@ pub async fn complete_awaiting(
     id: i64,
     row: Option<BTreeMap<String, String>>,
 ) -> anyhow::Result<()> {
-    let Some(a) = p
-        .writer
-        .run(move |c| conversations::awaiting(c, id))
-        .await?
-    else {
+    let Some(a) = awaiting(p, id).await? else {
         return Ok(());
     };
     let timed_out = row.is_none();
@@ -468,11 +471,7 @@ pub async fn reject_awaiting_id(
     id: i64,
     r: Rejection,
 ) -> anyhow::Result<()> {
-    let Some(a) = p
-        .writer
-        .run(move |c| conversations::awaiting(c, id))
-        .await?
-    else {
+    let Some(a) = awaiting(p, id).await? else {
         return Ok(());
     };
     reject_awaiting(p, account, &a, r).await
@@ -520,11 +519,7 @@ pub async fn expire_waits(p: &Pipeline) -> anyhow::Result<()> {
         .run(move |c| snapshots::awaiting_due(c, &now))
         .await?;
     for id in due {
-        let Some(a) = p
-            .writer
-            .run(move |c| conversations::awaiting(c, id))
-            .await?
-        else {
+        let Some(a) = awaiting(p, id).await? else {
             continue;
         };
         match p.account(&a.account) {

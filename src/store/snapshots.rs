@@ -123,9 +123,9 @@ pub fn rejected_with_rows(conn: &Connection, account: &str) -> Result<Vec<(i64, 
     Ok(out)
 }
 
-/// Conversations of `account` waiting for their metadata row whose row
-/// could not be read, with the reason.
-pub fn awaiting_with_row_errors(conn: &Connection, account: &str) -> Result<Vec<(i64, String)>> {
+/// (id, path) of every conversation of `account` waiting for its
+/// metadata row, oldest first.
+fn awaiting_paths(conn: &Connection, account: &str) -> Result<Vec<(i64, String)>> {
     let mut st = conn.prepare_cached(
         "SELECT id, path FROM conversations WHERE account = ?1 AND status = 'awaiting_metadata' ORDER BY id",
     )?;
@@ -134,8 +134,14 @@ pub fn awaiting_with_row_errors(conn: &Connection, account: &str) -> Result<Vec<
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(waiting)
+}
+
+/// Conversations of `account` waiting for their metadata row whose row
+/// could not be read, with the reason.
+pub fn awaiting_with_row_errors(conn: &Connection, account: &str) -> Result<Vec<(i64, String)>> {
     let mut out = Vec::new();
-    for (id, path) in waiting {
+    for (id, path) in awaiting_paths(conn, account)? {
         let file_name = path.rsplit('/').next().unwrap_or(&path);
         if let Some(reason) = row_error(conn, account, file_name)? {
             out.push((id, reason));
@@ -230,16 +236,8 @@ pub fn awaiting_with_rows(
     conn: &Connection,
     account: &str,
 ) -> Result<Vec<(i64, BTreeMap<String, String>)>> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, path FROM conversations WHERE account = ?1 AND status = 'awaiting_metadata' ORDER BY id",
-    )?;
-    let waiting = st
-        .query_map([account], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut out = Vec::new();
-    for (id, path) in waiting {
+    for (id, path) in awaiting_paths(conn, account)? {
         let file_name = path.rsplit('/').next().unwrap_or(&path);
         if let Some(row) = metadata_row(conn, account, file_name)? {
             out.push((id, row));
