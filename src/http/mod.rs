@@ -189,7 +189,13 @@ pub async fn start(
         ),
         None => None,
     };
-    let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut router = routes::router(state);
+    if parts_tls {
+        // Served over our own TLS: what the console's cookies check, as
+        // behind a TLS-terminating proxy (so they are marked Secure).
+        router = router.layer(axum::middleware::map_request(mark_https));
+    }
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
     let mut stop = shutdown;
     let handle = match tls {
         None => tokio::spawn(async move {
@@ -221,4 +227,13 @@ pub async fn start(
     };
     tracing::info!(addr = %addr, tls = parts_tls, "listening for HTTP");
     Ok((addr, handle))
+}
+
+/// Marks a request as received over HTTPS (see the console's `over_tls`).
+async fn mark_https(mut req: axum::extract::Request) -> axum::extract::Request {
+    req.headers_mut().insert(
+        "x-forwarded-proto",
+        axum::http::HeaderValue::from_static("https"),
+    );
+    req
 }

@@ -819,6 +819,28 @@ async fn https_with_a_configured_certificate() -> TestResult {
         .output()
         .await?;
     assert_ne!(String::from_utf8_lossy(&plain.stdout).trim(), "200");
+    // The console's cookies are Secure when depot itself serves HTTPS.
+    let login = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "--cacert",
+        ])
+        .arg(&cert)
+        .arg(format!("{https}/login"))
+        .output()
+        .await?;
+    let head = String::from_utf8_lossy(&login.stdout).to_string();
+    let cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .ok_or(format!("no cookie: {head}"))?;
+    assert!(cookie.contains("; Secure"), "{cookie}");
     tokio::time::timeout(std::time::Duration::from_secs(30), server.stop())
         .await
         .map_err(|_| "HTTPS shutdown hung")??;
