@@ -15,11 +15,60 @@
 //! The seal of a journal row is released when that row has its outcome.
 //! Seals live in memory: after a restart no handle survives, and the
 //! pipeline reads the deposit by its path and checks its sha256.
+//!
+//! [`Layout`] is where deposits and what depot makes of them live in the
+//! data directory; every front (SFTP, import, scan, sweep) and the
+//! pipeline ask it rather than spell the paths.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The data directory's layout: `home/<account>/` (each account's jail),
+/// `archive/<account>/` (immutable copies), `depot.db`, `depot.lock`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    data_dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(data_dir: &Path) -> Layout {
+        Layout {
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// Where every jail lives.
+    pub fn homes(&self) -> PathBuf {
+        self.data_dir.join("home")
+    }
+
+    /// The account's jail: what its customer sees as `/`.
+    pub fn jail(&self, account: &str) -> PathBuf {
+        self.homes().join(account)
+    }
+
+    /// Where archived objects live.
+    pub fn archives(&self) -> PathBuf {
+        self.data_dir.join("archive")
+    }
+
+    /// The account's archived recordings and CRM files.
+    pub fn archive(&self, account: &str) -> PathBuf {
+        self.archives().join(account)
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("depot.db")
+    }
+
+    /// Held by the one `depot serve` of this data directory.
+    pub fn lock(&self) -> PathBuf {
+        self.data_dir.join("depot.lock")
+    }
+}
 
 /// A file's identity on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,6 +188,15 @@ impl Seals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_layout_names_every_place() {
+        let l = Layout::new(Path::new("/srv/data"));
+        assert_eq!(l.jail("acme"), Path::new("/srv/data/home/acme"));
+        assert_eq!(l.archive("acme"), Path::new("/srv/data/archive/acme"));
+        assert_eq!(l.database(), Path::new("/srv/data/depot.db"));
+        assert_eq!(l.lock(), Path::new("/srv/data/depot.lock"));
+    }
 
     #[test]
     fn a_seal_holds_until_every_row_naming_the_inode_is_released() {

@@ -11,6 +11,7 @@
 //! depot's user (0700).
 
 use crate::config::{load_accounts, Settings};
+use crate::deposit::Layout;
 use crate::metrics::Metrics;
 use crate::sftp::{self, Accounts, Shared};
 use crate::store::{self, journal, Writer};
@@ -51,7 +52,7 @@ pub struct Running {
 }
 
 pub fn db_path(settings: &Settings) -> std::path::PathBuf {
-    settings.server.data_dir.join("depot.db")
+    Layout::new(&settings.server.data_dir).database()
 }
 
 /// Takes the data directory's lock, or says which process holds it.
@@ -59,7 +60,7 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
     use rustix::fs::{flock, FlockOperation};
     use std::io::{Read, Seek, Write};
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join("depot.lock");
+    let path = Layout::new(data_dir).lock();
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -109,7 +110,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(data_dir.join("home"))
+        .create(Layout::new(data_dir).homes())
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     make_private(data_dir)?;
     let lock = lock_data_dir(data_dir)?;
@@ -144,7 +145,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
     };
 
     // Archives of earlier versions were hard links into the jails.
-    let archive = settings.server.data_dir.join("archive");
+    let archive = Layout::new(&settings.server.data_dir).archives();
     match tokio::task::spawn_blocking(move || crate::archive::separate_legacy_links(&archive))
         .await?
     {

@@ -205,7 +205,7 @@ impl Local {
     }
 
     pub fn jail_root(&self, account: &str) -> PathBuf {
-        self.settings.server.data_dir.join("home").join(account)
+        crate::deposit::Layout::new(&self.settings.server.data_dir).jail(account)
     }
 }
 

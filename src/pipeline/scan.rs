@@ -68,7 +68,7 @@ pub fn scan(data_dir: &Path, accounts: &Accounts, writer: &Writer) -> store::Res
     let conn = store::open_read(writer.path())?;
     let mut out = Vec::new();
     for account in accounts.values() {
-        let root = data_dir.join("home").join(&account.name);
+        let root = crate::deposit::Layout::new(data_dir).jail(&account.name);
         if !root.is_dir() {
             continue;
         }

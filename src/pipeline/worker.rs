@@ -95,11 +95,11 @@ impl Pipeline {
     }
 
     pub fn jail_root(&self, account: &str) -> PathBuf {
-        self.data_dir.join("home").join(account)
+        crate::deposit::Layout::new(&self.data_dir).jail(account)
     }
 
     pub fn archive_root(&self, account: &str) -> PathBuf {
-        self.data_dir.join("archive").join(account)
+        crate::deposit::Layout::new(&self.data_dir).archive(account)
     }
 }
 
@@ -206,7 +206,7 @@ async fn sweep_all(p: &Arc<Pipeline>) {
         let mut n = 0;
         let now = std::time::SystemTime::now();
         for account in accounts {
-            let root = data_dir.join("home").join(&account.name);
+            let root = crate::deposit::Layout::new(&data_dir).jail(&account.name);
             if !root.is_dir() {
                 continue;
             }

@@ -268,12 +268,8 @@ impl SftpSession {
         account: Arc<Account>,
         peer: SocketAddr,
     ) -> anyhow::Result<Self> {
-        let root = shared
-            .settings
-            .server
-            .data_dir
-            .join("home")
-            .join(&account.name);
+        let root =
+            crate::deposit::Layout::new(&shared.settings.server.data_dir).jail(&account.name);
         let acc = account.clone();
         let shared2 = shared.clone();
         let (jail, quota_used) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
