@@ -327,13 +327,6 @@ impl Jail {
         Ok(rustix::fs::syncfs(&fd)?)
     }
 
-    /// Flushes a directory's entries to disk (after creating or renaming a
-    /// file in it, so the name survives a crash too).
-    pub fn sync_dir(&self, p: &JailPath) -> Result<(), JailError> {
-        let fd = self.resolve(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
-        Ok(rustix::fs::fsync(&fd)?)
-    }
-
     /// lstat semantics: a symlink entry is described, never followed.
     pub fn stat(&self, p: &JailPath) -> Result<Metadata, JailError> {
         let fd = self.resolve(p, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())?;
