@@ -222,16 +222,10 @@ pub(super) fn validate_events(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Settings;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::time::Duration;
 
-    fn load(text: &str) -> Result<Settings, crate::config::ConfigErrors> {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("depot.toml");
-        std::fs::write(&p, text).unwrap();
-        Settings::load(&p, Path::new("/srv/depot"))
-    }
+    use crate::config::server::load_text as load;
 
     #[test]
     fn no_http_section_means_no_http_server() {

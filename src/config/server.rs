@@ -514,16 +514,21 @@ fn parse_size(
     value
 }
 
+/// Settings from `text` as if read from `/srv/depot/depot.toml` (tests of
+/// every `depot.toml` section).
+#[cfg(test)]
+pub(crate) fn load_text(text: &str) -> Result<Settings, ConfigErrors> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("depot.toml");
+    std::fs::write(&p, text).unwrap();
+    Settings::load(&p, Path::new("/srv/depot"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn load(text: &str) -> Result<Settings, ConfigErrors> {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("depot.toml");
-        std::fs::write(&p, text).unwrap();
-        Settings::load(&p, Path::new("/srv/depot"))
-    }
+    use super::load_text as load;
 
     #[test]
     fn defaults_and_relative_paths() {

@@ -159,16 +159,9 @@ pub(super) fn validate(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Settings;
-    use std::path::Path;
     use std::time::Duration;
 
-    fn load(text: &str) -> Result<Settings, crate::config::ConfigErrors> {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("depot.toml");
-        std::fs::write(&p, text).unwrap();
-        Settings::load(&p, Path::new("/srv/depot"))
-    }
+    use crate::config::server::load_text as load;
 
     #[test]
     fn defaults_filters_and_errors() {

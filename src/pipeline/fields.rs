@@ -37,7 +37,7 @@ pub fn apply(
 }
 
 fn check(name: &str, rule: &FieldRule, value: &str) -> Result<Option<String>, String> {
-    let shown = shown(value);
+    let shown = super::template::shown(value);
     if let Some(max) = rule.max_len {
         let len = value.chars().count();
         if len > max {
@@ -69,20 +69,6 @@ fn check(name: &str, rule: &FieldRule, value: &str) -> Result<Option<String>, St
             }
         )),
     }
-}
-
-/// Customer text echoed in a reason: bounded, no control characters.
-fn shown(s: &str) -> String {
-    const MAX: usize = 64;
-    let mut out: String = s
-        .chars()
-        .take(MAX)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if s.chars().nth(MAX).is_some() {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]

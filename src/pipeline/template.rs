@@ -717,7 +717,7 @@ pub fn localise(naive: NaiveDateTime, tz: Tz) -> (DateTime<FixedOffset>, Option<
 }
 
 /// Customer-supplied text echoed in a reason: bounded, no control characters.
-fn shown(s: &str) -> String {
+pub(crate) fn shown(s: &str) -> String {
     const MAX: usize = 64;
     let mut out: String = s
         .chars()
