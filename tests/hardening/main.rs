@@ -13,4 +13,6 @@ mod load;
 mod process;
 #[path = "../common/russh_client.rs"]
 mod russh_client;
+#[path = "../common/webhook_receiver.rs"]
+mod webhook_receiver;
 mod webhooks;

@@ -9,7 +9,6 @@ use crate::process::{connect, upload, Depot, TestResult};
 use serde_json::Value as Json;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
 
 const ACCOUNT: &str = r#"timezone = "Europe/Paris"
 [audio]
@@ -53,22 +52,8 @@ async fn every_event_delivered_in_order_across_sigkill() -> TestResult {
     let mut depot = Depot::new("acme", ACCOUNT)?;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let log = depot.dir.path().join("received.jsonl");
-    let receiver_py =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webhook_receiver.py");
-    let mut receiver = tokio::process::Command::new("python3")
-        .arg(receiver_py)
-        .args([secret, "3"])
-        .arg(&log)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut out = tokio::io::BufReader::new(receiver.stdout.take().ok_or("stdout")?).lines();
-    let port: u16 = tokio::time::timeout(LIMIT, out.next_line())
-        .await
-        .map_err(|_| "the receiver did not start")??
-        .ok_or("no port")?
-        .trim()
-        .parse()?;
+    let receiver = crate::webhook_receiver::start(secret, 3, &log, LIMIT).await?;
+    let port = receiver.port;
     let config = depot.dir.path().join("depot.toml");
     let mut toml = std::fs::read_to_string(&config)?;
     toml += &format!(

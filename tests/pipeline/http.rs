@@ -849,24 +849,11 @@ async fn https_with_a_configured_certificate() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_signed_in_order_at_least_once_across_a_restart() -> TestResult {
-    use tokio::io::AsyncBufReadExt;
     let mut server = start(vec![customer("acme", "")]).await?;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let log = server.tmp.path().join("received.jsonl");
-    let mut receiver = tokio::process::Command::new("python3")
-        .arg(support::fixture("webhook_receiver.py"))
-        .args([secret, "3"])
-        .arg(&log)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut out = tokio::io::BufReader::new(receiver.stdout.take().ok_or("stdout")?).lines();
-    let port: u16 = tokio::time::timeout(INGEST, out.next_line())
-        .await
-        .map_err(|_| "the receiver did not start")??
-        .ok_or("no port")?
-        .trim()
-        .parse()?;
+    let receiver = crate::webhook_receiver::start(secret, 3, &log, INGEST).await?;
+    let port = receiver.port;
     let mut toml = std::fs::read_to_string(&server.config_path)?;
     toml += &format!(
         "\n[[webhooks]]\nname = \"analysis\"\nurl = \"http://127.0.0.1:{port}/hooks\"\nsecret = \"{secret}\"\n\
@@ -952,24 +939,11 @@ async fn webhooks_signed_in_order_at_least_once_across_a_restart() -> TestResult
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_webhook_events_are_listed_and_retried() -> TestResult {
-    use tokio::io::AsyncBufReadExt;
     let mut server = start(vec![customer("acme", "")]).await?;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let log = server.tmp.path().join("received.jsonl");
-    let mut receiver = tokio::process::Command::new("python3")
-        .arg(support::fixture("webhook_receiver.py"))
-        .args([secret, "1"])
-        .arg(&log)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut out = tokio::io::BufReader::new(receiver.stdout.take().ok_or("stdout")?).lines();
-    let port: u16 = tokio::time::timeout(INGEST, out.next_line())
-        .await
-        .map_err(|_| "the receiver did not start")??
-        .ok_or("no port")?
-        .trim()
-        .parse()?;
+    let receiver = crate::webhook_receiver::start(secret, 1, &log, INGEST).await?;
+    let port = receiver.port;
     let mut toml = std::fs::read_to_string(&server.config_path)?;
     // give_up_after = 0s: the first failure parks the event.
     toml += &format!(

@@ -10,6 +10,8 @@ mod harness;
 mod russh_client;
 #[allow(dead_code)]
 mod support;
+#[path = "../common/webhook_receiver.rs"]
+mod webhook_receiver;
 
 mod audio;
 mod crm;
