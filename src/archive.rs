@@ -100,7 +100,7 @@ pub fn stage(src: &Source<'_>, tmp: &Path, sha256: &str) -> io::Result<Staged> {
         copy(&from, &mut out)?;
         // The copy is what the archive holds: hash it, not the source.
         io::Seek::seek(&mut out, io::SeekFrom::Start(0))?;
-        let (_, now) = crate::sftp::hash_file(&out)?;
+        let (_, now) = crate::deposit::hash::hash_file(&out)?;
         out.set_permissions(std::fs::Permissions::from_mode(OBJECT_MODE))?;
         out.sync_all()?;
         Ok(now)
@@ -148,7 +148,7 @@ pub fn open(path: &Path) -> io::Result<File> {
 
 /// Is the object at `path` intact (its sha256 the recorded one)?
 pub fn check(path: &Path, sha256: &str) -> io::Result<bool> {
-    let (_, now) = crate::sftp::hash_file(&open(path)?)?;
+    let (_, now) = crate::deposit::hash::hash_file(&open(path)?)?;
     Ok(now == sha256)
 }
 

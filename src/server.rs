@@ -10,10 +10,11 @@
 //! holder's PID for the one refused. The data directory is private to
 //! depot's user (0700).
 
+use crate::config::Accounts;
 use crate::config::{load_accounts, Settings};
 use crate::deposit::Layout;
 use crate::metrics::Metrics;
-use crate::sftp::{self, Accounts, Shared};
+use crate::sftp::{self, Shared};
 use crate::store::{self, journal, Writer};
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;

@@ -12,10 +12,11 @@
 //! deposit otherwise) and tallies the journal outcomes.
 
 use crate::config::{load_accounts, Account, Accounts, Settings};
+use crate::deposit::hash::hash_file;
+use crate::deposit::names::{is_final, is_temp_name};
 use crate::jail::{Jail, JailPath, OpenOptions};
 use crate::metrics::Metrics;
 use crate::pipeline::worker::{self, Pipeline};
-use crate::sftp::{hash_file, is_final, is_temp_name};
 use crate::store::journal::{self, Entry, NewEntry, Source};
 use crate::store::{self, Writer};
 use anyhow::{bail, Context, Result};

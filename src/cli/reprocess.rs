@@ -17,8 +17,8 @@
 //! counters end as they were); `--repick` takes the decision again.
 
 use super::import::{run_local, Event, Local};
+use crate::deposit::hash::hash_file;
 use crate::jail::{Jail, JailError, JailPath, OpenOptions};
-use crate::sftp::hash_file;
 use crate::store::conversations::{self, open_rejections, Redoable, Rejected};
 use crate::store::journal::{self, NewEntry, Redo, Source};
 use crate::store::{self, Writer};

@@ -5,8 +5,8 @@
 use super::datedir::parse_date_dir;
 use super::Rejection;
 use crate::config::Account;
+use crate::deposit::names::{is_system_file, is_temp_name, unwanted_reason};
 use crate::jail::JailPath;
-use crate::sftp::{is_system_file, is_temp_name, unwanted_reason};
 use chrono::NaiveDate;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

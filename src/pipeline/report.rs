@@ -18,8 +18,8 @@
 //! line 4") rather than stage names, and long paths shortened in the
 //! middle so a line stays readable.
 
+use crate::deposit::names::REJECTED_DIR;
 use crate::jail::{Jail, JailError, JailPath, OpenOptions};
-use crate::sftp::REJECTED_DIR;
 use crate::store::conversations::ReportRow;
 use anyhow::{anyhow, Context, Result};
 use std::fs::File;

@@ -9,8 +9,10 @@
 //! Blocking code: call it from `spawn_blocking`.
 
 use crate::config::Account;
+use crate::config::Accounts;
+use crate::deposit::hash::hash_file;
+use crate::deposit::names::is_final;
 use crate::jail::{Jail, JailPath, OpenOptions};
-use crate::sftp::{hash_file, is_final, Accounts};
 use crate::store::journal::{self, Entry, NewEntry, Source};
 use crate::store::{self, Writer};
 use std::path::Path;
@@ -98,7 +100,7 @@ pub fn scan(data_dir: &Path, accounts: &Accounts, writer: &Writer) -> store::Res
             let empty = file
                 .as_ref()
                 .is_ok_and(|f| f.metadata().is_ok_and(|m| m.len() == 0));
-            if empty || file.as_ref().is_ok_and(crate::sftp::is_partial) {
+            if empty || file.as_ref().is_ok_and(crate::deposit::hash::is_partial) {
                 tracing::info!(account = %account.name, path = %path, "partial upload left by an interrupted transfer; not ingested");
                 continue;
             }

@@ -12,9 +12,10 @@
 //! followed. Blocking code: call it from `spawn_blocking`.
 
 use crate::config::Account;
+use crate::deposit::hash::is_partial;
+use crate::deposit::names::{is_final, is_system_file, is_temp_name, REJECTED_DIR};
 use crate::deposit::Seals;
 use crate::jail::{Jail, JailPath, OpenOptions};
-use crate::sftp::{is_final, is_partial, is_system_file, is_temp_name, REJECTED_DIR};
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -15,11 +15,11 @@
 use super::classify::{classify, Kind};
 use super::crm::CrmTable;
 use super::Rejection;
+use crate::config::Accounts;
 use crate::config::{Account, PipelineLimits};
 use crate::deposit::Seals;
 use crate::jail::JailPath;
 use crate::metrics::Metrics;
-use crate::sftp::Accounts;
 use crate::store::conversations::{self, DepositRejections, Recorded, ReportRow};
 use crate::store::journal::{self, Entry};
 use crate::store::Writer;

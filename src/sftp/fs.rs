@@ -6,11 +6,13 @@
 //! reveals nothing about the server; the cause is logged here.
 
 use super::budget::HandleSlot;
-use super::policy::{customer_mode, is_final, is_rejected_area, refuse_final_name, REJECTED_DIR};
+use super::policy::{customer_mode, refuse_final_name};
 use super::quota::{growth_refusal, Limits, Usage};
-use super::upload::{complete, Cancel, Upload};
+use super::upload::{complete, Upload};
 use super::Shared;
 use crate::config::Account;
+use crate::deposit::hash::Cancel;
+use crate::deposit::names::{is_final, is_rejected_area, is_system_file, REJECTED_DIR};
 use crate::jail::{DirListing, Jail, JailError, JailPath, OpenOptions};
 use crate::metrics::Metrics;
 use russh_sftp::protocol::{
@@ -511,7 +513,7 @@ impl SftpSession {
         let open = move |jail: &Jail| -> Reply<(std::fs::File, u64)> {
             let file = jail.open_file(&open_path, &opts).map_err(fail)?;
             if mark {
-                super::upload::mark_partial(&file);
+                crate::deposit::hash::mark_partial(&file);
             }
             let len = file.metadata().map_err(|e| io_fail(&e))?.len();
             Ok((file, len))
@@ -573,12 +575,7 @@ impl SftpSession {
         if !upload.changed || !is_final(&self.account, &fh.path) {
             // Dot-named system files (`.DS_Store`, `._*`) never reach the
             // journal; they are counted here (the others by the pipeline).
-            if upload.changed
-                && fh
-                    .path
-                    .file_name()
-                    .is_some_and(super::policy::is_system_file)
-            {
+            if upload.changed && fh.path.file_name().is_some_and(is_system_file) {
                 Metrics::add(&self.shared.metrics.system_files_ignored, 1);
             }
             return Ok(());

@@ -17,9 +17,6 @@ mod quota;
 mod ssh;
 mod upload;
 
-pub use policy::{is_final, is_system_file, is_temp_name, unwanted_reason, REJECTED_DIR};
-pub use upload::{hash_file, is_partial};
-
 use crate::config::{Account, Settings};
 use crate::metrics::Metrics;
 use crate::store::journal::Entry;
@@ -36,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-pub use crate::config::Accounts;
+use crate::config::Accounts;
 
 /// Where completed uploads go next (the pipeline's inbox).
 pub type CompletionSender = mpsc::UnboundedSender<Entry>;

@@ -171,7 +171,7 @@ impl Connection {
 /// Disconnects `handle` when `account` leaves the accounts in force. Ends
 /// quietly when the accounts channel closes (server shutdown).
 async fn close_when_removed(
-    mut accounts: tokio::sync::watch::Receiver<super::Accounts>,
+    mut accounts: tokio::sync::watch::Receiver<crate::config::Accounts>,
     account: String,
     ip: std::net::IpAddr,
     handle: russh::server::Handle,

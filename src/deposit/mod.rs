@@ -20,6 +20,9 @@
 //! data directory; every front (SFTP, import, scan, sweep) and the
 //! pipeline ask it rather than spell the paths.
 
+pub mod hash;
+pub mod names;
+
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
