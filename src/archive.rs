@@ -44,7 +44,7 @@ pub enum Staged {
 }
 
 /// Creates `dir` and its parents with the archive's directory mode.
-pub fn create_dirs(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_dirs(dir: &Path) -> io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
@@ -156,7 +156,7 @@ pub fn check(path: &Path, sha256: &str) -> io::Result<bool> {
 /// file. Gives every such object an inode of its own (and the archive's
 /// modes), so nothing the customer does can reach it. Blocking; run once
 /// at start. Returns how many objects were separated.
-pub fn separate_legacy_links(archive: &Path) -> io::Result<usize> {
+pub(crate) fn separate_legacy_links(archive: &Path) -> io::Result<usize> {
     // Written after a complete pass: this version never links, so one
     // pass is enough.
     let done = archive.join(".separate");

@@ -21,7 +21,7 @@ pub struct Report {
 const LONG_WAIT: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
 
 /// Valid settings that are traps for a new admin.
-pub fn traps(a: &Account) -> Vec<String> {
+pub(crate) fn traps(a: &Account) -> Vec<String> {
     let mut out = Vec::new();
     let mut warn = |key: &str, msg: String| out.push(format!("account {}: {key}: {msg}", a.name));
     if let Some(m) = &a.metadata_csv {

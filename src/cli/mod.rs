@@ -19,7 +19,7 @@ use std::path::Path;
 
 /// Reads `depot.toml`; relative paths in it resolve against the current
 /// directory.
-pub fn load_settings(path: &Path) -> Result<Settings> {
+pub(crate) fn load_settings(path: &Path) -> Result<Settings> {
     let cwd = std::env::current_dir()?;
     Settings::load(path, &cwd).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))
 }
@@ -38,7 +38,7 @@ fn filter_for(level: &str) -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::new(format!("{level},{QUIET}"))
 }
 
-pub fn init_logging(format: LogFormat, level: &str) {
+pub(crate) fn init_logging(format: LogFormat, level: &str) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter_for(level));
     let builder = tracing_subscriber::fmt()
@@ -61,7 +61,7 @@ pub mod log_text {
     use tracing_subscriber::fmt::format::Writer;
     use tracing_subscriber::fmt::FormatFields;
 
-    pub struct EscapedFields;
+    pub(crate) struct EscapedFields;
 
     impl<'w> FormatFields<'w> for EscapedFields {
         fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {

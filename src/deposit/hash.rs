@@ -17,23 +17,23 @@ use std::sync::Arc;
 /// user xattrs, the mark is simply absent.)
 const PARTIAL_XATTR: &str = "user.depot.partial";
 
-pub fn mark_partial(file: &File) {
+pub(crate) fn mark_partial(file: &File) {
     let _ = rustix::fs::fsetxattr(file, PARTIAL_XATTR, b"1", rustix::fs::XattrFlags::empty());
 }
 
-pub fn clear_partial(file: &File) {
+pub(crate) fn clear_partial(file: &File) {
     let _ = rustix::fs::fremovexattr(file, PARTIAL_XATTR);
 }
 
 /// Was this file left behind by an upload that never completed?
-pub fn is_partial(file: &File) -> bool {
+pub(crate) fn is_partial(file: &File) -> bool {
     rustix::fs::fgetxattr(file, PARTIAL_XATTR, &mut [0u8; 8]).is_ok()
 }
 
 /// Stops hashing from disk: set for one upload when its session's task is
 /// dropped, or for all at once when the server shuts down.
 #[derive(Clone, Default)]
-pub struct Cancel {
+pub(crate) struct Cancel {
     upload: Arc<AtomicBool>,
     server: Arc<AtomicBool>,
 }
@@ -47,7 +47,7 @@ impl Cancel {
         }
     }
 
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.upload.load(Ordering::Relaxed) || self.server.load(Ordering::Relaxed)
     }
 }
@@ -55,7 +55,7 @@ impl Cancel {
 /// Cancels hashing when dropped before [`CancelOnDrop::done`]: held by the
 /// async side of a blocking call that hashes, so a session task aborted
 /// (disconnect, shutdown) never leaves a thread hashing gigabytes behind.
-pub struct CancelOnDrop(Option<Cancel>);
+pub(crate) struct CancelOnDrop(Option<Cancel>);
 
 impl CancelOnDrop {
     /// Guards `cancel` until [`CancelOnDrop::done`].
@@ -86,11 +86,11 @@ pub fn cancelled() -> std::io::Error {
 
 /// A read buffer for `len` bytes: big enough to read them in one call (plus
 /// one to see the end), at most 256 KiB.
-pub fn read_buffer_len(len: u64) -> usize {
+pub(crate) fn read_buffer_len(len: u64) -> usize {
     (len.saturating_add(1)).clamp(4096, 256 * 1024) as usize
 }
 
-pub fn hash_range(
+pub(crate) fn hash_range(
     file: &File,
     from: u64,
     to: u64,
@@ -115,12 +115,12 @@ pub fn hash_range(
 }
 
 /// (size, sha256 hex) of a whole file.
-pub fn hash_file(file: &File) -> std::io::Result<(u64, String)> {
+pub(crate) fn hash_file(file: &File) -> std::io::Result<(u64, String)> {
     hash_file_until(file, &Cancel::default())
 }
 
 /// [`hash_file`], stopped with an `Interrupted` error once `cancel` is set.
-pub fn hash_file_until(file: &File, cancel: &Cancel) -> std::io::Result<(u64, String)> {
+pub(crate) fn hash_file_until(file: &File, cancel: &Cancel) -> std::io::Result<(u64, String)> {
     let mut h = Sha256::new();
     // Sized by the file: a zeroed 256 KiB buffer for every small recording
     // cost more than hashing it (`depot import`, the pipeline's check).

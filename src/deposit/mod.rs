@@ -44,7 +44,7 @@ impl Layout {
     }
 
     /// Where every jail lives.
-    pub fn homes(&self) -> PathBuf {
+    pub(crate) fn homes(&self) -> PathBuf {
         self.data_dir.join("home")
     }
 
@@ -54,7 +54,7 @@ impl Layout {
     }
 
     /// Where archived objects live.
-    pub fn archives(&self) -> PathBuf {
+    pub(crate) fn archives(&self) -> PathBuf {
         self.data_dir.join("archive")
     }
 
@@ -75,7 +75,7 @@ impl Layout {
 
 /// A file's identity on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Inode {
+pub(crate) struct Inode {
     pub dev: u64,
     pub ino: u64,
 }
@@ -142,7 +142,7 @@ impl Seals {
     }
 
     /// Seals `file`'s inode; from now on no handle changes it.
-    pub fn seal(self: &Arc<Self>, file: &Arc<File>) -> std::io::Result<Seal> {
+    pub(crate) fn seal(self: &Arc<Self>, file: &Arc<File>) -> std::io::Result<Seal> {
         let inode = Inode::of(&file.metadata()?);
         *self.lock().inodes.entry(inode).or_insert(0) += 1;
         Ok(Seal {
@@ -160,7 +160,7 @@ impl Seals {
 
     /// Is a sealed deposit of `account` at `dir` or below it? (A directory
     /// holding one is not renamed until its deposit has its outcome.)
-    pub fn any_under(&self, account: &str, dir: &str) -> bool {
+    pub(crate) fn any_under(&self, account: &str, dir: &str) -> bool {
         let prefix = format!("{}/", dir.trim_end_matches('/'));
         self.lock()
             .rows
@@ -168,7 +168,7 @@ impl Seals {
             .any(|(d, _)| d.account == account && (d.path == dir || d.path.starts_with(&prefix)))
     }
 
-    pub fn is_sealed(&self, m: &Metadata) -> bool {
+    pub(crate) fn is_sealed(&self, m: &Metadata) -> bool {
         self.lock().inodes.contains_key(&Inode::of(m))
     }
 
@@ -250,13 +250,13 @@ type RemovedHook = Box<dyn Fn(&str, u64) + Send + Sync>;
 
 impl OpenFiles {
     /// Called by the SFTP front: from now on every handle is registered.
-    pub fn set_tracked(&self) {
+    pub(crate) fn set_tracked(&self) {
         self.tracked
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Sets what to do when the sweep removes a file (once).
-    pub fn set_on_removed(&self, hook: RemovedHook) {
+    pub(crate) fn set_on_removed(&self, hook: RemovedHook) {
         let _ = self.on_removed.set(hook);
     }
 
@@ -267,7 +267,7 @@ impl OpenFiles {
         }
     }
 
-    pub fn is_tracked(&self) -> bool {
+    pub(crate) fn is_tracked(&self) -> bool {
         self.tracked.load(std::sync::atomic::Ordering::SeqCst)
     }
 
@@ -286,7 +286,7 @@ impl OpenFiles {
         }
     }
 
-    pub fn is_open(&self, m: &Metadata) -> bool {
+    pub(crate) fn is_open(&self, m: &Metadata) -> bool {
         self.lock().contains_key(&Inode::of(m))
     }
 }

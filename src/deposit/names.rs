@@ -8,12 +8,12 @@ use crate::config::Account;
 use crate::jail::JailPath;
 
 /// The customer-visible rejection reports live here, read-only.
-pub const REJECTED_DIR: &str = "/rejected";
+pub(crate) const REJECTED_DIR: &str = "/rejected";
 
 /// Temporary upload names: never ingested under that name; renaming one to a
 /// final name completes the upload. (WinSCP `.filepart`, rclone
 /// `.<hex>.partial`, lftp/others `.part`/`.tmp`, dot-files.)
-pub fn is_temp_name(name: &str) -> bool {
+pub(crate) fn is_temp_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     name.starts_with('.')
         || [".part", ".filepart", ".partial", ".tmp"]
@@ -21,14 +21,14 @@ pub fn is_temp_name(name: &str) -> bool {
             .any(|s| lower.ends_with(s))
 }
 
-pub fn is_rejected_area(p: &JailPath) -> bool {
+pub(crate) fn is_rejected_area(p: &JailPath) -> bool {
     JailPath::parse(REJECTED_DIR).is_ok_and(|r| p.starts_with(&r))
 }
 
 /// A final name is one whose completion goes to the journal: not temporary,
 /// and under one of the account's ingestion directories (anywhere in the
 /// jail if it has none).
-pub fn is_final(account: &Account, p: &JailPath) -> bool {
+pub(crate) fn is_final(account: &Account, p: &JailPath) -> bool {
     let Some(name) = p.file_name() else {
         return false;
     };
@@ -42,7 +42,7 @@ pub fn is_final(account: &Account, p: &JailPath) -> bool {
 /// Files operating systems and editors drop next to the customer's own
 /// (`Thumbs.db`, `desktop.ini`, `.DS_Store`, AppleDouble `._*`, Office
 /// lock files `~$*`): stored, never ingested, never reported.
-pub fn is_system_file(name: &str) -> bool {
+pub(crate) fn is_system_file(name: &str) -> bool {
     ["thumbs.db", "desktop.ini", ".ds_store"]
         .iter()
         .any(|s| name.eq_ignore_ascii_case(s))
@@ -67,7 +67,7 @@ fn is_csv(name: &str) -> bool {
 /// not take), in words for the customer: "'.txt' is not ingested in
 /// /audio; allowed: mp3, wav". `None` for names that are ingested, ignored
 /// (temporary, system files) or outside every ingestion directory.
-pub fn unwanted_reason(account: &Account, p: &JailPath) -> Option<String> {
+pub(crate) fn unwanted_reason(account: &Account, p: &JailPath) -> Option<String> {
     let name = p.file_name()?;
     if is_temp_name(name) || is_system_file(name) || is_rejected_area(p) {
         return None;
