@@ -1,5 +1,5 @@
-//! The webhook receiver shared by the test binaries (each includes this
-//! file with `#[path]`): Python's `standardwebhooks` package verifying every
+//! The webhook receiver shared by the test binaries (part of the common
+//! module): Python's `standardwebhooks` package verifying every
 //! delivery (tests/fixtures/webhook_receiver.py), failing the first
 //! deliveries it is told to, logging what it accepted.
 

@@ -11,19 +11,12 @@
 //! `npm install` in tests/browser (CI installs them); missing, the test
 //! fails with what to install.
 
-#[path = "../sftp/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-#[path = "../common/russh_client.rs"]
-mod russh_client;
-#[path = "../pipeline/support.rs"]
-#[allow(dead_code)]
-mod support;
+#[path = "../common/mod.rs"]
+mod common;
 
-use harness::*;
+use common::harness::*;
 use serde_json::json;
 use std::path::PathBuf;
-use support::*;
 
 const CRM: &str = "agent_id,team_name,expertise,city\n\
     cindy,diamond,sales,Helsinki\n\

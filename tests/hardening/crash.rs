@@ -5,7 +5,7 @@
 //! and SQLite passes its integrity check. Re-uploading what was never
 //! acknowledged then gives the same end state as a run without crashes.
 
-use crate::process::{connect, upload, Depot, TestResult};
+use crate::harness::{connect, raw_upload, Depot, TestResult};
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -72,7 +72,7 @@ async fn client(
         if acked.lock().unwrap().contains(&i) {
             continue;
         }
-        match upload(&s, &item.path, &item.data).await {
+        match raw_upload(&s, &item.path, &item.data).await {
             Ok(true) => {
                 acked.lock().unwrap().insert(i);
             }
@@ -156,7 +156,7 @@ fn check_invariants(depot: &Depot, items: &[Item], acked: &HashSet<usize>) -> Te
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_uploads_survive_sigkill_exactly_once() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let mut depot = Depot::new("acme", ACCOUNT)?;
     let items = Arc::new(items());
     let acked = Arc::new(Mutex::new(HashSet::new()));
@@ -241,12 +241,12 @@ async fn turbulent_client(
             0.5 + (seed % 97) as f64 * 0.001 + i as f64 * 0.0001,
             8000,
         );
-        let sha = crate::process::sha256_hex(&data);
+        let sha = crate::harness::sha256_hex(&data);
         let ok = match rng.gen_range(0..3) {
-            0 => upload(&s, &name, &data).await.unwrap_or(false),
+            0 => raw_upload(&s, &name, &data).await.unwrap_or(false),
             _ => {
                 let part = format!("{name}.part");
-                if !upload(&s, &part, &data).await.unwrap_or(false) {
+                if !raw_upload(&s, &part, &data).await.unwrap_or(false) {
                     return;
                 }
                 // A handle left open on the temporary name across the rename.
@@ -309,7 +309,7 @@ async fn turbulent_client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renames_reuploads_and_setstats_survive_sigkill() -> TestResult {
     use std::os::unix::fs::MetadataExt;
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let mut depot = Depot::new("acme", ACCOUNT)?;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xc0ffee);
@@ -366,7 +366,7 @@ async fn renames_reuploads_and_setstats_survive_sigkill() -> TestResult {
             let archive = archive.as_ref().ok_or(format!("{path} has no archive"))?;
             let bytes = std::fs::read(archive)?;
             assert_eq!(
-                &crate::process::sha256_hex(&bytes),
+                &crate::harness::sha256_hex(&bytes),
                 sha,
                 "{archive} changed"
             );

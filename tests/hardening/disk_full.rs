@@ -5,7 +5,7 @@
 //! Needs the right to mount a tmpfs (root); skipped with a message where
 //! it cannot.
 
-use crate::process::{connect, download, sha256_hex, Depot, Options, Session, TestResult};
+use crate::harness::{connect, download, sha256_hex, Depot, Options, Session, TestResult};
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use std::collections::HashSet;
@@ -118,7 +118,7 @@ fn check_nothing_truncated(depot: &Depot, acked: &HashSet<String>) -> TestResult
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_fails_writes_and_keeps_serving() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let tmp = tempfile::tempdir()?;
     let mount_at = tmp.path().join("full");
     let _mount = match Mount::tmpfs(&mount_at, "4m") {

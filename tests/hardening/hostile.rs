@@ -6,7 +6,7 @@
 //! and once the hostile sessions end the server holds no more file
 //! descriptors than before them.
 
-use crate::process::{connect, download, sha256_hex, upload, Client, Depot, TestResult};
+use crate::harness::{connect, download, raw_upload, sha256_hex, Client, Depot, TestResult};
 use crate::russh_client;
 use russh::client::{Handle, Msg};
 use russh::{Channel, ChannelMsg};
@@ -332,7 +332,7 @@ async fn normal_session(
         let data = depot::pipeline::audio::sine_wav(0.5 + rounds as f64 * 0.01, 8000);
         let path = format!("/scratch/normal-{rounds}.bin");
         assert!(
-            upload(&s, &path, &data).await?,
+            raw_upload(&s, &path, &data).await?,
             "normal upload not acknowledged"
         );
         let back = download(&s, &path).await?;
@@ -369,7 +369,7 @@ async fn wait_fds(depot: &Depot, baseline: usize) -> TestResult<usize> {
 /// Starts depot as a service manager would (soft fd limit 1024) with a
 /// file to open and a scratch directory.
 fn hostile_depot(ulimit: &str) -> TestResult<Depot> {
-    let opts = crate::process::Options {
+    let opts = crate::harness::Options {
         accounts: vec![(HOSTILE.into(), ACCOUNT.into())],
         ..Default::default()
     };
@@ -394,7 +394,7 @@ async fn fd_baseline(depot: &Depot, stop: &AtomicBool, flooded: &AtomicBool) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_sessions_end_alone_and_leak_nothing() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     // A service manager's usual soft limit (1024), raised by depot to the hard one.
     let depot = hostile_depot("-S -n 1024")?;
     let (stop, flooded) = (AtomicBool::new(true), AtomicBool::new(false));
@@ -434,7 +434,7 @@ async fn hostile_sessions_end_alone_and_leak_nothing() -> TestResult {
 /// budget now leaves the other sessions theirs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_flood_under_a_tight_fd_limit_leaves_others_working() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let depot = hostile_depot("-n 1024")?;
     let (stop, flooded) = (AtomicBool::new(true), AtomicBool::new(false));
     let baseline = fd_baseline(&depot, &stop, &flooded).await?;

@@ -3,7 +3,7 @@
 //! clients connected, one server per data directory, escaped text logs,
 //! private data files, symlinked account files reloaded.
 
-use crate::process::{connect, ssh_from, timing_shared, upload, Depot, Options, TestResult};
+use crate::harness::{connect, raw_upload, ssh_from, timing_shared, Depot, Options, TestResult};
 use crate::russh_client;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -201,7 +201,7 @@ async fn an_unauthenticated_flood_does_not_stop_a_login() -> TestResult {
     // And one that sends SSH_MSG_IGNORE in the middle of key exchange.
     let ignoring = ignore_sender(port, local(6)).await?;
     let s = connect(port, "acme", &depot.key()).await?;
-    assert!(upload(&s, "/after-the-flood.bin", b"still served").await?);
+    assert!(raw_upload(&s, "/after-the-flood.bin", b"still served").await?);
     let stored = std::fs::read(depot.jail("acme").join("after-the-flood.bin"))?;
     assert_eq!(stored, b"still served");
     // Keep-alives before login are legal: the chattering connections were
@@ -249,7 +249,7 @@ async fn unauthenticated_connections_are_closed_at_the_login_grace_time() -> Tes
     tokio::time::timeout(WAIT, ignoring)
         .await
         .map_err(|_| "the SSH_MSG_IGNORE sender was kept open")??;
-    assert!(upload(&session, "/logged-in.bin", b"kept").await?);
+    assert!(raw_upload(&session, "/logged-in.bin", b"kept").await?);
     Ok(())
 }
 
@@ -313,7 +313,7 @@ async fn sigterm_closes_connected_clients_and_exits() -> TestResult {
 
 /// Runs `depot serve` on `config` and waits (bounded) for it to exit.
 fn serve_and_wait(config: &Path, limit: Duration) -> TestResult<(bool, String)> {
-    let mut child = std::process::Command::new(crate::process::depot_bin())
+    let mut child = std::process::Command::new(crate::harness::depot_bin())
         .arg("--config")
         .arg(config)
         .arg("serve")
@@ -385,7 +385,7 @@ async fn a_file_name_cannot_forge_a_log_line() -> TestResult {
     depot.start()?;
     let s = connect(depot.port, "acme", &depot.key()).await?;
     let name = "/audio/x\nFORGED ERROR depot: intruder.mp3";
-    assert!(upload(&s, name, b"not really audio").await?);
+    assert!(raw_upload(&s, name, b"not really audio").await?);
     until(WAIT, "the deposit to be logged", || {
         depot.log().contains("FORGED ERROR")
     })
@@ -410,8 +410,8 @@ async fn data_directory_and_files_are_private() -> TestResult {
     std::fs::set_permissions(&depot.data_dir, std::fs::Permissions::from_mode(0o755))?;
     depot.start()?;
     let s = connect(depot.port, "acme", &depot.key()).await?;
-    assert!(upload(&s, "/audio/call.mp3", b"bytes").await?);
-    assert!(upload(&s, "/notes.txt", b"private").await?);
+    assert!(raw_upload(&s, "/audio/call.mp3", b"bytes").await?);
+    assert!(raw_upload(&s, "/notes.txt", b"private").await?);
     tokio::task::block_in_place(|| depot.wait_ingested(WAIT, |_| true))?;
     let mode = |p: &Path| -> TestResult<u32> {
         Ok(std::fs::symlink_metadata(p)?.permissions().mode() & 0o7777)
@@ -486,7 +486,7 @@ async fn a_symlinked_account_file_reloads_when_its_target_changes() -> TestResul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; prints figures"]
 async fn login_time_under_an_unauthenticated_flood() -> TestResult {
-    let _t = crate::process::timing_exclusive().await;
+    let _t = crate::harness::timing_exclusive().await;
     let mut depot = Depot::new("acme", "")?;
     depot.start()?;
     let port = depot.port;

@@ -3,7 +3,7 @@
 //! bounded amount of memory: CSVs are parsed one bounded record at a time,
 //! never held whole (a 5.7 MB file of 100,000 columns once took 1.2 GB).
 
-use crate::process::{connect, upload, Depot, TestResult};
+use crate::harness::{connect, raw_upload, Depot, TestResult};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -78,7 +78,10 @@ async fn a_wide_or_huge_record_csv_is_refused_in_bounded_memory() -> TestResult 
         ("/audio/huge.csv", huge_record_csv()),
     ];
     for (path, bytes) in &files {
-        assert!(upload(&s, path, bytes).await?, "{path} not acknowledged");
+        assert!(
+            raw_upload(&s, path, bytes).await?,
+            "{path} not acknowledged"
+        );
     }
     let wide = rejection_reason(&depot, "/audio/wide.csv", Duration::from_secs(60))?;
     let huge = rejection_reason(&depot, "/audio/huge.csv", Duration::from_secs(60))?;
@@ -138,7 +141,7 @@ async fn a_crash_halfway_through_a_big_csv_still_stores_it_once() -> TestResult 
         }
     }
     let s = connect(depot.port, "acme", &depot.key()).await?;
-    assert!(upload(&s, path, csv.as_bytes()).await?);
+    assert!(raw_upload(&s, path, csv.as_bytes()).await?);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (rows, _, done) = csv_state(&depot, path)?;
@@ -178,7 +181,7 @@ async fn a_crash_halfway_through_a_big_csv_still_stores_it_once() -> TestResult 
 }
 
 /// Uploads 1 KiB as `/f<n>.dat` and returns how long its CLOSE took.
-async fn timed_close(s: &crate::process::Session, n: usize) -> TestResult<Duration> {
+async fn timed_close(s: &crate::harness::Session, n: usize) -> TestResult<Duration> {
     use russh_sftp::protocol::{FileAttributes, OpenFlags};
     let handle = s
         .sftp
@@ -215,11 +218,11 @@ fn percentiles(mut d: Vec<Duration>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn million_row_csv_memory_and_other_accounts_close() -> TestResult {
-    let _timing = crate::process::timing_exclusive().await;
-    let mut depot = crate::process::Depot::with_options(
+    let _timing = crate::harness::timing_exclusive().await;
+    let mut depot = crate::harness::Depot::with_options(
         "acme",
         ACCOUNT,
-        crate::process::Options {
+        crate::harness::Options {
             accounts: vec![("other".into(), String::new())],
             ..Default::default()
         },
@@ -239,7 +242,7 @@ async fn million_row_csv_memory_and_other_accounts_close() -> TestResult {
         idle.push(timed_close(&other, 1_000_000 + n).await?);
     }
     let before = depot.peak_rss_kib()?;
-    assert!(upload(&acme, "/audio/million.csv", csv.as_bytes()).await?);
+    assert!(raw_upload(&acme, "/audio/million.csv", csv.as_bytes()).await?);
     let uploaded = Instant::now();
     let done = || -> TestResult<bool> {
         let c = depot::store::open_read(&depot.db())?;

@@ -2,7 +2,7 @@
 //! recordings. Every upload is acknowledged, every one becomes a
 //! conversation, and the server's peak RSS stays under 256 MiB.
 
-use crate::process::{connect, upload, Depot, Options, TestResult};
+use crate::harness::{connect, raw_upload, Depot, Options, TestResult};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,7 @@ async fn session(
     let _ = sess.sftp.mkdir("/audio/20260211", Default::default()).await;
     for f in 0..FILES_PER_SESSION {
         let path = name(s * FILES_PER_SESSION + f);
-        if !upload(&sess, &path, &audio).await? {
+        if !raw_upload(&sess, &path, &audio).await? {
             return Err(format!("{path}: upload not acknowledged").into());
         }
     }
@@ -63,7 +63,7 @@ async fn session(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_sessions_upload_and_everything_is_ingested() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let mut depot = Depot::with_options(
         "acme",
         ACCOUNT,

@@ -5,7 +5,7 @@
 //! `conversation.created` event ends delivered, in `seq` order, signed,
 //! under its event id; repeats are allowed (at least once), gaps are not.
 
-use crate::process::{connect, upload, Depot, TestResult};
+use crate::harness::{connect, raw_upload, Depot, TestResult};
 use serde_json::Value as Json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -69,7 +69,10 @@ async fn every_event_delivered_in_order_across_sigkill() -> TestResult {
         let data = depot::pipeline::audio::sine_wav(0.2 + i as f64 * 0.01, 8000);
         let path =
             format!("/audio/20260211/2026_02_11_10_00_{i:02}_Agent_Smith_Entrant_1_2_163.wav");
-        assert!(upload(&s, &path, &data).await?, "upload {i} acknowledged");
+        assert!(
+            raw_upload(&s, &path, &data).await?,
+            "upload {i} acknowledged"
+        );
     }
     drop(s);
     // Killed while the receiver still refuses (mid-retry).

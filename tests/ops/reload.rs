@@ -11,9 +11,12 @@ const REACT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accounts_appear_survive_a_bad_edit_and_disappear_without_restart() -> TestResult {
-    let mut depot = Depot::new(&[("acme", account_toml("")?)])?;
-    depot.start().await?;
-    assert!(depot.login("newco").await.is_err(), "no such account yet");
+    let mut depot = TestServer::prepare(TestConfig::files(&[("acme", account_toml("")?)]))?;
+    depot.boot().await?;
+    assert!(
+        depot.password_sftp("newco", PASSWORD).await.is_err(),
+        "no such account yet"
+    );
 
     // Added: a login succeeds soon.
     let body = account_toml("")?;
@@ -21,7 +24,7 @@ async fn accounts_appear_survive_a_bad_edit_and_disappear_without_restart() -> T
     let added = Instant::now();
     let mut first = None;
     while added.elapsed() < REACT {
-        if let Ok(s) = depot.login("newco").await {
+        if let Ok(s) = depot.password_sftp("newco", PASSWORD).await {
             first = Some(s);
             break;
         }
@@ -39,13 +42,13 @@ async fn accounts_appear_survive_a_bad_edit_and_disappear_without_restart() -> T
     // read the broken file too.
     std::fs::write(depot.account_file("probe"), &body)?;
     let probe = Instant::now();
-    while depot.login("probe").await.is_err() {
+    while depot.password_sftp("probe", PASSWORD).await.is_err() {
         if probe.elapsed() > REACT {
             return Err("the probe account never appeared".into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let again = depot.login("newco").await?;
+    let again = depot.password_sftp("newco", PASSWORD).await?;
     drop(again);
     let check = depot.cli(&["check-config"]).await?;
     let text = String::from_utf8_lossy(&check.stdout);
@@ -57,27 +60,31 @@ async fn accounts_appear_survive_a_bad_edit_and_disappear_without_restart() -> T
 
     // Removed: the open session is closed and new logins fail.
     std::fs::remove_file(depot.account_file("newco"))?;
-    depot
-        .eventually(REACT, "the open session to be closed", || {
-            let closed = session.handle.is_closed();
-            async move { closed }
-        })
-        .await?;
+    eventually_async(REACT, "the open session to be closed", || {
+        let closed = session.handle.is_closed();
+        async move { closed }
+    })
+    .await?;
     assert!(session.sftp.stat("/").await.is_err());
     assert!(
-        depot.login("newco").await.is_err(),
+        depot.password_sftp("newco", PASSWORD).await.is_err(),
         "removed account still logs in"
     );
     // The other account was never touched.
-    depot.login("acme").await?.sftp.stat("/").await?;
+    depot
+        .password_sftp("acme", PASSWORD)
+        .await?
+        .sftp
+        .stat("/")
+        .await?;
     depot.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stats_read_the_live_server_counters() -> TestResult {
-    let mut depot = Depot::new(&[("acme", account_toml("")?)])?;
-    depot.start().await?;
-    let s = depot.login("acme").await?;
+    let mut depot = TestServer::prepare(TestConfig::files(&[("acme", account_toml("")?)]))?;
+    depot.boot().await?;
+    let s = depot.password_sftp("acme", PASSWORD).await?;
     s.sftp.stat("/").await?;
     // The server saves its counters every 5 s: `depot stats` (another
     // process) sees the session while the server runs.

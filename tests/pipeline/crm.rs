@@ -4,7 +4,6 @@
 //! file without the key column is rejected and the old snapshot stays.
 
 use crate::harness::*;
-use crate::support::*;
 use serde_json::{json, Value as Json};
 
 const CRM_V1: &str = "agent_id,team_name,expertise,city\n\

@@ -4,7 +4,7 @@
 //! are checked against the bytes uploaded and the rows in SQLite.
 
 use crate::harness::*;
-use crate::support::{self, *};
+
 use depot::http::tokens::{generate, Scope};
 use serde_json::Value as Json;
 use std::path::Path;
@@ -717,7 +717,7 @@ async fn openapi_document_is_valid_and_answers_match_it() -> TestResult {
         args.push(f.display().to_string());
     }
     let out = tokio::process::Command::new("python3")
-        .arg(support::fixture("check_openapi.py"))
+        .arg(fixture("check_openapi.py"))
         .args(&args)
         .output()
         .await?;
