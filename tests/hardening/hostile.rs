@@ -6,12 +6,14 @@
 //! and once the hostile sessions end the server holds no more file
 //! descriptors than before them.
 
-use crate::harness::{connect, download, raw_upload, sha256_hex, Client, Depot, TestResult};
+use crate::harness::{
+    connect, download, eventually, raw_upload, sha256_hex, until, Client, Depot, TestResult,
+};
 use crate::russh_client;
 use russh::client::{Handle, Msg};
 use russh::{Channel, ChannelMsg};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ACCOUNT: &str = "[audio]\ndir = \"/audio\"\nrequire_date_dir = false\n";
 /// Handles one connection may hold (`server.max_handles_per_session`).
@@ -310,10 +312,14 @@ async fn open_flood(
     // Hold the handles until the normal session has proved it still works:
     // it clears the flag after a round trip that began during the flood.
     flooded.store(true, Ordering::SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while flooded.load(Ordering::SeqCst) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Past the limit the handles are let go all the same: the caller's
+    // count of round trips during the flood then says what went wrong.
+    let _ = eventually(
+        Duration::from_secs(60),
+        "a round trip during the flood",
+        || !flooded.load(Ordering::SeqCst),
+    )
+    .await;
     r.end().await;
     Ok(held)
 }
@@ -347,23 +353,26 @@ async fn normal_session(
 }
 
 async fn wait_fds(depot: &Depot, baseline: usize) -> TestResult<usize> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let n = depot.fd_count()?;
-        if n <= baseline {
-            return Ok(n);
-        }
-        if Instant::now() > deadline {
-            let pid = depot.pid().unwrap_or(0);
-            let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))?
-                .filter_map(|e| e.ok())
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .map(|p| p.display().to_string())
-                .collect();
-            return Err(format!("{n} fds open, baseline {baseline}: {fds:?}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut n = 0;
+    let settled = until(
+        Duration::from_secs(15),
+        "the descriptor count back to the baseline",
+        || {
+            n = depot.fd_count()?;
+            Ok((n <= baseline).then_some(n))
+        },
+    )
+    .await;
+    if settled.is_err() {
+        let pid = depot.pid().unwrap_or(0);
+        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(format!("{n} fds open, baseline {baseline}: {fds:?}").into());
     }
+    settled
 }
 
 /// Starts depot as a service manager would (soft fd limit 1024) with a

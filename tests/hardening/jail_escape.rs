@@ -270,26 +270,26 @@ impl Probe<'_> {
         sftp.write(h.as_str(), 0, b"OVERWRITTEN".to_vec()).await?;
         sftp.close(h).await?;
         // A final name is ingested after that close: wait for its turn.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let h = loop {
-            match sftp
-                .open(
-                    f,
-                    OpenFlags::WRITE | OpenFlags::TRUNCATE,
-                    FileAttributes::empty(),
-                )
-                .await
-            {
-                Ok(h) => break h.handle,
-                Err(e)
-                    if e.to_string().contains("ingested")
-                        && std::time::Instant::now() < deadline =>
+        let h = crate::harness::until_every(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_millis(50),
+            "the final name to be ingested and open for writing again",
+            || async move {
+                match sftp
+                    .open(
+                        f,
+                        OpenFlags::WRITE | OpenFlags::TRUNCATE,
+                        FileAttributes::empty(),
+                    )
+                    .await
                 {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    Ok(h) => Ok(Some(h.handle)),
+                    Err(e) if e.to_string().contains("ingested") => Ok(None),
+                    Err(e) => Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
-            }
-        };
+            },
+        )
+        .await?;
         sftp.write(h.as_str(), 0, b"NEW".to_vec()).await?;
         sftp.close(h).await?;
         Ok(())

@@ -3,7 +3,10 @@
 //! clients connected, one server per data directory, escaped text logs,
 //! private data files, symlinked account files reloaded.
 
-use crate::harness::{connect, raw_upload, ssh_from, timing_shared, Depot, Options, TestResult};
+use crate::harness::{
+    connect, eventually, raw_upload, ssh_from, timing_shared, until_blocking, until_every, Depot,
+    Options, TestResult,
+};
 use crate::russh_client;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -139,18 +142,6 @@ fn keep_alive(handle: &std::sync::Arc<russh_client::Handle>) -> tokio::task::Joi
     })
 }
 
-/// Polls `cond` until it holds or `limit` passes.
-async fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> TestResult {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
 /// Silent sockets from three addresses, key-exchanged keep-alive senders
 /// from a fourth and an SSH_MSG_IGNORE sender from a fifth fill every
 /// unauthenticated place (and, counted the old way, every session): the
@@ -241,7 +232,7 @@ async fn unauthenticated_connections_are_closed_at_the_login_grace_time() -> Tes
     let ignoring = ignore_sender(depot.port, local(4)).await?;
     let session = connect(depot.port, "acme", &depot.key()).await?;
     closed_by_server(&mut s).await?;
-    until(WAIT, "the keep-alive sender to be closed", || {
+    eventually(WAIT, "the keep-alive sender to be closed", || {
         talker.is_closed()
     })
     .await?;
@@ -303,7 +294,7 @@ async fn sigterm_closes_connected_clients_and_exits() -> TestResult {
         idle.sftp.realpath(".").await.is_err(),
         "the idle session was disconnected"
     );
-    until(WAIT, "the keep-alive session to be closed", || {
+    eventually(WAIT, "the keep-alive session to be closed", || {
         pinger.is_closed()
     })
     .await?;
@@ -321,22 +312,22 @@ fn serve_and_wait(config: &Path, limit: Duration) -> TestResult<(bool, String)> 
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                std::io::Read::read_to_string(&mut e, &mut err)?;
-            }
-            return Ok((status.success(), err));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("a second depot serve on the same data directory kept running".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let exited = until_blocking(
+        limit,
+        Duration::from_millis(20),
+        "the second depot serve to exit",
+        || Ok(child.try_wait()?),
+    );
+    let Ok(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("a second depot serve on the same data directory kept running".into());
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut err)?;
     }
+    Ok((status.success(), err))
 }
 
 /// A second `depot serve` on the same data directory (another port) exits
@@ -386,7 +377,7 @@ async fn a_file_name_cannot_forge_a_log_line() -> TestResult {
     let s = connect(depot.port, "acme", &depot.key()).await?;
     let name = "/audio/x\nFORGED ERROR depot: intruder.mp3";
     assert!(raw_upload(&s, name, b"not really audio").await?);
-    until(WAIT, "the deposit to be logged", || {
+    eventually(WAIT, "the deposit to be logged", || {
         depot.log().contains("FORGED ERROR")
     })
     .await?;
@@ -464,17 +455,13 @@ async fn a_symlinked_account_file_reloads_when_its_target_changes() -> TestResul
     std::fs::write(&target, format!("{text}allowed_ips = [\"10.0.0.0/8\"]\n"))?;
     // The rescan comes every 30 s; watching the target takes well under
     // 2 s. 10 s is generous for a busy machine and short of the rescan.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if login(depot.port, depot.key()).await.is_err() {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err("the edit to the symlink's target was not applied".into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
+    until_every(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        "the edit to the symlink's target to be applied",
+        || async { Ok(login(depot.port, depot.key()).await.is_err().then_some(())) },
+    )
+    .await
 }
 
 /// Measurement, not a check: a legitimate login's time (connect, key

@@ -3,7 +3,7 @@
 //! bounded amount of memory: CSVs are parsed one bounded record at a time,
 //! never held whole (a 5.7 MB file of 100,000 columns once took 1.2 GB).
 
-use crate::harness::{connect, raw_upload, Depot, TestResult};
+use crate::harness::{connect, raw_upload, until_blocking, Depot, TestResult};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -47,24 +47,21 @@ fn huge_record_csv() -> Vec<u8> {
 
 /// Waits for the open rejection of `path` and returns its reason.
 fn rejection_reason(depot: &Depot, path: &str, limit: Duration) -> TestResult<String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let c = depot::store::open_read(&depot.db())?;
-        let reason: Option<String> = c
-            .query_row(
+    until_blocking(
+        limit,
+        Duration::from_millis(50),
+        &format!("a rejection of {path}"),
+        || {
+            let c = depot::store::open_read(&depot.db())?;
+            Ok(c.query_row(
                 "SELECT reason FROM rejections WHERE path = ?1 AND cleared_at IS NULL",
                 [path],
                 |r| r.get(0),
             )
-            .ok();
-        if let Some(reason) = reason {
-            return Ok(reason);
-        }
-        if Instant::now() > deadline {
-            return Err(format!("no rejection of {path} after {limit:?}: {}", depot.log()).into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            .ok())
+        },
+    )
+    .map_err(|e| format!("{e}: {}", depot.log()).into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,20 +139,20 @@ async fn a_crash_halfway_through_a_big_csv_still_stores_it_once() -> TestResult 
     }
     let s = connect(depot.port, "acme", &depot.key()).await?;
     assert!(raw_upload(&s, path, csv.as_bytes()).await?);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (rows, _, done) = csv_state(&depot, path)?;
-        if done > 0 {
-            return Err(format!("stored before the kill ({rows} rows seen)").into());
-        }
-        if rows > 0 {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("no row stored after 60 s: {}", depot.log()).into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Looked at often: the kill must land while the rows are being stored.
+    until_blocking(
+        Duration::from_secs(60),
+        Duration::from_millis(5),
+        "a first row stored",
+        || {
+            let (rows, _, done) = csv_state(&depot, path)?;
+            if done > 0 {
+                return Err(format!("stored before the kill ({rows} rows seen)").into());
+            }
+            Ok((rows > 0).then_some(()))
+        },
+    )
+    .map_err(|e| format!("{e}: {}", depot.log()))?;
     depot.kill();
     let (rows, rejected, done) = csv_state(&depot, path)?;
     assert!(
@@ -163,13 +160,13 @@ async fn a_crash_halfway_through_a_big_csv_still_stores_it_once() -> TestResult 
         "{rows} {rejected} {done}"
     );
     depot.start()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while csv_state(&depot, path)?.2 == 0 {
-        if Instant::now() > deadline {
-            return Err(format!("not stored after the restart: {}", depot.log()).into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until_blocking(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        "the CSV stored after the restart",
+        || Ok((csv_state(&depot, path)?.2 > 0).then_some(())),
+    )
+    .map_err(|e| format!("{e}: {}", depot.log()))?;
     assert_eq!(csv_state(&depot, path)?, (ROWS as i64, BAD as i64, 1));
     let c = depot::store::open_read(&depot.db())?;
     let outcome: String =

@@ -2,7 +2,7 @@
 //! handles hold, and a CLOSE hashing a huge sparse file not holding back
 //! SIGTERM. A child process, so its RSS and exit are its own.
 
-use crate::harness::{connect, Depot, Options, TestResult};
+use crate::harness::{connect, eventually, Depot, Options, TestResult};
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use std::time::{Duration, Instant};
 
@@ -115,11 +115,13 @@ async fn sigterm_does_not_wait_for_a_close_hashing_a_huge_file() -> TestResult {
             })
             .unwrap_or(0)
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while read_bytes() < 256 << 20 {
-        assert!(Instant::now() < deadline, "the CLOSE never started hashing");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "the CLOSE to start hashing",
+        || read_bytes() >= 256 << 20,
+    )
+    .await
+    .map_err(|e| format!("the CLOSE never started hashing ({e})"))?;
     let t = Instant::now();
     std::process::Command::new("kill")
         .arg("-TERM")

@@ -5,10 +5,10 @@
 //! `conversation.created` event ends delivered, in `seq` order, signed,
 //! under its event id; repeats are allowed (at least once), gaps are not.
 
-use crate::harness::{connect, raw_upload, Depot, TestResult};
+use crate::harness::{connect, eventually_try, raw_upload, Depot, TestResult};
 use serde_json::Value as Json;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ACCOUNT: &str = r#"timezone = "Europe/Paris"
 [audio]
@@ -25,17 +25,6 @@ fn received(log: &Path) -> TestResult<Vec<Json>> {
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?)
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> TestResult<bool>) -> TestResult {
-    let deadline = Instant::now() + LIMIT;
-    while !cond()? {
-        if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
 }
 
 /// `(seq, id)` of every conversation.created event, by seq.
@@ -76,27 +65,26 @@ async fn every_event_delivered_in_order_across_sigkill() -> TestResult {
     }
     drop(s);
     // Killed while the receiver still refuses (mid-retry).
-    wait_for(
-        "a first refused attempt",
-        || Ok(!received(&log)?.is_empty()),
-    )
+    eventually_try(LIMIT, "a first refused attempt", || {
+        Ok(!received(&log)?.is_empty())
+    })
     .await?;
     depot.kill();
     depot.start()?;
     // Killed again once deliveries are under way.
-    wait_for("a first delivery", || {
+    eventually_try(LIMIT, "a first delivery", || {
         Ok(received(&log)?.iter().any(|l| l["status"] == 204))
     })
     .await?;
     depot.kill();
     depot.start()?;
 
-    wait_for("every conversation", || {
+    eventually_try(LIMIT, "every conversation", || {
         Ok(created_events(&depot.db())?.len() == FILES)
     })
     .await?;
     let events = created_events(&depot.db())?;
-    wait_for("every event delivered", || {
+    eventually_try(LIMIT, "every event delivered", || {
         let ok: Vec<Json> = received(&log)?
             .into_iter()
             .filter(|l| l["status"] == 204)

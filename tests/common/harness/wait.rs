@@ -4,8 +4,9 @@
 //!
 //! The probe answers `Ok(Some(value))` when the wait is over, `Ok(None)` to
 //! look again, and an error to stop at once (a state that can never become
-//! right). `eventually` and friends are the same loop for plain `bool`
-//! conditions; `until_blocking` is the loop for code outside the runtime.
+//! right). `until`, `eventually` and friends are that one loop for plain
+//! closures and `bool` conditions; `until_blocking` is the loop for code
+//! outside the runtime.
 
 use super::TestResult;
 use std::future::Future;
@@ -43,7 +44,23 @@ impl<'a> Deadline<'a> {
 }
 
 /// Polls the async `probe` until it yields a value or `limit` passes.
-pub async fn until_async<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> TestResult<T>
+pub async fn until_async<T, F, Fut>(limit: Duration, what: &str, probe: F) -> TestResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = TestResult<Option<T>>>,
+{
+    until_every(limit, POLL, what, probe).await
+}
+
+/// [`until_async`] looking again every `every`: for probes that cost
+/// something (running the `depot` binary, logging in), or a race that
+/// must be caught early.
+pub async fn until_every<T, F, Fut>(
+    limit: Duration,
+    every: Duration,
+    what: &str,
+    mut probe: F,
+) -> TestResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = TestResult<Option<T>>>,
@@ -56,7 +73,7 @@ where
         if let Some(e) = deadline.expired() {
             return Err(e);
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -72,6 +89,16 @@ pub async fn until<T>(
 /// Polls `cond` until it holds or `limit` passes.
 pub async fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> TestResult {
     until(limit, what, || Ok(cond().then_some(()))).await
+}
+
+/// [`eventually`] for a condition that can fail to be read (a database
+/// query, a log file): a read error stops the wait at once.
+pub async fn eventually_try(
+    limit: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> TestResult<bool>,
+) -> TestResult {
+    until(limit, what, || Ok(cond()?.then_some(()))).await
 }
 
 /// Polls the async `cond` until it holds or `limit` passes.
