@@ -112,7 +112,7 @@ fn cpu_ticks(pid: u32) -> TestResult<u64> {
 }
 
 fn depot() -> TestResult<Depot> {
-    let hash = depot::sftp::auth::hash_password(PASSWORD)?;
+    let hash = crate::harness::hash_password(PASSWORD)?;
     let account = format!("password_hash = \"{hash}\"\nallowed_ips = [\"127.0.0.2/32\"]\n");
     let mut d = Depot::with_options(
         "acme",

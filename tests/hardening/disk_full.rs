@@ -49,7 +49,7 @@ impl Drop for Mount {
 fn recording(i: usize, seconds: f64) -> (String, Vec<u8>) {
     (
         format!("{DATE}/2026_02_11_10_00_{i:02}_Jean_Dupont_Entrant_1_2_163.wav"),
-        depot::pipeline::audio::sine_wav(seconds + i as f64 * 0.01, 16000),
+        crate::harness::sine_wav(seconds + i as f64 * 0.01, 16000),
     )
 }
 
@@ -92,7 +92,7 @@ async fn try_upload(
 /// complete, acknowledged upload, and the file it names, if still there,
 /// has that content.
 fn check_nothing_truncated(depot: &Depot, acked: &HashSet<String>) -> TestResult<usize> {
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let rows: Vec<(String, String)> = c
         .prepare(
             "SELECT path, sha256 FROM journal UNION ALL SELECT path, sha256 FROM conversations",
@@ -232,7 +232,7 @@ async fn full_disk_fails_writes_and_keeps_serving() -> TestResult {
     );
     acked.insert(sha256_hex(&data));
     depot.wait_ingested(Duration::from_secs(30), |n| n == 3)?;
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let ingested: i64 = c.query_row(
         "SELECT count(*) FROM conversations WHERE path = ?1 AND status != 'superseded'",
         [&path],

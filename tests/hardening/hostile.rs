@@ -335,7 +335,7 @@ async fn normal_session(
     let (mut rounds, mut during_flood) = (0, 0);
     while !stop.load(Ordering::SeqCst) || rounds == 0 {
         let flood = flooded.load(Ordering::SeqCst);
-        let data = depot::pipeline::audio::sine_wav(0.5 + rounds as f64 * 0.01, 8000);
+        let data = crate::harness::sine_wav(0.5 + rounds as f64 * 0.01, 8000);
         let path = format!("/scratch/normal-{rounds}.bin");
         assert!(
             raw_upload(&s, &path, &data).await?,

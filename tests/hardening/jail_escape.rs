@@ -503,7 +503,7 @@ async fn setstat_never_changes_the_archived_copy() -> TestResult {
         .collect();
     let mut shas = Vec::new();
     for (i, p) in paths.iter().enumerate() {
-        let data = depot::pipeline::audio::sine_wav(0.2 + i as f64 * 0.01, 8000);
+        let data = crate::harness::sine_wav(0.2 + i as f64 * 0.01, 8000);
         assert!(crate::harness::raw_upload(&s, p, &data).await?);
         shas.push(crate::harness::sha256_hex(&data));
     }

@@ -52,7 +52,7 @@ fn rejection_reason(depot: &Depot, path: &str, limit: Duration) -> TestResult<St
         Duration::from_millis(50),
         &format!("a rejection of {path}"),
         || {
-            let c = depot::store::open_read(&depot.db())?;
+            let c = crate::harness::open_db(&depot.db())?;
             Ok(c.query_row(
                 "SELECT reason FROM rejections WHERE path = ?1 AND cleared_at IS NULL",
                 [path],
@@ -101,7 +101,7 @@ async fn a_wide_or_huge_record_csv_is_refused_in_bounded_memory() -> TestResult 
         "peak RSS grew from {before} to {after} KiB"
     );
     // Nothing of either file was stored.
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let rows: i64 = c.query_row("SELECT count(*) FROM metadata_rows", [], |r| r.get(0))?;
     assert_eq!(rows, 0);
     Ok(())
@@ -110,7 +110,7 @@ async fn a_wide_or_huge_record_csv_is_refused_in_bounded_memory() -> TestResult 
 /// Counts (metadata rows, open rejections of `path`, done journal rows of
 /// `path`).
 fn csv_state(depot: &Depot, path: &str) -> TestResult<(i64, i64, i64)> {
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     Ok(c.query_row(
         "SELECT (SELECT count(*) FROM metadata_rows),
                 (SELECT count(*) FROM rejections WHERE path = ?1 AND cleared_at IS NULL),
@@ -168,7 +168,7 @@ async fn a_crash_halfway_through_a_big_csv_still_stores_it_once() -> TestResult 
     )
     .map_err(|e| format!("{e}: {}", depot.log()))?;
     assert_eq!(csv_state(&depot, path)?, (ROWS as i64, BAD as i64, 1));
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let outcome: String =
         c.query_row("SELECT outcome FROM journal WHERE path = ?1", [path], |r| {
             r.get(0)
@@ -242,7 +242,7 @@ async fn million_row_csv_memory_and_other_accounts_close() -> TestResult {
     assert!(raw_upload(&acme, "/audio/million.csv", csv.as_bytes()).await?);
     let uploaded = Instant::now();
     let done = || -> TestResult<bool> {
-        let c = depot::store::open_read(&depot.db())?;
+        let c = crate::harness::open_db(&depot.db())?;
         Ok(c.query_row(
             "SELECT count(*) FROM journal WHERE path = '/audio/million.csv' AND state = 'done'",
             [],
@@ -258,7 +258,7 @@ async fn million_row_csv_memory_and_other_accounts_close() -> TestResult {
     }
     let stored = uploaded.elapsed();
     let after = depot.peak_rss_kib()?;
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let rows: i64 = c.query_row("SELECT count(*) FROM metadata_rows", [], |r| r.get(0))?;
     eprintln!(
         "metadata CSV: {} bytes, {i} rows, {rows} stored in {stored:?}; peak RSS {} MiB before, \

@@ -79,7 +79,7 @@ async fn two_hundred_sessions_upload_and_everything_is_ingested() -> TestResult 
         },
     )?;
     depot.start()?;
-    let audio = Arc::new(depot::pipeline::audio::sine_wav(0.1, 8000));
+    let audio = Arc::new(crate::harness::sine_wav(0.1, 8000));
     let target = Arc::new((depot.port, depot.key()));
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..SESSIONS)
@@ -101,7 +101,7 @@ async fn two_hundred_sessions_upload_and_everything_is_ingested() -> TestResult 
     let total = (SESSIONS * FILES_PER_SESSION) as i64;
     let convs = depot.wait_ingested(Duration::from_secs(120), |n| n >= total)?;
     let ingested = t0.elapsed();
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let rejections: i64 = c.query_row("SELECT count(*) FROM rejections", [], |r| r.get(0))?;
     let paths: i64 = c.query_row(
         "SELECT count(DISTINCT path) FROM conversations WHERE status != 'superseded'",

@@ -29,7 +29,7 @@ fn received(log: &Path) -> TestResult<Vec<Json>> {
 
 /// `(seq, id)` of every conversation.created event, by seq.
 fn created_events(db: &Path) -> TestResult<Vec<(i64, String)>> {
-    let c = depot::store::open_read(db)?;
+    let c = crate::harness::open_db(db)?;
     let mut st =
         c.prepare("SELECT seq, id FROM events WHERE type = 'conversation.created' ORDER BY seq")?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -55,7 +55,7 @@ async fn every_event_delivered_in_order_across_sigkill() -> TestResult {
     let s = connect(depot.port, "acme", &depot.key()).await?;
     let _ = s.sftp.mkdir("/audio/20260211", Default::default()).await;
     for i in 0..FILES {
-        let data = depot::pipeline::audio::sine_wav(0.2 + i as f64 * 0.01, 8000);
+        let data = crate::harness::sine_wav(0.2 + i as f64 * 0.01, 8000);
         let path =
             format!("/audio/20260211/2026_02_11_10_00_{i:02}_Agent_Smith_Entrant_1_2_163.wav");
         assert!(

@@ -15,7 +15,7 @@ fn account(percent: u32) -> TestResult<String> {
 type Row = (String, Option<String>, bool, Option<String>);
 
 fn row(depot: &TestServer, id: i64) -> TestResult<Row> {
-    let db = depot::store::open_read(&depot.data_dir.join("depot.db"))?;
+    let db = open_db(&depot.data_dir.join("depot.db"))?;
     Ok(db.query_row(
         "SELECT status, json_extract(metadata, '$.contact_reason_label'), picked, picking_reason
          FROM conversations WHERE id = ?1",
@@ -26,7 +26,7 @@ fn row(depot: &TestServer, id: i64) -> TestResult<Row> {
 
 /// The current conversation of the call with reason 999.
 fn current_999(depot: &TestServer) -> TestResult<i64> {
-    let db = depot::store::open_read(&depot.data_dir.join("depot.db"))?;
+    let db = open_db(&depot.data_dir.join("depot.db"))?;
     Ok(db.query_row(
         "SELECT id FROM conversations WHERE path LIKE '%\\_999.wav' ESCAPE '\\' AND status != 'superseded'",
         [],
@@ -35,7 +35,7 @@ fn current_999(depot: &TestServer) -> TestResult<i64> {
 }
 
 fn received_at(depot: &TestServer, id: i64) -> TestResult<String> {
-    let db = depot::store::open_read(&depot.data_dir.join("depot.db"))?;
+    let db = open_db(&depot.data_dir.join("depot.db"))?;
     Ok(db.query_row(
         "SELECT received_at FROM conversations WHERE id = ?1",
         [id],
@@ -45,7 +45,7 @@ fn received_at(depot: &TestServer, id: i64) -> TestResult<String> {
 
 /// Picked in the counters, and picked among current conversations.
 fn picked_counts(depot: &TestServer) -> TestResult<(i64, i64)> {
-    let db = depot::store::open_read(&depot.data_dir.join("depot.db"))?;
+    let db = open_db(&depot.data_dir.join("depot.db"))?;
     let counted = db.query_row(
         "SELECT coalesce(sum(picked), 0) FROM picking_windows",
         [],

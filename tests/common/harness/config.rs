@@ -132,6 +132,11 @@ pub fn depot_toml(c: &TestConfig) -> String {
     )
 }
 
+/// The `password_hash` value of an account or operator file for `password`.
+pub fn hash_password(password: &str) -> TestResult<String> {
+    Ok(depot::sftp::auth::hash_password(password)?)
+}
+
 /// Writes one file per account into `accounts_dir`, generating the key
 /// pairs of key accounts into `keys_dir`.
 pub fn write_accounts(
@@ -148,7 +153,7 @@ pub fn write_accounts(
             writeln!(text, "authorized_keys = [{:?}]", public.trim())?;
         }
         if let Some(pw) = &a.password {
-            let hash = depot::sftp::auth::hash_password(pw)?;
+            let hash = hash_password(pw)?;
             writeln!(text, "password_hash = {hash:?}")?;
         }
         text.push_str(&a.extra);

@@ -1,6 +1,8 @@
 //! What tests upload and compare: recordings with customers' file names,
 //! the fixture files in tests/fixtures, deterministic content, hashes, and
 //! snapshots of a directory tree for "nothing changed here" assertions.
+//! Test audio is generated here, not by the library: production code keeps
+//! no helpers that only tests call.
 
 use super::TestResult;
 use sha2::{Digest, Sha256};
@@ -18,7 +20,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// An account file body: password login, `/audio` with the seed template,
 /// then `extra` sections.
 pub fn account_toml(extra: &str) -> TestResult<String> {
-    let hash = depot::sftp::auth::hash_password(PASSWORD)?;
+    let hash = super::config::hash_password(PASSWORD)?;
     Ok(format!(
         "password_hash = {hash:?}\ntimezone = \"Europe/Paris\"\n\n[audio]\ndir = \"/audio\"\nfilename = {TEMPLATE:?}\n{extra}"
     ))
@@ -32,7 +34,7 @@ pub fn recording(i: u32, reason: &str) -> (String, Vec<u8>) {
         "2026_02_11_{h:02}_{m:02}_{s:02}_Jean-Pierre_Dupont_Entrant_478_0682316817_{reason}.wav"
     );
     let secs = 0.05 + f64::from(i % 100) * 0.001;
-    (name, depot::pipeline::audio::sine_wav(secs, 8000))
+    (name, sine_wav(secs, 8000))
 }
 
 /// Writes `n` recordings into `<dir>/20260211/`.
@@ -59,7 +61,33 @@ pub fn tone_mp3() -> Vec<u8> {
 
 /// A short valid WAV; `seed` varies its length so contents differ.
 pub fn small_wav(seed: u32) -> Vec<u8> {
-    depot::pipeline::audio::sine_wav(0.05 + f64::from(seed % 50) * 0.001, 8000)
+    sine_wav(0.05 + f64::from(seed % 50) * 0.001, 8000)
+}
+
+/// A 16-bit mono PCM WAV file of `seconds` of a 440 Hz tone: real audio
+/// the probe accepts, its length (and so its bytes) set by `seconds`.
+pub fn sine_wav(seconds: f64, sample_rate: u32) -> Vec<u8> {
+    let n = (seconds * f64::from(sample_rate)) as u32;
+    let data_len = n * 2;
+    let mut v = Vec::with_capacity(44 + data_len as usize);
+    v.extend_from_slice(b"RIFF");
+    v.extend_from_slice(&(36 + data_len).to_le_bytes());
+    v.extend_from_slice(b"WAVEfmt ");
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    v.extend_from_slice(&1u16.to_le_bytes()); // mono
+    v.extend_from_slice(&sample_rate.to_le_bytes());
+    v.extend_from_slice(&(sample_rate * 2).to_le_bytes());
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&16u16.to_le_bytes());
+    v.extend_from_slice(b"data");
+    v.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..n {
+        let t = f64::from(i) / f64::from(sample_rate);
+        let s = ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16;
+        v.extend_from_slice(&s.to_le_bytes());
+    }
+    v
 }
 
 /// Deterministic, incompressible-looking test content.

@@ -11,7 +11,7 @@ use super::TestResult;
 use depot::store::queries::{self, ConversationFilter};
 use serde_json::Value as Json;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long ingestion of a handful of files may take.
@@ -90,8 +90,13 @@ pub async fn upload(
     Ok(())
 }
 
+/// A connection to the database at `path`, for reading what was committed.
+pub fn open_db(path: &Path) -> TestResult<rusqlite::Connection> {
+    Ok(depot::store::open_read(path)?)
+}
+
 fn db(server: &TestServer) -> TestResult<rusqlite::Connection> {
-    Ok(depot::store::open_read(&server.db_path())?)
+    open_db(&server.db_path())
 }
 
 /// Every conversation of `account` (superseded ones too), by id.

@@ -209,7 +209,7 @@ impl Depot {
             Duration::from_millis(50),
             "ingestion to settle",
             || {
-                let c = depot::store::open_read(&self.db())?;
+                let c = super::ingest::open_db(&self.db())?;
                 let pending: i64 = c.query_row(
                     "SELECT count(*) FROM journal WHERE state = 'pending'",
                     [],

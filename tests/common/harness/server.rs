@@ -125,7 +125,7 @@ impl TestServer {
     }
 
     fn db(&self) -> TestResult<rusqlite::Connection> {
-        Ok(depot::store::open_read(&self.db_path())?)
+        super::ingest::open_db(&self.db_path())
     }
 
     /// Every journal row of `account`, oldest first.
