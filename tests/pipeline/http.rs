@@ -991,13 +991,7 @@ async fn parked_webhook_events_are_listed_and_retried() -> TestResult {
     assert_eq!(listed[0]["parked"], 1, "{listed:#}");
     assert_eq!(listed[0]["delivered"], 1, "{listed:#}");
 
-    let retried = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
-        .arg("--config")
-        .arg(&server.config_path)
-        .args(["webhooks", "retry", "analysis"])
-        .current_dir(server.tmp.path())
-        .output()
-        .await?;
+    let retried = server.cli(&["webhooks", "retry", "analysis"]).await?;
     assert!(
         retried.status.success(),
         "{}",
@@ -1038,13 +1032,7 @@ async fn parked_webhook_events_are_listed_and_retried() -> TestResult {
         .is_some(),
         "{text}"
     );
-    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
-        .arg("--config")
-        .arg(&server.config_path)
-        .args(["webhooks", "retry", "nobody"])
-        .current_dir(server.tmp.path())
-        .output()
-        .await?;
+    let bad = server.cli(&["webhooks", "retry", "nobody"]).await?;
     assert_eq!(bad.status.code(), Some(1));
     Ok(())
 }

@@ -160,15 +160,9 @@ pub async fn rejection_of(
 /// resolve against the temp dir, as for an operator in the install dir)
 /// and parses its `--json` output.
 pub async fn cli_json(server: &TestServer, args: &[&str]) -> TestResult<Json> {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
-        .arg("--config")
-        .arg(&server.config_path)
-        .args(args)
-        .arg("--json")
-        .current_dir(server.tmp.path())
-        .env_remove("RUST_LOG")
-        .output()
-        .await?;
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let out = server.cli(&with_json).await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(

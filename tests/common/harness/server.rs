@@ -159,13 +159,15 @@ impl TestServer {
     }
 
     /// Runs the `depot` binary from the temp dir with this config, as an
-    /// operator in the install directory would (no terminal).
+    /// operator in the install directory would (no terminal, and no
+    /// `RUST_LOG` from the test's environment changing what it prints).
     pub async fn cli(&self, args: &[&str]) -> TestResult<Output> {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
             .current_dir(self.tmp.path())
             .arg("--config")
             .arg(&self.config_path)
             .args(args)
+            .env_remove("RUST_LOG")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .output();

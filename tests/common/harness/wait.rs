@@ -12,8 +12,10 @@ use super::TestResult;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// How often a condition is looked at again.
-pub const POLL: Duration = Duration::from_millis(25);
+/// How often a condition is looked at again: often enough that a wait
+/// ends soon after its condition holds, rarely enough that the looking
+/// (a database query, a file read) does not load a busy machine.
+pub const POLL: Duration = Duration::from_millis(50);
 
 /// A deadline and what the test is waiting for, for the failure message.
 struct Deadline<'a> {
