@@ -7,6 +7,7 @@
 use super::clients::{self, Session, SftpRun, SFTP_TIMEOUT};
 use super::config::{depot_toml, write_accounts, TestConfig};
 use super::russh_client::{self, Client};
+use super::wait::until_async;
 use super::TestResult;
 use depot::server::Running;
 use depot::store::journal::{self, Entry};
@@ -57,9 +58,29 @@ impl TestServer {
     }
 
     /// Loads the settings from disk (as `depot serve` would) and starts.
+    ///
+    /// A start refused because this very process still holds the data
+    /// directory's lock is tried again: a child that another test forked
+    /// while the previous server ran keeps a copy of that lock until it
+    /// execs. Only servers started in-process beside parallel tests meet
+    /// this; a lock held by anyone else fails at once.
     pub async fn boot(&mut self) -> TestResult {
-        let settings = depot::config::Settings::load(&self.config_path, self.tmp.path())?;
-        self.running = Some(depot::server::start(settings).await?);
+        let own = format!("another depot serve (pid {})", std::process::id());
+        let (config_path, root, own) = (&self.config_path, self.tmp.path(), &own);
+        let running = until_async(
+            Duration::from_secs(10),
+            "the data directory's lock to be released by this process",
+            || async move {
+                let settings = depot::config::Settings::load(config_path, root)?;
+                match depot::server::start(settings).await {
+                    Ok(running) => Ok(Some(running)),
+                    Err(e) if format!("{e:#}").contains(own) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            },
+        )
+        .await?;
+        self.running = Some(running);
         Ok(())
     }
 
