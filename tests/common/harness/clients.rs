@@ -1,12 +1,13 @@
 //! The clients tests drive a server with: OpenSSH `sftp -b` as a
-//! subprocess (what customers run), and a russh + russh-sftp session for
+//! subprocess (what customers run), the `depot` binary (what operators
+//! run), and a russh + russh-sftp session for
 //! what `sftp` cannot express (passwords, handles kept open, raw requests,
 //! connections cut mid-upload, a chosen source address).
 
 use super::russh_client::{self, Client};
 use super::TestResult;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +79,24 @@ pub async fn openssh_sftp(
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
+}
+
+/// Runs the `depot` binary with `--config config` from `cwd`, as an
+/// operator would: no terminal, and no `RUST_LOG` from the test's
+/// environment changing what it prints. Killed past 300 s.
+pub async fn depot_cli(cwd: &Path, config: &Path, args: &[&str]) -> TestResult<Output> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
+        .current_dir(cwd)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    Ok(tokio::time::timeout(Duration::from_secs(300), out)
+        .await
+        .map_err(|_| format!("depot {args:?} ran past 300 s"))??)
 }
 
 /// An authenticated russh connection with a raw SFTP session on it. Keep

@@ -183,16 +183,7 @@ impl TestServer {
     /// operator in the install directory would (no terminal, and no
     /// `RUST_LOG` from the test's environment changing what it prints).
     pub async fn cli(&self, args: &[&str]) -> TestResult<Output> {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
-            .current_dir(self.tmp.path())
-            .arg("--config")
-            .arg(&self.config_path)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        Ok(tokio::time::timeout(Duration::from_secs(300), out).await??)
+        clients::depot_cli(self.tmp.path(), &self.config_path, args).await
     }
 
     /// Like [`TestServer::cli`], but the command must exit 0; returns stdout.
