@@ -2,8 +2,6 @@
 //! module): a handler that trusts the test server's host key,
 //! connecting, logging in, and opening an SFTP session.
 
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

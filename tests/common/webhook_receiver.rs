@@ -3,8 +3,6 @@
 //! delivery (tests/fixtures/webhook_receiver.py), failing the first
 //! deliveries it is told to, logging what it accepted.
 
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::time::Duration;
 
