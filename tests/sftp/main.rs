@@ -19,3 +19,4 @@ mod refusals;
 mod restart;
 mod sweep;
 mod upload;
+mod wait;

@@ -48,6 +48,7 @@ pub fn customer(name: &str, more: &str) -> AccountSpec {
     }
 }
 
+/// An in-process server with these accounts and otherwise the defaults.
 pub async fn start(accounts: Vec<AccountSpec>) -> TestResult<TestServer> {
     TestServer::start_with(TestConfig {
         accounts,

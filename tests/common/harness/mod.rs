@@ -2,7 +2,7 @@
 //! - `server`: a depot started in-process on `127.0.0.1:0` in a temp dir;
 //! - `process`: a depot child process (honours `DEPOT_BIN`), killable;
 //! - `config`: the `depot.toml` and account files both are given;
-//! - `clients`: OpenSSH `sftp -b` runs and russh SFTP sessions;
+//! - `clients`: OpenSSH `sftp -b` runs, the `depot` binary, russh sessions;
 //! - `ingest`: customers, uploads, and outcomes read from SQLite and the CLI;
 //! - `fixtures`: recordings, fixture files, content, hashes, snapshots;
 //! - `wait`: the condition wait with a deadline every test uses.
