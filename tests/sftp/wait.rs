@@ -8,7 +8,7 @@ use std::time::Duration;
 #[tokio::test]
 async fn a_wait_that_times_out_names_what_it_waited_for() -> TestResult {
     let mut looks = 0;
-    let err = eventually(Duration::from_millis(200), "the moon to turn blue", || {
+    let err = eventually(Duration::from_secs(1), "the moon to turn blue", || {
         looks += 1;
         false
     })
