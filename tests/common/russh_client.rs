@@ -1,8 +1,6 @@
-//! The russh client side shared by the test binaries (each includes this
-//! file with `#[path]`): a handler that trusts the test server's host key,
+//! The russh client side shared by the test binaries (part of the common
+//! module): a handler that trusts the test server's host key,
 //! connecting, logging in, and opening an SFTP session.
-
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,9 +1,7 @@
-//! The webhook receiver shared by the test binaries (each includes this
-//! file with `#[path]`): Python's `standardwebhooks` package verifying every
+//! The webhook receiver shared by the test binaries (part of the common
+//! module): Python's `standardwebhooks` package verifying every
 //! delivery (tests/fixtures/webhook_receiver.py), failing the first
 //! deliveries it is told to, logging what it accepted.
-
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::time::Duration;

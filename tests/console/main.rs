@@ -11,19 +11,12 @@
 //! `npm install` in tests/browser (CI installs them); missing, the test
 //! fails with what to install.
 
-#[path = "../sftp/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-#[path = "../common/russh_client.rs"]
-mod russh_client;
-#[path = "../pipeline/support.rs"]
-#[allow(dead_code)]
-mod support;
+#[path = "../common/mod.rs"]
+mod common;
 
-use harness::*;
+use common::harness::*;
 use serde_json::json;
 use std::path::PathBuf;
-use support::*;
 
 const CRM: &str = "agent_id,team_name,expertise,city\n\
     cindy,diamond,sales,Helsinki\n\
@@ -56,13 +49,13 @@ fn repo(p: &str) -> PathBuf {
 
 /// How many rows a query counts.
 fn count(server: &TestServer, sql: &str) -> TestResult<i64> {
-    let c = depot::store::open_read(&server.db_path())?;
+    let c = open_db(&server.db_path())?;
     Ok(c.query_row(sql, [], |r| r.get(0))?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_headless_chromium() -> TestResult {
-    let admin_hash = depot::sftp::auth::hash_password("ops-pass")?;
+    let admin_hash = hash_password("ops-pass")?;
     let server = TestServer::start_with(TestConfig {
         accounts: vec![acme(), customer("beta", "")],
         ban_after_failures: BAN_AFTER,

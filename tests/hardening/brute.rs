@@ -6,7 +6,7 @@
 //! figure): argon2 checks are bounded, and one address cannot take every
 //! check slot.
 
-use crate::process::{ssh_from, Depot, Options, TestResult};
+use crate::harness::{ssh_from, Depot, Options, TestResult};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -112,7 +112,7 @@ fn cpu_ticks(pid: u32) -> TestResult<u64> {
 }
 
 fn depot() -> TestResult<Depot> {
-    let hash = depot::sftp::auth::hash_password(PASSWORD)?;
+    let hash = crate::harness::hash_password(PASSWORD)?;
     let account = format!("password_hash = \"{hash}\"\nallowed_ips = [\"127.0.0.2/32\"]\n");
     let mut d = Depot::with_options(
         "acme",
@@ -132,7 +132,7 @@ fn depot() -> TestResult<Depot> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brute_force_is_banned_and_legitimate_logins_stay_fast() -> TestResult {
-    let _timing = crate::process::timing_exclusive().await;
+    let _timing = crate::harness::timing_exclusive().await;
     let depot = depot()?;
     let port = depot.port;
     legit_login(port).await?; // warm-up: first-login jail creation, caches

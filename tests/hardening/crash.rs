@@ -5,7 +5,7 @@
 //! and SQLite passes its integrity check. Re-uploading what was never
 //! acknowledged then gives the same end state as a run without crashes.
 
-use crate::process::{connect, upload, Depot, TestResult};
+use crate::harness::{connect, raw_upload, Depot, TestResult};
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -36,7 +36,7 @@ struct Item {
 fn items() -> Vec<Item> {
     (0..FILES)
         .map(|i| {
-            let data = depot::pipeline::audio::sine_wav(1.0 + i as f64 * 0.001, 8000);
+            let data = crate::harness::sine_wav(1.0 + i as f64 * 0.001, 8000);
             let sha = {
                 use sha2::Digest;
                 hex::encode(sha2::Sha256::digest(&data))
@@ -72,7 +72,7 @@ async fn client(
         if acked.lock().unwrap().contains(&i) {
             continue;
         }
-        match upload(&s, &item.path, &item.data).await {
+        match raw_upload(&s, &item.path, &item.data).await {
             Ok(true) => {
                 acked.lock().unwrap().insert(i);
             }
@@ -82,7 +82,7 @@ async fn client(
 }
 
 fn check_invariants(depot: &Depot, items: &[Item], acked: &HashSet<usize>) -> TestResult<usize> {
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let integrity: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     assert_eq!(integrity, "ok");
     let by_path: HashMap<&str, &Item> = items.iter().map(|i| (i.path.as_str(), i)).collect();
@@ -156,7 +156,7 @@ fn check_invariants(depot: &Depot, items: &[Item], acked: &HashSet<usize>) -> Te
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_uploads_survive_sigkill_exactly_once() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let mut depot = Depot::new("acme", ACCOUNT)?;
     let items = Arc::new(items());
     let acked = Arc::new(Mutex::new(HashSet::new()));
@@ -197,7 +197,7 @@ async fn acknowledged_uploads_survive_sigkill_exactly_once() -> TestResult {
     depot.wait_ingested(Duration::from_secs(60), |n| n == FILES as i64)?;
     let all: HashSet<usize> = (0..FILES).collect();
     assert_eq!(check_invariants(&depot, &items, &all)?, FILES);
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let picked: i64 = c.query_row(
         "SELECT count(*) FROM conversations WHERE picked AND status != 'superseded'",
         [],
@@ -237,16 +237,14 @@ async fn turbulent_client(
             "{dir}/2026_02_11_11_{c:02}_{:02}_Agent{c}_Smith_Entrant_1_2_163.wav",
             i % 60
         );
-        let data = depot::pipeline::audio::sine_wav(
-            0.5 + (seed % 97) as f64 * 0.001 + i as f64 * 0.0001,
-            8000,
-        );
-        let sha = crate::process::sha256_hex(&data);
+        let data =
+            crate::harness::sine_wav(0.5 + (seed % 97) as f64 * 0.001 + i as f64 * 0.0001, 8000);
+        let sha = crate::harness::sha256_hex(&data);
         let ok = match rng.gen_range(0..3) {
-            0 => upload(&s, &name, &data).await.unwrap_or(false),
+            0 => raw_upload(&s, &name, &data).await.unwrap_or(false),
             _ => {
                 let part = format!("{name}.part");
-                if !upload(&s, &part, &data).await.unwrap_or(false) {
+                if !raw_upload(&s, &part, &data).await.unwrap_or(false) {
                     return;
                 }
                 // A handle left open on the temporary name across the rename.
@@ -309,7 +307,7 @@ async fn turbulent_client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renames_reuploads_and_setstats_survive_sigkill() -> TestResult {
     use std::os::unix::fs::MetadataExt;
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let mut depot = Depot::new("acme", ACCOUNT)?;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xc0ffee);
@@ -336,7 +334,7 @@ async fn renames_reuploads_and_setstats_survive_sigkill() -> TestResult {
         }
         depot.start()?;
         depot.wait_ingested(Duration::from_secs(60), |_| true)?;
-        let c = depot::store::open_read(&depot.db())?;
+        let c = crate::harness::open_db(&depot.db())?;
         let integrity: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
         assert_eq!(integrity, "ok");
         let rows: Vec<(i64, String, String)> = c
@@ -366,7 +364,7 @@ async fn renames_reuploads_and_setstats_survive_sigkill() -> TestResult {
             let archive = archive.as_ref().ok_or(format!("{path} has no archive"))?;
             let bytes = std::fs::read(archive)?;
             assert_eq!(
-                &crate::process::sha256_hex(&bytes),
+                &crate::harness::sha256_hex(&bytes),
                 sha,
                 "{archive} changed"
             );

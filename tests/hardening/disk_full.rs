@@ -5,7 +5,7 @@
 //! Needs the right to mount a tmpfs (root); skipped with a message where
 //! it cannot.
 
-use crate::process::{connect, download, sha256_hex, Depot, Options, Session, TestResult};
+use crate::harness::{connect, download, sha256_hex, Depot, Options, Session, TestResult};
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use std::collections::HashSet;
@@ -49,7 +49,7 @@ impl Drop for Mount {
 fn recording(i: usize, seconds: f64) -> (String, Vec<u8>) {
     (
         format!("{DATE}/2026_02_11_10_00_{i:02}_Jean_Dupont_Entrant_1_2_163.wav"),
-        depot::pipeline::audio::sine_wav(seconds + i as f64 * 0.01, 16000),
+        crate::harness::sine_wav(seconds + i as f64 * 0.01, 16000),
     )
 }
 
@@ -92,7 +92,7 @@ async fn try_upload(
 /// complete, acknowledged upload, and the file it names, if still there,
 /// has that content.
 fn check_nothing_truncated(depot: &Depot, acked: &HashSet<String>) -> TestResult<usize> {
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let rows: Vec<(String, String)> = c
         .prepare(
             "SELECT path, sha256 FROM journal UNION ALL SELECT path, sha256 FROM conversations",
@@ -118,7 +118,7 @@ fn check_nothing_truncated(depot: &Depot, acked: &HashSet<String>) -> TestResult
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_fails_writes_and_keeps_serving() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let tmp = tempfile::tempdir()?;
     let mount_at = tmp.path().join("full");
     let _mount = match Mount::tmpfs(&mount_at, "4m") {
@@ -232,7 +232,7 @@ async fn full_disk_fails_writes_and_keeps_serving() -> TestResult {
     );
     acked.insert(sha256_hex(&data));
     depot.wait_ingested(Duration::from_secs(30), |n| n == 3)?;
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let ingested: i64 = c.query_row(
         "SELECT count(*) FROM conversations WHERE path = ?1 AND status != 'superseded'",
         [&path],

@@ -6,12 +6,14 @@
 //! and once the hostile sessions end the server holds no more file
 //! descriptors than before them.
 
-use crate::process::{connect, download, sha256_hex, upload, Client, Depot, TestResult};
+use crate::harness::{
+    connect, download, eventually, raw_upload, sha256_hex, until, Client, Depot, TestResult,
+};
 use crate::russh_client;
 use russh::client::{Handle, Msg};
 use russh::{Channel, ChannelMsg};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ACCOUNT: &str = "[audio]\ndir = \"/audio\"\nrequire_date_dir = false\n";
 /// Handles one connection may hold (`server.max_handles_per_session`).
@@ -310,10 +312,14 @@ async fn open_flood(
     // Hold the handles until the normal session has proved it still works:
     // it clears the flag after a round trip that began during the flood.
     flooded.store(true, Ordering::SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while flooded.load(Ordering::SeqCst) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Past the limit the handles are let go all the same: the caller's
+    // count of round trips during the flood then says what went wrong.
+    let _ = eventually(
+        Duration::from_secs(60),
+        "a round trip during the flood",
+        || !flooded.load(Ordering::SeqCst),
+    )
+    .await;
     r.end().await;
     Ok(held)
 }
@@ -329,10 +335,10 @@ async fn normal_session(
     let (mut rounds, mut during_flood) = (0, 0);
     while !stop.load(Ordering::SeqCst) || rounds == 0 {
         let flood = flooded.load(Ordering::SeqCst);
-        let data = depot::pipeline::audio::sine_wav(0.5 + rounds as f64 * 0.01, 8000);
+        let data = crate::harness::sine_wav(0.5 + rounds as f64 * 0.01, 8000);
         let path = format!("/scratch/normal-{rounds}.bin");
         assert!(
-            upload(&s, &path, &data).await?,
+            raw_upload(&s, &path, &data).await?,
             "normal upload not acknowledged"
         );
         let back = download(&s, &path).await?;
@@ -347,29 +353,32 @@ async fn normal_session(
 }
 
 async fn wait_fds(depot: &Depot, baseline: usize) -> TestResult<usize> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let n = depot.fd_count()?;
-        if n <= baseline {
-            return Ok(n);
-        }
-        if Instant::now() > deadline {
-            let pid = depot.pid().unwrap_or(0);
-            let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))?
-                .filter_map(|e| e.ok())
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .map(|p| p.display().to_string())
-                .collect();
-            return Err(format!("{n} fds open, baseline {baseline}: {fds:?}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut n = 0;
+    let settled = until(
+        Duration::from_secs(15),
+        "the descriptor count back to the baseline",
+        || {
+            n = depot.fd_count()?;
+            Ok((n <= baseline).then_some(n))
+        },
+    )
+    .await;
+    if settled.is_err() {
+        let pid = depot.pid().unwrap_or(0);
+        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(format!("{n} fds open, baseline {baseline}: {fds:?}").into());
     }
+    settled
 }
 
 /// Starts depot as a service manager would (soft fd limit 1024) with a
 /// file to open and a scratch directory.
 fn hostile_depot(ulimit: &str) -> TestResult<Depot> {
-    let opts = crate::process::Options {
+    let opts = crate::harness::Options {
         accounts: vec![(HOSTILE.into(), ACCOUNT.into())],
         ..Default::default()
     };
@@ -394,7 +403,7 @@ async fn fd_baseline(depot: &Depot, stop: &AtomicBool, flooded: &AtomicBool) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_sessions_end_alone_and_leak_nothing() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     // A service manager's usual soft limit (1024), raised by depot to the hard one.
     let depot = hostile_depot("-S -n 1024")?;
     let (stop, flooded) = (AtomicBool::new(true), AtomicBool::new(false));
@@ -434,7 +443,7 @@ async fn hostile_sessions_end_alone_and_leak_nothing() -> TestResult {
 /// budget now leaves the other sessions theirs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_flood_under_a_tight_fd_limit_leaves_others_working() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let depot = hostile_depot("-n 1024")?;
     let (stop, flooded) = (AtomicBool::new(true), AtomicBool::new(false));
     let baseline = fd_baseline(&depot, &stop, &flooded).await?;

@@ -6,7 +6,7 @@
 //! outside the data directory (a canary tree included) is taken before and
 //! after: it must not change at all.
 
-use crate::process::{connect, Depot, Session, TestResult};
+use crate::harness::{connect, Depot, Session, TestResult};
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -35,7 +35,7 @@ fn listing(root: &Path) -> TestResult<BTreeMap<String, (char, u32, u64, String)>
                 stack.push(p.clone());
                 ('d', String::new())
             } else {
-                ('f', crate::process::sha256_hex(&std::fs::read(&p)?))
+                ('f', crate::harness::sha256_hex(&std::fs::read(&p)?))
             };
             out.insert(rel, (kind, m.mode(), m.len(), sum));
         }
@@ -270,26 +270,26 @@ impl Probe<'_> {
         sftp.write(h.as_str(), 0, b"OVERWRITTEN".to_vec()).await?;
         sftp.close(h).await?;
         // A final name is ingested after that close: wait for its turn.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let h = loop {
-            match sftp
-                .open(
-                    f,
-                    OpenFlags::WRITE | OpenFlags::TRUNCATE,
-                    FileAttributes::empty(),
-                )
-                .await
-            {
-                Ok(h) => break h.handle,
-                Err(e)
-                    if e.to_string().contains("ingested")
-                        && std::time::Instant::now() < deadline =>
+        let h = crate::harness::until_every(
+            std::time::Duration::from_secs(10),
+            std::time::Duration::from_millis(50),
+            "the final name to be ingested and open for writing again",
+            || async move {
+                match sftp
+                    .open(
+                        f,
+                        OpenFlags::WRITE | OpenFlags::TRUNCATE,
+                        FileAttributes::empty(),
+                    )
+                    .await
                 {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    Ok(h) => Ok(Some(h.handle)),
+                    Err(e) if e.to_string().contains("ingested") => Ok(None),
+                    Err(e) => Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
-            }
-        };
+            },
+        )
+        .await?;
         sftp.write(h.as_str(), 0, b"NEW".to_vec()).await?;
         sftp.close(h).await?;
         Ok(())
@@ -316,7 +316,7 @@ const LOOK_ALIKES: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_outside_the_jail_changes() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let mut depot = Depot::new("acme", ACCOUNT)?;
     plant(&depot)?;
     depot.start()?; // generates the host key: list after it
@@ -478,7 +478,7 @@ fn files_by_sha(dir: &Path) -> TestResult<BTreeMap<String, (std::path::PathBuf, 
                 stack.push(p);
             } else if m.is_file() {
                 out.insert(
-                    crate::process::sha256_hex(&std::fs::read(&p)?),
+                    crate::harness::sha256_hex(&std::fs::read(&p)?),
                     (p, m.mode()),
                 );
             }
@@ -492,7 +492,7 @@ fn files_by_sha(dir: &Path) -> TestResult<BTreeMap<String, (std::path::PathBuf, 
 /// archived copy too — a truncate destroyed it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setstat_never_changes_the_archived_copy() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let account = "[audio]\ndir = \"/audio\"\nfilename = \"{datetime:%Y_%m_%d_%H_%M_%S}_{advisor_firstname}_{advisor_lastname}_{channel}_{advisor_extension}_{called_line}_{contact_reason}\"\n";
     let mut depot = Depot::new("acme", account)?;
     depot.start()?;
@@ -503,9 +503,9 @@ async fn setstat_never_changes_the_archived_copy() -> TestResult {
         .collect();
     let mut shas = Vec::new();
     for (i, p) in paths.iter().enumerate() {
-        let data = depot::pipeline::audio::sine_wav(0.2 + i as f64 * 0.01, 8000);
-        assert!(crate::process::upload(&s, p, &data).await?);
-        shas.push(crate::process::sha256_hex(&data));
+        let data = crate::harness::sine_wav(0.2 + i as f64 * 0.01, 8000);
+        assert!(crate::harness::raw_upload(&s, p, &data).await?);
+        shas.push(crate::harness::sha256_hex(&data));
     }
     depot.wait_ingested(std::time::Duration::from_secs(30), |n| n == 3)?;
     let archive = depot.data_dir.join("archive");

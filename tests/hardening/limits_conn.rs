@@ -3,7 +3,10 @@
 //! clients connected, one server per data directory, escaped text logs,
 //! private data files, symlinked account files reloaded.
 
-use crate::process::{connect, ssh_from, timing_shared, upload, Depot, Options, TestResult};
+use crate::harness::{
+    connect, eventually, raw_upload, ssh_from, timing_shared, until_blocking, until_every, Depot,
+    Options, TestResult,
+};
 use crate::russh_client;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -139,18 +142,6 @@ fn keep_alive(handle: &std::sync::Arc<russh_client::Handle>) -> tokio::task::Joi
     })
 }
 
-/// Polls `cond` until it holds or `limit` passes.
-async fn until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> TestResult {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
 /// Silent sockets from three addresses, key-exchanged keep-alive senders
 /// from a fourth and an SSH_MSG_IGNORE sender from a fifth fill every
 /// unauthenticated place (and, counted the old way, every session): the
@@ -201,7 +192,7 @@ async fn an_unauthenticated_flood_does_not_stop_a_login() -> TestResult {
     // And one that sends SSH_MSG_IGNORE in the middle of key exchange.
     let ignoring = ignore_sender(port, local(6)).await?;
     let s = connect(port, "acme", &depot.key()).await?;
-    assert!(upload(&s, "/after-the-flood.bin", b"still served").await?);
+    assert!(raw_upload(&s, "/after-the-flood.bin", b"still served").await?);
     let stored = std::fs::read(depot.jail("acme").join("after-the-flood.bin"))?;
     assert_eq!(stored, b"still served");
     // Keep-alives before login are legal: the chattering connections were
@@ -241,7 +232,7 @@ async fn unauthenticated_connections_are_closed_at_the_login_grace_time() -> Tes
     let ignoring = ignore_sender(depot.port, local(4)).await?;
     let session = connect(depot.port, "acme", &depot.key()).await?;
     closed_by_server(&mut s).await?;
-    until(WAIT, "the keep-alive sender to be closed", || {
+    eventually(WAIT, "the keep-alive sender to be closed", || {
         talker.is_closed()
     })
     .await?;
@@ -249,7 +240,7 @@ async fn unauthenticated_connections_are_closed_at_the_login_grace_time() -> Tes
     tokio::time::timeout(WAIT, ignoring)
         .await
         .map_err(|_| "the SSH_MSG_IGNORE sender was kept open")??;
-    assert!(upload(&session, "/logged-in.bin", b"kept").await?);
+    assert!(raw_upload(&session, "/logged-in.bin", b"kept").await?);
     Ok(())
 }
 
@@ -303,7 +294,7 @@ async fn sigterm_closes_connected_clients_and_exits() -> TestResult {
         idle.sftp.realpath(".").await.is_err(),
         "the idle session was disconnected"
     );
-    until(WAIT, "the keep-alive session to be closed", || {
+    eventually(WAIT, "the keep-alive session to be closed", || {
         pinger.is_closed()
     })
     .await?;
@@ -313,7 +304,7 @@ async fn sigterm_closes_connected_clients_and_exits() -> TestResult {
 
 /// Runs `depot serve` on `config` and waits (bounded) for it to exit.
 fn serve_and_wait(config: &Path, limit: Duration) -> TestResult<(bool, String)> {
-    let mut child = std::process::Command::new(crate::process::depot_bin())
+    let mut child = std::process::Command::new(crate::harness::depot_bin())
         .arg("--config")
         .arg(config)
         .arg("serve")
@@ -321,22 +312,22 @@ fn serve_and_wait(config: &Path, limit: Duration) -> TestResult<(bool, String)> 
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                std::io::Read::read_to_string(&mut e, &mut err)?;
-            }
-            return Ok((status.success(), err));
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("a second depot serve on the same data directory kept running".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let exited = until_blocking(
+        limit,
+        Duration::from_millis(20),
+        "the second depot serve to exit",
+        || Ok(child.try_wait()?),
+    );
+    let Ok(status) = exited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("a second depot serve on the same data directory kept running".into());
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut err)?;
     }
+    Ok((status.success(), err))
 }
 
 /// A second `depot serve` on the same data directory (another port) exits
@@ -385,8 +376,8 @@ async fn a_file_name_cannot_forge_a_log_line() -> TestResult {
     depot.start()?;
     let s = connect(depot.port, "acme", &depot.key()).await?;
     let name = "/audio/x\nFORGED ERROR depot: intruder.mp3";
-    assert!(upload(&s, name, b"not really audio").await?);
-    until(WAIT, "the deposit to be logged", || {
+    assert!(raw_upload(&s, name, b"not really audio").await?);
+    eventually(WAIT, "the deposit to be logged", || {
         depot.log().contains("FORGED ERROR")
     })
     .await?;
@@ -410,8 +401,8 @@ async fn data_directory_and_files_are_private() -> TestResult {
     std::fs::set_permissions(&depot.data_dir, std::fs::Permissions::from_mode(0o755))?;
     depot.start()?;
     let s = connect(depot.port, "acme", &depot.key()).await?;
-    assert!(upload(&s, "/audio/call.mp3", b"bytes").await?);
-    assert!(upload(&s, "/notes.txt", b"private").await?);
+    assert!(raw_upload(&s, "/audio/call.mp3", b"bytes").await?);
+    assert!(raw_upload(&s, "/notes.txt", b"private").await?);
     tokio::task::block_in_place(|| depot.wait_ingested(WAIT, |_| true))?;
     let mode = |p: &Path| -> TestResult<u32> {
         Ok(std::fs::symlink_metadata(p)?.permissions().mode() & 0o7777)
@@ -464,17 +455,13 @@ async fn a_symlinked_account_file_reloads_when_its_target_changes() -> TestResul
     std::fs::write(&target, format!("{text}allowed_ips = [\"10.0.0.0/8\"]\n"))?;
     // The rescan comes every 30 s; watching the target takes well under
     // 2 s. 10 s is generous for a busy machine and short of the rescan.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if login(depot.port, depot.key()).await.is_err() {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err("the edit to the symlink's target was not applied".into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
+    until_every(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        "the edit to the symlink's target to be applied",
+        || async { Ok(login(depot.port, depot.key()).await.is_err().then_some(())) },
+    )
+    .await
 }
 
 /// Measurement, not a check: a legitimate login's time (connect, key
@@ -486,7 +473,7 @@ async fn a_symlinked_account_file_reloads_when_its_target_changes() -> TestResul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; prints figures"]
 async fn login_time_under_an_unauthenticated_flood() -> TestResult {
-    let _t = crate::process::timing_exclusive().await;
+    let _t = crate::harness::timing_exclusive().await;
     let mut depot = Depot::new("acme", "")?;
     depot.start()?;
     let port = depot.port;

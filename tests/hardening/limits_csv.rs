@@ -3,7 +3,7 @@
 //! bounded amount of memory: CSVs are parsed one bounded record at a time,
 //! never held whole (a 5.7 MB file of 100,000 columns once took 1.2 GB).
 
-use crate::process::{connect, upload, Depot, TestResult};
+use crate::harness::{connect, raw_upload, until_blocking, Depot, TestResult};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -47,24 +47,21 @@ fn huge_record_csv() -> Vec<u8> {
 
 /// Waits for the open rejection of `path` and returns its reason.
 fn rejection_reason(depot: &Depot, path: &str, limit: Duration) -> TestResult<String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let c = depot::store::open_read(&depot.db())?;
-        let reason: Option<String> = c
-            .query_row(
+    until_blocking(
+        limit,
+        Duration::from_millis(50),
+        &format!("a rejection of {path}"),
+        || {
+            let c = crate::harness::open_db(&depot.db())?;
+            Ok(c.query_row(
                 "SELECT reason FROM rejections WHERE path = ?1 AND cleared_at IS NULL",
                 [path],
                 |r| r.get(0),
             )
-            .ok();
-        if let Some(reason) = reason {
-            return Ok(reason);
-        }
-        if Instant::now() > deadline {
-            return Err(format!("no rejection of {path} after {limit:?}: {}", depot.log()).into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            .ok())
+        },
+    )
+    .map_err(|e| format!("{e}: {}", depot.log()).into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +75,10 @@ async fn a_wide_or_huge_record_csv_is_refused_in_bounded_memory() -> TestResult 
         ("/audio/huge.csv", huge_record_csv()),
     ];
     for (path, bytes) in &files {
-        assert!(upload(&s, path, bytes).await?, "{path} not acknowledged");
+        assert!(
+            raw_upload(&s, path, bytes).await?,
+            "{path} not acknowledged"
+        );
     }
     let wide = rejection_reason(&depot, "/audio/wide.csv", Duration::from_secs(60))?;
     let huge = rejection_reason(&depot, "/audio/huge.csv", Duration::from_secs(60))?;
@@ -101,7 +101,7 @@ async fn a_wide_or_huge_record_csv_is_refused_in_bounded_memory() -> TestResult 
         "peak RSS grew from {before} to {after} KiB"
     );
     // Nothing of either file was stored.
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let rows: i64 = c.query_row("SELECT count(*) FROM metadata_rows", [], |r| r.get(0))?;
     assert_eq!(rows, 0);
     Ok(())
@@ -110,7 +110,7 @@ async fn a_wide_or_huge_record_csv_is_refused_in_bounded_memory() -> TestResult 
 /// Counts (metadata rows, open rejections of `path`, done journal rows of
 /// `path`).
 fn csv_state(depot: &Depot, path: &str) -> TestResult<(i64, i64, i64)> {
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     Ok(c.query_row(
         "SELECT (SELECT count(*) FROM metadata_rows),
                 (SELECT count(*) FROM rejections WHERE path = ?1 AND cleared_at IS NULL),
@@ -138,21 +138,21 @@ async fn a_crash_halfway_through_a_big_csv_still_stores_it_once() -> TestResult 
         }
     }
     let s = connect(depot.port, "acme", &depot.key()).await?;
-    assert!(upload(&s, path, csv.as_bytes()).await?);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (rows, _, done) = csv_state(&depot, path)?;
-        if done > 0 {
-            return Err(format!("stored before the kill ({rows} rows seen)").into());
-        }
-        if rows > 0 {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(format!("no row stored after 60 s: {}", depot.log()).into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(raw_upload(&s, path, csv.as_bytes()).await?);
+    // Looked at often: the kill must land while the rows are being stored.
+    until_blocking(
+        Duration::from_secs(60),
+        Duration::from_millis(5),
+        "a first row stored",
+        || {
+            let (rows, _, done) = csv_state(&depot, path)?;
+            if done > 0 {
+                return Err(format!("stored before the kill ({rows} rows seen)").into());
+            }
+            Ok((rows > 0).then_some(()))
+        },
+    )
+    .map_err(|e| format!("{e}: {}", depot.log()))?;
     depot.kill();
     let (rows, rejected, done) = csv_state(&depot, path)?;
     assert!(
@@ -160,15 +160,15 @@ async fn a_crash_halfway_through_a_big_csv_still_stores_it_once() -> TestResult 
         "{rows} {rejected} {done}"
     );
     depot.start()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while csv_state(&depot, path)?.2 == 0 {
-        if Instant::now() > deadline {
-            return Err(format!("not stored after the restart: {}", depot.log()).into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until_blocking(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        "the CSV stored after the restart",
+        || Ok((csv_state(&depot, path)?.2 > 0).then_some(())),
+    )
+    .map_err(|e| format!("{e}: {}", depot.log()))?;
     assert_eq!(csv_state(&depot, path)?, (ROWS as i64, BAD as i64, 1));
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let outcome: String =
         c.query_row("SELECT outcome FROM journal WHERE path = ?1", [path], |r| {
             r.get(0)
@@ -178,7 +178,7 @@ async fn a_crash_halfway_through_a_big_csv_still_stores_it_once() -> TestResult 
 }
 
 /// Uploads 1 KiB as `/f<n>.dat` and returns how long its CLOSE took.
-async fn timed_close(s: &crate::process::Session, n: usize) -> TestResult<Duration> {
+async fn timed_close(s: &crate::harness::Session, n: usize) -> TestResult<Duration> {
     use russh_sftp::protocol::{FileAttributes, OpenFlags};
     let handle = s
         .sftp
@@ -215,11 +215,11 @@ fn percentiles(mut d: Vec<Duration>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn million_row_csv_memory_and_other_accounts_close() -> TestResult {
-    let _timing = crate::process::timing_exclusive().await;
-    let mut depot = crate::process::Depot::with_options(
+    let _timing = crate::harness::timing_exclusive().await;
+    let mut depot = crate::harness::Depot::with_options(
         "acme",
         ACCOUNT,
-        crate::process::Options {
+        crate::harness::Options {
             accounts: vec![("other".into(), String::new())],
             ..Default::default()
         },
@@ -239,10 +239,10 @@ async fn million_row_csv_memory_and_other_accounts_close() -> TestResult {
         idle.push(timed_close(&other, 1_000_000 + n).await?);
     }
     let before = depot.peak_rss_kib()?;
-    assert!(upload(&acme, "/audio/million.csv", csv.as_bytes()).await?);
+    assert!(raw_upload(&acme, "/audio/million.csv", csv.as_bytes()).await?);
     let uploaded = Instant::now();
     let done = || -> TestResult<bool> {
-        let c = depot::store::open_read(&depot.db())?;
+        let c = crate::harness::open_db(&depot.db())?;
         Ok(c.query_row(
             "SELECT count(*) FROM journal WHERE path = '/audio/million.csv' AND state = 'done'",
             [],
@@ -258,7 +258,7 @@ async fn million_row_csv_memory_and_other_accounts_close() -> TestResult {
     }
     let stored = uploaded.elapsed();
     let after = depot.peak_rss_kib()?;
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let rows: i64 = c.query_row("SELECT count(*) FROM metadata_rows", [], |r| r.get(0))?;
     eprintln!(
         "metadata CSV: {} bytes, {i} rows, {rows} stored in {stored:?}; peak RSS {} MiB before, \

@@ -2,7 +2,7 @@
 //! handles hold, and a CLOSE hashing a huge sparse file not holding back
 //! SIGTERM. A child process, so its RSS and exit are its own.
 
-use crate::process::{connect, Depot, Options, TestResult};
+use crate::harness::{connect, eventually, Depot, Options, TestResult};
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,7 @@ fn rss_kib(pid: u32) -> TestResult<u64> {
 /// directory handle holds one page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_directory_handles_do_not_grow_with_the_directory() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let mut depot = Depot::new("acme", ACCOUNT)?;
     let big = depot.jail("acme").join("big");
     std::fs::create_dir_all(&big)?;
@@ -81,7 +81,7 @@ async fn open_directory_handles_do_not_grow_with_the_directory() -> TestResult {
 /// such a file is accepted at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_does_not_wait_for_a_close_hashing_a_huge_file() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let opts = Options {
         server: "max_hole = \"2TiB\"\n".into(),
         ..Default::default()
@@ -115,11 +115,13 @@ async fn sigterm_does_not_wait_for_a_close_hashing_a_huge_file() -> TestResult {
             })
             .unwrap_or(0)
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while read_bytes() < 256 << 20 {
-        assert!(Instant::now() < deadline, "the CLOSE never started hashing");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "the CLOSE to start hashing",
+        || read_bytes() >= 256 << 20,
+    )
+    .await
+    .map_err(|e| format!("the CLOSE never started hashing ({e})"))?;
     let t = Instant::now();
     std::process::Command::new("kill")
         .arg("-TERM")

@@ -2,7 +2,7 @@
 //! recordings. Every upload is acknowledged, every one becomes a
 //! conversation, and the server's peak RSS stays under 256 MiB.
 
-use crate::process::{connect, upload, Depot, Options, TestResult};
+use crate::harness::{connect, raw_upload, Depot, Options, TestResult};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,7 @@ async fn session(
     let _ = sess.sftp.mkdir("/audio/20260211", Default::default()).await;
     for f in 0..FILES_PER_SESSION {
         let path = name(s * FILES_PER_SESSION + f);
-        if !upload(&sess, &path, &audio).await? {
+        if !raw_upload(&sess, &path, &audio).await? {
             return Err(format!("{path}: upload not acknowledged").into());
         }
     }
@@ -63,7 +63,7 @@ async fn session(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_sessions_upload_and_everything_is_ingested() -> TestResult {
-    let _timing = crate::process::timing_shared().await;
+    let _timing = crate::harness::timing_shared().await;
     let mut depot = Depot::with_options(
         "acme",
         ACCOUNT,
@@ -79,7 +79,7 @@ async fn two_hundred_sessions_upload_and_everything_is_ingested() -> TestResult 
         },
     )?;
     depot.start()?;
-    let audio = Arc::new(depot::pipeline::audio::sine_wav(0.1, 8000));
+    let audio = Arc::new(crate::harness::sine_wav(0.1, 8000));
     let target = Arc::new((depot.port, depot.key()));
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..SESSIONS)
@@ -101,7 +101,7 @@ async fn two_hundred_sessions_upload_and_everything_is_ingested() -> TestResult 
     let total = (SESSIONS * FILES_PER_SESSION) as i64;
     let convs = depot.wait_ingested(Duration::from_secs(120), |n| n >= total)?;
     let ingested = t0.elapsed();
-    let c = depot::store::open_read(&depot.db())?;
+    let c = crate::harness::open_db(&depot.db())?;
     let rejections: i64 = c.query_row("SELECT count(*) FROM rejections", [], |r| r.get(0))?;
     let paths: i64 = c.query_row(
         "SELECT count(DISTINCT path) FROM conversations WHERE status != 'superseded'",

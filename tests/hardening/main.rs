@@ -1,6 +1,10 @@
 //! Hardening tests: depot run as a real child process (killed, restarted,
 //! attacked, loaded, starved of disk) to prove its promises hold.
 
+#[path = "../common/mod.rs"]
+mod common;
+use common::{harness, russh_client, webhook_receiver};
+
 mod brute;
 mod crash;
 mod disk_full;
@@ -10,9 +14,4 @@ mod limits_conn;
 mod limits_csv;
 mod limits_fs;
 mod load;
-mod process;
-#[path = "../common/russh_client.rs"]
-mod russh_client;
-#[path = "../common/webhook_receiver.rs"]
-mod webhook_receiver;
 mod webhooks;

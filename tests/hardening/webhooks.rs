@@ -5,10 +5,10 @@
 //! `conversation.created` event ends delivered, in `seq` order, signed,
 //! under its event id; repeats are allowed (at least once), gaps are not.
 
-use crate::process::{connect, upload, Depot, TestResult};
+use crate::harness::{connect, eventually_try, raw_upload, Depot, TestResult};
 use serde_json::Value as Json;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ACCOUNT: &str = r#"timezone = "Europe/Paris"
 [audio]
@@ -27,20 +27,9 @@ fn received(log: &Path) -> TestResult<Vec<Json>> {
         .collect::<Result<_, _>>()?)
 }
 
-async fn wait_for(what: &str, mut cond: impl FnMut() -> TestResult<bool>) -> TestResult {
-    let deadline = Instant::now() + LIMIT;
-    while !cond()? {
-        if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
 /// `(seq, id)` of every conversation.created event, by seq.
 fn created_events(db: &Path) -> TestResult<Vec<(i64, String)>> {
-    let c = depot::store::open_read(db)?;
+    let c = crate::harness::open_db(db)?;
     let mut st =
         c.prepare("SELECT seq, id FROM events WHERE type = 'conversation.created' ORDER BY seq")?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -66,34 +55,36 @@ async fn every_event_delivered_in_order_across_sigkill() -> TestResult {
     let s = connect(depot.port, "acme", &depot.key()).await?;
     let _ = s.sftp.mkdir("/audio/20260211", Default::default()).await;
     for i in 0..FILES {
-        let data = depot::pipeline::audio::sine_wav(0.2 + i as f64 * 0.01, 8000);
+        let data = crate::harness::sine_wav(0.2 + i as f64 * 0.01, 8000);
         let path =
             format!("/audio/20260211/2026_02_11_10_00_{i:02}_Agent_Smith_Entrant_1_2_163.wav");
-        assert!(upload(&s, &path, &data).await?, "upload {i} acknowledged");
+        assert!(
+            raw_upload(&s, &path, &data).await?,
+            "upload {i} acknowledged"
+        );
     }
     drop(s);
     // Killed while the receiver still refuses (mid-retry).
-    wait_for(
-        "a first refused attempt",
-        || Ok(!received(&log)?.is_empty()),
-    )
+    eventually_try(LIMIT, "a first refused attempt", || {
+        Ok(!received(&log)?.is_empty())
+    })
     .await?;
     depot.kill();
     depot.start()?;
     // Killed again once deliveries are under way.
-    wait_for("a first delivery", || {
+    eventually_try(LIMIT, "a first delivery", || {
         Ok(received(&log)?.iter().any(|l| l["status"] == 204))
     })
     .await?;
     depot.kill();
     depot.start()?;
 
-    wait_for("every conversation", || {
+    eventually_try(LIMIT, "every conversation", || {
         Ok(created_events(&depot.db())?.len() == FILES)
     })
     .await?;
     let events = created_events(&depot.db())?;
-    wait_for("every event delivered", || {
+    eventually_try(LIMIT, "every event delivered", || {
         let ok: Vec<Json> = received(&log)?
             .into_iter()
             .filter(|l| l["status"] == 204)

@@ -5,15 +5,15 @@ use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn importing_200_recordings_twice_gives_200_conversations() -> TestResult {
-    let mut depot = Depot::new(&[("fresh", account_toml("")?)])?;
+    let mut depot = TestServer::prepare(TestConfig::files(&[("fresh", account_toml("")?)]))?;
     // The server runs meanwhile: both write the same database.
-    depot.start().await?;
+    depot.boot().await?;
     let src = recordings(&depot.local("backfill"), 200, "163")?;
     let src = src.to_string_lossy().into_owned();
     let out = depot
         .cli_ok(&["import", "--account", "fresh", &src])
         .await?;
-    assert_eq!(depot.conversations("fresh")?, 200, "{out}");
+    assert_eq!(depot.live_conversations("fresh")?, 200, "{out}");
     let lines: Vec<&str> = out.lines().collect();
     // Line-based without a terminal: one line per file, then the summary.
     assert_eq!(lines.len(), 201, "{out}");
@@ -40,7 +40,7 @@ async fn importing_200_recordings_twice_gives_200_conversations() -> TestResult 
         out.ends_with("imported 200 file(s): 0 conversation(s), 0 rejection(s), 200 skipped\n"),
         "{out}"
     );
-    assert_eq!(depot.conversations("fresh")?, 200);
+    assert_eq!(depot.live_conversations("fresh")?, 200);
     assert_eq!(depot.journal_rows("fresh")?, 200);
     Ok(())
 }
@@ -52,7 +52,10 @@ async fn reprocess_rejected_after_fixing_the_mapping_gives_conversations() -> Te
             "[contact_reasons]\nmap = {{ {map} }}\non_unknown = \"reject\"\n"
         ))
     };
-    let depot = Depot::new(&[("acme", strict("\"163\" = \"Résiliation\"")?)])?;
+    let depot = TestServer::prepare(TestConfig::files(&[(
+        "acme",
+        strict("\"163\" = \"Résiliation\"")?,
+    )]))?;
     let ok = recordings(&depot.local("ok"), 2, "163")?;
     let unknown = recordings(&depot.local("unknown"), 3, "999")?;
     let out = depot
@@ -76,7 +79,7 @@ async fn reprocess_rejected_after_fixing_the_mapping_gives_conversations() -> Te
         out.ends_with("reprocessed 3 file(s): 3 conversation(s), 0 rejection(s), 0 skipped\n"),
         "{out}"
     );
-    assert_eq!(depot.conversations("acme")?, 5);
+    assert_eq!(depot.live_conversations("acme")?, 5);
     assert_eq!(depot.open_rejections("acme")?, 0);
     // Nothing left to do.
     let out = depot.cli_ok(&["reprocess", "--rejected"]).await?;
@@ -87,7 +90,7 @@ async fn reprocess_rejected_after_fixing_the_mapping_gives_conversations() -> Te
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn calls_waiting_for_their_csv_row_are_not_reported_as_conversations() -> TestResult {
     let extra = "[metadata_csv]\ndir = \"/audio\"\nwait = \"1h\"\n";
-    let depot = Depot::new(&[("acme", account_toml(extra)?)])?;
+    let depot = TestServer::prepare(TestConfig::files(&[("acme", account_toml(extra)?)]))?;
     let src = recordings(&depot.local("waiting"), 2, "163")?;
     let src = src.to_string_lossy().into_owned();
     let out = depot.cli_ok(&["import", "--account", "acme", &src]).await?;

@@ -3,10 +3,11 @@
 //! and by conversation id), the start-up scan and `depot stats`, each
 //! driven through the real server and the real binary.
 
-mod harness;
+#[path = "../common/mod.rs"]
+mod common;
+use common::harness;
+
 mod import;
 mod reload;
 mod reprocess;
-#[path = "../common/russh_client.rs"]
-mod russh_client;
 mod scan;

@@ -4,30 +4,31 @@
 //! so only the watcher can pass them.
 
 use crate::harness::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a change may take to apply here (see the module comment).
 const REACT: Duration = Duration::from_secs(10);
 
+/// How often a login is retried while waiting for a change.
+const LOGIN_POLL: Duration = Duration::from_millis(50);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accounts_appear_survive_a_bad_edit_and_disappear_without_restart() -> TestResult {
-    let mut depot = Depot::new(&[("acme", account_toml("")?)])?;
-    depot.start().await?;
-    assert!(depot.login("newco").await.is_err(), "no such account yet");
+    let mut depot = TestServer::prepare(TestConfig::files(&[("acme", account_toml("")?)]))?;
+    depot.boot().await?;
+    assert!(
+        depot.password_sftp("newco", PASSWORD).await.is_err(),
+        "no such account yet"
+    );
 
     // Added: a login succeeds soon.
     let body = account_toml("")?;
     std::fs::write(depot.account_file("newco"), &body)?;
-    let added = Instant::now();
-    let mut first = None;
-    while added.elapsed() < REACT {
-        if let Ok(s) = depot.login("newco").await {
-            first = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let session = first.ok_or("the new account could not log in")?;
+    // Every attempt is a password check: looked at every 50 ms, not more.
+    let session = until_every(REACT, LOGIN_POLL, "the new account to log in", || async {
+        Ok(depot.password_sftp("newco", PASSWORD).await.ok())
+    })
+    .await?;
     session.sftp.stat("/").await?;
 
     // Broken: the previous version stays; check-config names the key.
@@ -38,14 +39,11 @@ async fn accounts_appear_survive_a_bad_edit_and_disappear_without_restart() -> T
     // Written after the broken edit: once it logs in, a reload pass has
     // read the broken file too.
     std::fs::write(depot.account_file("probe"), &body)?;
-    let probe = Instant::now();
-    while depot.login("probe").await.is_err() {
-        if probe.elapsed() > REACT {
-            return Err("the probe account never appeared".into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let again = depot.login("newco").await?;
+    until_every(REACT, LOGIN_POLL, "the probe account to appear", || async {
+        Ok(depot.password_sftp("probe", PASSWORD).await.ok().map(drop))
+    })
+    .await?;
+    let again = depot.password_sftp("newco", PASSWORD).await?;
     drop(again);
     let check = depot.cli(&["check-config"]).await?;
     let text = String::from_utf8_lossy(&check.stdout);
@@ -57,43 +55,52 @@ async fn accounts_appear_survive_a_bad_edit_and_disappear_without_restart() -> T
 
     // Removed: the open session is closed and new logins fail.
     std::fs::remove_file(depot.account_file("newco"))?;
-    depot
-        .eventually(REACT, "the open session to be closed", || {
-            let closed = session.handle.is_closed();
-            async move { closed }
-        })
-        .await?;
+    eventually_async(REACT, "the open session to be closed", || {
+        let closed = session.handle.is_closed();
+        async move { closed }
+    })
+    .await?;
     assert!(session.sftp.stat("/").await.is_err());
     assert!(
-        depot.login("newco").await.is_err(),
+        depot.password_sftp("newco", PASSWORD).await.is_err(),
         "removed account still logs in"
     );
     // The other account was never touched.
-    depot.login("acme").await?.sftp.stat("/").await?;
+    depot
+        .password_sftp("acme", PASSWORD)
+        .await?
+        .sftp
+        .stat("/")
+        .await?;
     depot.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stats_read_the_live_server_counters() -> TestResult {
-    let mut depot = Depot::new(&[("acme", account_toml("")?)])?;
-    depot.start().await?;
-    let s = depot.login("acme").await?;
+    let mut depot = TestServer::prepare(TestConfig::files(&[("acme", account_toml("")?)]))?;
+    depot.boot().await?;
+    let s = depot.password_sftp("acme", PASSWORD).await?;
     s.sftp.stat("/").await?;
     // The server saves its counters every 5 s: `depot stats` (another
     // process) sees the session while the server runs.
-    let deadline = Instant::now() + Duration::from_secs(12);
-    loop {
-        let out = depot.cli_ok(&["stats", "--json"]).await?;
-        let v: serde_json::Value = serde_json::from_str(&out)?;
-        let running = v["server"]["running"].as_bool() == Some(true);
-        if running && v["server"]["counters"]["sessions"].as_u64() >= Some(1) {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("stats never showed the session: {out}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // Each look runs the binary: twice a second is often enough.
+    let last = std::cell::RefCell::new(String::new());
+    let (server, seen) = (&depot, &last);
+    until_every(
+        Duration::from_secs(12),
+        Duration::from_millis(500),
+        "stats to show the session",
+        || async move {
+            let out = server.cli_ok(&["stats", "--json"]).await?;
+            let v: serde_json::Value = serde_json::from_str(&out)?;
+            let running = v["server"]["running"].as_bool() == Some(true);
+            let shown = running && v["server"]["counters"]["sessions"].as_u64() >= Some(1);
+            seen.replace(out);
+            Ok(shown.then_some(()))
+        },
+    )
+    .await
+    .map_err(|e| format!("{e}; stats never showed the session: {}", last.borrow()))?;
     depot.stop().await?;
     let out = depot.cli_ok(&["stats", "--json"]).await?;
     let v: serde_json::Value = serde_json::from_str(&out)?;

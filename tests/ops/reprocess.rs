@@ -14,8 +14,8 @@ fn account(percent: u32) -> TestResult<String> {
 /// One conversation as stored: status, contact-reason label, picked, why not.
 type Row = (String, Option<String>, bool, Option<String>);
 
-fn row(depot: &Depot, id: i64) -> TestResult<Row> {
-    let db = depot::store::open_read(&depot.data_dir.join("depot.db"))?;
+fn row(depot: &TestServer, id: i64) -> TestResult<Row> {
+    let db = open_db(&depot.data_dir.join("depot.db"))?;
     Ok(db.query_row(
         "SELECT status, json_extract(metadata, '$.contact_reason_label'), picked, picking_reason
          FROM conversations WHERE id = ?1",
@@ -25,8 +25,8 @@ fn row(depot: &Depot, id: i64) -> TestResult<Row> {
 }
 
 /// The current conversation of the call with reason 999.
-fn current_999(depot: &Depot) -> TestResult<i64> {
-    let db = depot::store::open_read(&depot.data_dir.join("depot.db"))?;
+fn current_999(depot: &TestServer) -> TestResult<i64> {
+    let db = open_db(&depot.data_dir.join("depot.db"))?;
     Ok(db.query_row(
         "SELECT id FROM conversations WHERE path LIKE '%\\_999.wav' ESCAPE '\\' AND status != 'superseded'",
         [],
@@ -34,8 +34,8 @@ fn current_999(depot: &Depot) -> TestResult<i64> {
     )?)
 }
 
-fn received_at(depot: &Depot, id: i64) -> TestResult<String> {
-    let db = depot::store::open_read(&depot.data_dir.join("depot.db"))?;
+fn received_at(depot: &TestServer, id: i64) -> TestResult<String> {
+    let db = open_db(&depot.data_dir.join("depot.db"))?;
     Ok(db.query_row(
         "SELECT received_at FROM conversations WHERE id = ?1",
         [id],
@@ -44,8 +44,8 @@ fn received_at(depot: &Depot, id: i64) -> TestResult<String> {
 }
 
 /// Picked in the counters, and picked among current conversations.
-fn picked_counts(depot: &Depot) -> TestResult<(i64, i64)> {
-    let db = depot::store::open_read(&depot.data_dir.join("depot.db"))?;
+fn picked_counts(depot: &TestServer) -> TestResult<(i64, i64)> {
+    let db = open_db(&depot.data_dir.join("depot.db"))?;
     let counted = db.query_row(
         "SELECT coalesce(sum(picked), 0) FROM picking_windows",
         [],
@@ -61,7 +61,7 @@ fn picked_counts(depot: &Depot) -> TestResult<(i64, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reprocess_ids_keeps_the_pick_unless_repick() -> TestResult {
-    let depot = Depot::new(&[("acme", account(100)?)])?;
+    let depot = TestServer::prepare(TestConfig::files(&[("acme", account(100)?)]))?;
     let reasons = depot.accounts_dir.join("reasons.csv");
     std::fs::write(&reasons, "id,label\n163,Résiliation\n")?;
     let dir = depot.local("recs").join("20260211");
@@ -93,7 +93,7 @@ async fn reprocess_ids_keeps_the_pick_unless_repick() -> TestResult {
         ("ingested".into(), Some("Autre".into()), true, None)
     );
     assert_eq!(picked_counts(&depot)?, (2, 2));
-    assert_eq!(depot.conversations("acme")?, 2);
+    assert_eq!(depot.live_conversations("acme")?, 2);
     assert_eq!(received_at(&depot, new)?, received_at(&depot, old)?);
 
     // A superseded conversation is not run again.
@@ -121,13 +121,13 @@ async fn reprocess_ids_keeps_the_pick_unless_repick() -> TestResult {
         )
     );
     assert_eq!(picked_counts(&depot)?, (1, 1));
-    assert_eq!(depot.conversations("acme")?, 2);
+    assert_eq!(depot.live_conversations("acme")?, 2);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reprocess_of_an_unknown_id_exits_1() -> TestResult {
-    let depot = Depot::new(&[("acme", account_toml("")?)])?;
+    let depot = TestServer::prepare(TestConfig::files(&[("acme", account_toml("")?)]))?;
     let src = recordings(&depot.local("recs"), 1, "163")?;
     depot
         .cli_ok(&["import", "--account", "acme", &src.to_string_lossy()])

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_file_placed_while_stopped_is_ingested_once() -> TestResult {
-    let mut depot = Depot::new(&[("acme", account_toml("")?)])?;
-    depot.start().await?;
+    let mut depot = TestServer::prepare(TestConfig::files(&[("acme", account_toml("")?)]))?;
+    depot.boot().await?;
     depot.stop().await?;
 
     let day = depot.jail("acme").join("audio/20260211");
@@ -21,21 +21,20 @@ async fn a_file_placed_while_stopped_is_ingested_once() -> TestResult {
     std::fs::write(&outside, recording(2, "163").1)?;
     std::os::unix::fs::symlink(&outside, day.join(recording(2, "163").0))?;
 
-    depot.start().await?;
-    depot
-        .eventually(
-            Duration::from_secs(30),
-            "the placed file to be ingested",
-            || {
-                let n = depot.conversations("acme").unwrap_or(0);
-                async move { n == 1 }
-            },
-        )
-        .await?;
+    depot.boot().await?;
+    eventually_async(
+        Duration::from_secs(30),
+        "the placed file to be ingested",
+        || {
+            let n = depot.live_conversations("acme").unwrap_or(0);
+            async move { n == 1 }
+        },
+    )
+    .await?;
     depot.stop().await?;
-    depot.start().await?;
+    depot.boot().await?;
     depot.stop().await?;
-    assert_eq!(depot.conversations("acme")?, 1);
+    assert_eq!(depot.live_conversations("acme")?, 1);
     assert_eq!(depot.journal_rows("acme")?, 1);
     Ok(())
 }

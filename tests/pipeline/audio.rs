@@ -3,7 +3,6 @@
 //! becomes a rejection the customer reads in `/rejected/`.
 
 use crate::harness::*;
-use crate::support::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

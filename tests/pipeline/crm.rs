@@ -4,7 +4,6 @@
 //! file without the key column is rejected and the old snapshot stays.
 
 use crate::harness::*;
-use crate::support::*;
 use serde_json::{json, Value as Json};
 
 const CRM_V1: &str = "agent_id,team_name,expertise,city\n\
@@ -40,21 +39,25 @@ fn call(n: u32) -> String {
 
 /// `depot crm --json` once its latest snapshot is not `not`.
 async fn latest_snapshot(server: &TestServer, not: Option<&Json>) -> TestResult<Json> {
-    let deadline = std::time::Instant::now() + INGEST;
-    loop {
-        let all = cli_json(server, &["crm", "--account", "uhive"]).await?;
-        let latest = all
-            .as_array()
-            .and_then(|a| a.iter().find(|s| s["latest"] == true))
-            .cloned();
-        if let Some(l) = latest.filter(|l| Some(&l["id"]) != not) {
-            return Ok(l);
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(format!("no new latest CRM snapshot: {all:#}").into());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // Each look runs the binary: ten times a second is often enough.
+    let last = std::cell::RefCell::new(Json::Null);
+    let seen = &last;
+    until_every(
+        INGEST,
+        std::time::Duration::from_millis(100),
+        "a new latest CRM snapshot",
+        || async move {
+            let all = cli_json(server, &["crm", "--account", "uhive"]).await?;
+            let latest = all
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["latest"] == true))
+                .cloned();
+            seen.replace(all);
+            Ok(latest.filter(|l| Some(&l["id"]) != not))
+        },
+    )
+    .await
+    .map_err(|e| format!("{e}; no new latest CRM snapshot: {:#}", last.borrow()).into())
 }
 
 /// Uploads metadata rows `(call number, agent_id)`, then their audio, and

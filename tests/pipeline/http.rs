@@ -4,7 +4,7 @@
 //! are checked against the bytes uploaded and the rows in SQLite.
 
 use crate::harness::*;
-use crate::support::{self, *};
+
 use depot::http::tokens::{generate, Scope};
 use serde_json::Value as Json;
 use std::path::Path;
@@ -717,7 +717,7 @@ async fn openapi_document_is_valid_and_answers_match_it() -> TestResult {
         args.push(f.display().to_string());
     }
     let out = tokio::process::Command::new("python3")
-        .arg(support::fixture("check_openapi.py"))
+        .arg(fixture("check_openapi.py"))
         .args(&args)
         .output()
         .await?;
@@ -991,13 +991,7 @@ async fn parked_webhook_events_are_listed_and_retried() -> TestResult {
     assert_eq!(listed[0]["parked"], 1, "{listed:#}");
     assert_eq!(listed[0]["delivered"], 1, "{listed:#}");
 
-    let retried = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
-        .arg("--config")
-        .arg(&server.config_path)
-        .args(["webhooks", "retry", "analysis"])
-        .current_dir(server.tmp.path())
-        .output()
-        .await?;
+    let retried = server.cli(&["webhooks", "retry", "analysis"]).await?;
     assert!(
         retried.status.success(),
         "{}",
@@ -1038,13 +1032,7 @@ async fn parked_webhook_events_are_listed_and_retried() -> TestResult {
         .is_some(),
         "{text}"
     );
-    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
-        .arg("--config")
-        .arg(&server.config_path)
-        .args(["webhooks", "retry", "nobody"])
-        .current_dir(server.tmp.path())
-        .output()
-        .await?;
+    let bad = server.cli(&["webhooks", "retry", "nobody"]).await?;
     assert_eq!(bad.status.code(), Some(1));
     Ok(())
 }

@@ -3,8 +3,7 @@
 //! grows only by appending (its earlier bytes never change); the same
 //! rejected bytes uploaded again change nothing.
 
-use crate::harness::{TestResult, TestServer};
-use crate::support::*;
+use crate::harness::*;
 use std::fmt::Write as _;
 
 const CSV_PATH: &str = "/audio/bad-rows.csv";

@@ -3,15 +3,9 @@
 //! operator or a customer would see it — rows in SQLite, the `depot` CLI's
 //! JSON, the archive on disk, `/rejected/` in the jail.
 
-#[path = "../sftp/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-#[path = "../common/russh_client.rs"]
-mod russh_client;
-#[allow(dead_code)]
-mod support;
-#[path = "../common/webhook_receiver.rs"]
-mod webhook_receiver;
+#[path = "../common/mod.rs"]
+mod common;
+use common::{harness, webhook_receiver};
 
 mod audio;
 mod crm;

@@ -4,7 +4,6 @@
 //! opaque file names whose metadata comes only from the CSV.
 
 use crate::harness::*;
-use crate::support::*;
 use serde_json::Value as Json;
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,6 @@
 //! supersedes the earlier version without counting twice.
 
 use crate::harness::*;
-use crate::support::*;
 
 fn call_path(i: usize) -> String {
     format!(

@@ -3,7 +3,6 @@
 //! cannot be built, audio bytes that disagree with their extension.
 
 use crate::harness::*;
-use crate::support::*;
 
 fn flags(c: &serde_json::Value) -> Vec<String> {
     c["flags"]

@@ -21,7 +21,7 @@ struct Conv {
 
 /// Every conversation, oldest first.
 fn conversations(server: &TestServer) -> TestResult<Vec<Conv>> {
-    let conn = depot::store::open_read(&server.db_path())?;
+    let conn = open_db(&server.db_path())?;
     let mut st =
         conn.prepare("SELECT path, sha256, archive_path, status FROM conversations ORDER BY id")?;
     let rows = st.query_map([], |r| {
@@ -74,7 +74,7 @@ async fn handles_kept_open_across_the_rename_never_reach_the_archive() -> TestRe
     let mut server = TestServer::start().await?;
     let client = server.raw_sftp("acme").await?;
     client.sftp.mkdir(DIR, FileAttributes::default()).await?;
-    let wav = depot::pipeline::audio::sine_wav(0.2, 8000);
+    let wav = sine_wav(0.2, 8000);
     let (part, fin) = (format!("{DIR}/kept.wav.part"), format!("{DIR}/kept.wav"));
     let h1 = client
         .sftp
@@ -139,7 +139,7 @@ async fn handles_kept_open_across_the_rename_never_reach_the_archive() -> TestRe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chmod_before_the_rename_does_not_reach_the_archive() -> TestResult {
     let mut server = TestServer::start().await?;
-    let wav = depot::pipeline::audio::sine_wav(0.1, 8000);
+    let wav = sine_wav(0.1, 8000);
     let local = server.local("m.wav");
     std::fs::write(&local, &wav)?;
     server
@@ -179,7 +179,7 @@ async fn a_transient_failure_is_retried_until_it_passes() -> TestResult {
     let obstacle = server.data_dir.join("archive/acme/.incoming");
     std::fs::create_dir_all(obstacle.parent().ok_or("no parent")?)?;
     std::fs::write(&obstacle, b"not a directory")?;
-    let wav = depot::pipeline::audio::sine_wav(0.1, 8000);
+    let wav = sine_wav(0.1, 8000);
     let local = server.local("r.wav");
     std::fs::write(&local, &wav)?;
     server
@@ -190,7 +190,7 @@ async fn a_transient_failure_is_retried_until_it_passes() -> TestResult {
         .await?;
     let db = server.db_path();
     let attempts = move || -> i64 {
-        depot::store::open_read(&db)
+        open_db(&db)
             .and_then(|c| {
                 Ok(c.query_row(
                     "SELECT max(attempts) FROM journal WHERE state = 'pending'",
@@ -207,7 +207,7 @@ async fn a_transient_failure_is_retried_until_it_passes() -> TestResult {
         attempts() >= 3
     })
     .await?;
-    let stats = depot::cli::stats::collect(&depot::store::open_read(&server.db_path())?)?;
+    let stats = depot::cli::stats::collect(&open_db(&server.db_path())?)?;
     assert_eq!((stats.pending, stats.retrying), (1, 1));
     assert!(stats
         .oldest_retrying
@@ -217,7 +217,7 @@ async fn a_transient_failure_is_retried_until_it_passes() -> TestResult {
     let convs = current(&server)?;
     assert_eq!(convs.len(), 1, "{convs:?}");
     assert_eq!(std::fs::read(archived(&convs[0])?)?, wav);
-    let stats = depot::cli::stats::collect(&depot::store::open_read(&server.db_path())?)?;
+    let stats = depot::cli::stats::collect(&open_db(&server.db_path())?)?;
     assert_eq!((stats.pending, stats.retrying), (0, 0));
     server.stop().await
 }
@@ -228,7 +228,7 @@ async fn a_transient_failure_is_retried_until_it_passes() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renames_move_the_conversation_and_never_ingest_twice() -> TestResult {
     let mut server = TestServer::start().await?;
-    let wav = depot::pipeline::audio::sine_wav(0.1, 8000);
+    let wav = sine_wav(0.1, 8000);
     let local = server.local("a.wav");
     std::fs::write(&local, &wav)?;
     server
@@ -260,10 +260,7 @@ async fn renames_move_the_conversation_and_never_ingest_twice() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rename_onto_an_ingested_name_supersedes_it() -> TestResult {
     let mut server = TestServer::start().await?;
-    let (a, b) = (
-        depot::pipeline::audio::sine_wav(0.1, 8000),
-        depot::pipeline::audio::sine_wav(0.15, 8000),
-    );
+    let (a, b) = (sine_wav(0.1, 8000), sine_wav(0.15, 8000));
     let (la, lb) = (server.local("a.wav"), server.local("b.wav"));
     std::fs::write(&la, &a)?;
     std::fs::write(&lb, &b)?;

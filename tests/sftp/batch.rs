@@ -104,7 +104,7 @@ fn report_lines(server: &TestServer) -> TestResult<Vec<String>> {
 
 /// The paths of the ingested conversations.
 fn ingested(server: &TestServer) -> TestResult<Vec<String>> {
-    let conn = depot::store::open_read(&server.db_path())?;
+    let conn = open_db(&server.db_path())?;
     let mut st =
         conn.prepare("SELECT path FROM conversations WHERE status = 'ingested' ORDER BY path")?;
     let rows = st.query_map([], |r| r.get(0))?;
@@ -133,7 +133,7 @@ async fn night_landed(server: &TestServer, local: &Path, remote: &str) -> TestRe
     )
     .await;
     if waited.is_err() {
-        let conn = depot::store::open_read(&server.db_path())?;
+        let conn = open_db(&server.db_path())?;
         let mut st = conn.prepare("SELECT path, stage, reason FROM rejections")?;
         let rows: Vec<(String, String, String)> = st
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?

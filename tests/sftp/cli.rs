@@ -6,14 +6,7 @@ use std::path::Path;
 use std::process::Output;
 
 async fn check_config(cwd: &Path, config: &Path) -> TestResult<Output> {
-    Ok(tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
-        .arg("--config")
-        .arg(config)
-        .arg("check-config")
-        .current_dir(cwd)
-        .env_remove("RUST_LOG")
-        .output()
-        .await?)
+    depot_cli(cwd, config, &["check-config"]).await
 }
 
 fn text(o: &Output) -> String {

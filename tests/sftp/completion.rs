@@ -313,7 +313,7 @@ async fn write_through_a_stale_handle_never_changes_the_archive() -> TestResult 
     let client = server.raw_sftp("acme").await?;
     client.sftp.mkdir(DIR, FileAttributes::default()).await?;
     let path = format!("{DIR}/twice.wav");
-    let wav = depot::pipeline::audio::sine_wav(0.2, 8000);
+    let wav = sine_wav(0.2, 8000);
     let flags = OpenFlags::WRITE | OpenFlags::CREATE;
     let first = client
         .sftp
@@ -332,7 +332,7 @@ async fn write_through_a_stale_handle_never_changes_the_archive() -> TestResult 
     let _ = client.sftp.write(&second, 0, b"overwrite".to_vec()).await;
     let db = server.db_path();
     let archive = move || -> Option<String> {
-        let conn = depot::store::open_read(&db).ok()?;
+        let conn = open_db(&db).ok()?;
         conn.query_row(
             "SELECT archive_path FROM conversations WHERE status = 'ingested'",
             [],

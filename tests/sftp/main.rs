@@ -3,9 +3,9 @@
 //! disk and in SQLite. One binary, so the server library and OpenSSH's
 //! start-up are paid for once per test, not once per file.
 
-mod harness;
-#[path = "../common/russh_client.rs"]
-mod russh_client;
+#[path = "../common/mod.rs"]
+mod common;
+use common::{harness, russh_client};
 
 mod archive;
 mod auth;
@@ -19,3 +19,4 @@ mod refusals;
 mod restart;
 mod sweep;
 mod upload;
+mod wait;

@@ -79,7 +79,7 @@ async fn wrong_extension_in_audio_is_refused_at_open() -> TestResult {
 
     // Each refused name is one open rejection (a client retrying it adds
     // none), and one line in today's report.
-    let conn = depot::store::open_read(&server.db_path())?;
+    let conn = open_db(&server.db_path())?;
     let mut st = conn.prepare(
         "SELECT path, stage, reason FROM rejections WHERE journal_id IS NULL ORDER BY id",
     )?;

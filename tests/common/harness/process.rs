@@ -1,12 +1,13 @@
 //! A depot child process on a private temp directory: start, SIGKILL,
-//! SIGTERM, restart on the same data. Clients connect with russh.
+//! SIGTERM, restart on the same data, its file descriptors and memory read
+//! from /proc. Clients connect with russh (see the clients module).
 
-use std::path::{Path, PathBuf};
+use super::config::{process_toml, Options};
+use super::wait::until_blocking;
+use super::TestResult;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 pub struct Depot {
     pub dir: tempfile::TempDir,
@@ -32,28 +33,14 @@ fn free_port() -> TestResult<u16> {
         .port())
 }
 
-/// What a test may change in the generated configuration.
-#[derive(Default)]
-pub struct Options {
-    /// Extra accounts: (name, TOML after the client key line).
-    pub accounts: Vec<(String, String)>,
-    /// Extra lines for `[server]` (e.g. `max_sessions_per_account = 256`).
-    pub server: String,
-    /// Lines for `[auth]`.
-    pub auth: String,
-    /// Where the data lives (default: `<dir>/data`).
-    pub data_dir: Option<PathBuf>,
-    /// Log level (default "warn").
-    pub log_level: Option<String>,
-}
-
 impl Depot {
     /// Writes a config with one account (`account_toml` after the key line).
     pub fn new(account: &str, account_toml: &str) -> TestResult<Depot> {
         Depot::with_options(account, account_toml, Options::default())
     }
 
-    /// Like [`Depot::new`], with extra accounts and server settings.
+    /// Like [`Depot::new`], with extra accounts and server settings. Every
+    /// account trusts the one client key at [`Depot::key`].
     pub fn with_options(account: &str, account_toml: &str, opts: Options) -> TestResult<Depot> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
@@ -61,18 +48,10 @@ impl Depot {
         std::fs::create_dir_all(root.join("accounts"))?;
         depot::keys::generate_ed25519(&root.join("client"), "test")?;
         let public = std::fs::read_to_string(root.join("client.pub"))?;
-        let data_dir = opts.data_dir.unwrap_or_else(|| root.join("data"));
+        let data_dir = opts.data_dir.clone().unwrap_or_else(|| root.join("data"));
         std::fs::write(
             root.join("depot.toml"),
-            format!(
-                "[server]\nlisten = \"127.0.0.1:{port}\"\nhost_keys = [\"{0}/host\"]\ndata_dir = \"{1}\"\n\
-                 accounts_dir = \"{0}/accounts\"\n{2}\n[auth]\n{3}\n[log]\nlevel = \"{4}\"\n",
-                root.display(),
-                data_dir.display(),
-                opts.server,
-                opts.auth,
-                opts.log_level.as_deref().unwrap_or("warn"),
-            ),
+            process_toml(root, port, &data_dir, &opts),
         )?;
         let mut accounts = vec![(account.to_string(), account_toml.to_string())];
         accounts.extend(opts.accounts);
@@ -104,6 +83,11 @@ impl Depot {
         self.dir.path().join("client")
     }
 
+    /// The jail directory of `account` on disk.
+    pub fn jail(&self, account: &str) -> PathBuf {
+        self.data_dir.join("home").join(account)
+    }
+
     /// Starts the server and waits until it accepts connections.
     pub fn start(&mut self) -> TestResult {
         let log = std::fs::OpenOptions::new()
@@ -130,13 +114,14 @@ impl Depot {
             .stderr(log)
             .spawn()?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(format!("depot did not start: {}", self.log()).into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let port = self.port;
+        until_blocking(
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            "depot to accept connections",
+            || Ok(std::net::TcpStream::connect(("127.0.0.1", port)).ok()),
+        )
+        .map_err(|e| format!("depot did not start ({e}): {}", self.log()))?;
         Ok(())
     }
 
@@ -175,91 +160,30 @@ impl Depot {
             .arg("-TERM")
             .arg(c.id().to_string())
             .status()?;
-        loop {
-            if let Some(status) = c.try_wait()? {
-                return Ok((status, t0.elapsed()));
-            }
-            if t0.elapsed() > limit {
+        let exited = until_blocking(
+            limit,
+            Duration::from_millis(10),
+            "depot to exit after SIGTERM",
+            || Ok(c.try_wait()?),
+        );
+        match exited {
+            Ok(status) => Ok((status, t0.elapsed())),
+            Err(_) => {
                 let _ = c.kill();
                 let _ = c.wait();
-                return Err(format!(
+                Err(format!(
                     "depot still running {limit:?} after SIGTERM: {}",
                     self.log()
                 )
-                .into());
+                .into())
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("depot.log")).unwrap_or_default()
     }
-}
 
-impl Drop for Depot {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-use crate::russh_client;
-pub use crate::russh_client::Client;
-
-pub struct Session {
-    _handle: russh::client::Handle<Client>,
-    pub sftp: russh_sftp::client::RawSftpSession,
-}
-
-pub async fn connect(port: u16, account: &str, key: &Path) -> TestResult<Session> {
-    let mut handle =
-        russh_client::connect(port, russh_client::config(Duration::from_secs(20))).await?;
-    russh_client::key_login(&mut handle, account, key).await?;
-    let sftp = russh_client::open_sftp(&handle, 20).await?;
-    Ok(Session {
-        _handle: handle,
-        sftp,
-    })
-}
-
-/// Uploads `data` to `path` in chunks; `Ok(true)` only when the server
-/// acknowledged the CLOSE.
-pub async fn upload(s: &Session, path: &str, data: &[u8]) -> TestResult<bool> {
-    use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
-    let handle = s
-        .sftp
-        .open(
-            path,
-            OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE,
-            FileAttributes::empty(),
-        )
-        .await?
-        .handle;
-    for (i, chunk) in data.chunks(16 * 1024).enumerate() {
-        s.sftp
-            .write(handle.as_str(), (i * 16 * 1024) as u64, chunk.to_vec())
-            .await?;
-    }
-    let status = s.sftp.close(handle).await?;
-    Ok(status.status_code == StatusCode::Ok)
-}
-
-/// Opens an SSH connection to the server from `local` (any loopback
-/// address: 127.0.0.2 is a different source IP for the ban list).
-pub async fn ssh_from(
-    port: u16,
-    local: std::net::IpAddr,
-) -> Result<russh::client::Handle<Client>, russh::Error> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.bind(std::net::SocketAddr::new(local, 0))?;
-    let stream = socket
-        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-        .await?;
-    let config = russh_client::config(Duration::from_secs(20));
-    russh::client::connect_stream(Arc::new(config), stream, Client).await
-}
-
-impl Depot {
     /// Open file descriptors of the server process.
     pub fn fd_count(&self) -> TestResult<usize> {
         let pid = self.pid().ok_or("depot is not running")?;
@@ -277,68 +201,37 @@ impl Depot {
         Ok(line.split_whitespace().nth(1).ok_or("bad VmHWM")?.parse()?)
     }
 
-    /// The jail directory of `account` on disk.
-    pub fn jail(&self, account: &str) -> PathBuf {
-        self.data_dir.join("home").join(account)
-    }
-
     /// Waits until no journal row is pending and `done(conversations)` holds.
     pub fn wait_ingested(&self, limit: Duration, done: impl Fn(i64) -> bool) -> TestResult<i64> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let c = depot::store::open_read(&self.db())?;
-            let pending: i64 = c.query_row(
-                "SELECT count(*) FROM journal WHERE state = 'pending'",
-                [],
-                |r| r.get(0),
-            )?;
-            let convs: i64 = c.query_row(
-                "SELECT count(*) FROM conversations WHERE status != 'superseded'",
-                [],
-                |r| r.get(0),
-            )?;
-            if pending == 0 && done(convs) {
-                return Ok(convs);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("still {pending} pending, {convs} conversations").into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut seen = (0, 0);
+        until_blocking(
+            limit,
+            Duration::from_millis(50),
+            "ingestion to settle",
+            || {
+                let c = super::ingest::open_db(&self.db())?;
+                let pending: i64 = c.query_row(
+                    "SELECT count(*) FROM journal WHERE state = 'pending'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let convs: i64 = c.query_row(
+                    "SELECT count(*) FROM conversations WHERE status != 'superseded'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                seen = (pending, convs);
+                Ok((pending == 0 && done(convs)).then_some(convs))
+            },
+        )
+        .map_err(|e| format!("{e}: still {} pending, {} conversations", seen.0, seen.1).into())
     }
 }
 
-/// Downloads a whole file.
-pub async fn download(s: &Session, path: &str) -> TestResult<Vec<u8>> {
-    use russh_sftp::protocol::{FileAttributes, OpenFlags};
-    let handle = s
-        .sftp
-        .open(path, OpenFlags::READ, FileAttributes::empty())
-        .await?
-        .handle;
-    let mut out = Vec::new();
-    loop {
-        match s
-            .sftp
-            .read(handle.as_str(), out.len() as u64, 64 * 1024)
-            .await
-        {
-            Ok(d) => out.extend_from_slice(&d.data),
-            Err(russh_sftp::client::error::Error::Status(st))
-                if st.status_code == russh_sftp::protocol::StatusCode::Eof =>
-            {
-                break
-            }
-            Err(e) => return Err(e.into()),
-        }
+impl Drop for Depot {
+    fn drop(&mut self) {
+        self.kill();
     }
-    s.sftp.close(handle).await?;
-    Ok(out)
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
 }
 
 /// Tests that measure time take this exclusively; every other test takes

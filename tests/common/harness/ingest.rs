@@ -1,39 +1,21 @@
-//! What the pipeline tests add to the SFTP harness: customer accounts with
-//! ingestion settings, uploads of local files, and the outcomes read back
-//! the way an operator reads them (SQLite through `depot::store::queries`,
-//! the `depot` binary's JSON, files on disk). Every wait is a poll under a
-//! deadline, never a sleep.
+//! Customers with ingestion settings, uploads of local files through
+//! OpenSSH `sftp`, and the outcomes read back the way an operator reads
+//! them: SQLite through `depot::store::queries`, the `depot` binary's JSON,
+//! files on disk. Every wait is a poll under a deadline, never a sleep.
 
-use crate::harness::{AccountSpec, TestConfig, TestResult, TestServer};
+use super::config::{AccountSpec, TestConfig};
+use super::fixtures::{fixture, TEMPLATE};
+use super::server::TestServer;
+use super::wait::until;
+use super::TestResult;
 use depot::store::queries::{self, ConversationFilter};
 use serde_json::Value as Json;
 use std::fmt::Write as _;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-/// The seed example's file name.
-pub const SEED: &str = "2026_02_11_15_20_33_Jean-Pierre_Dupont_Entrant_478_0682316817_163.mp3";
-
-pub const TEMPLATE: &str = "{datetime:%Y_%m_%d_%H_%M_%S}_{advisor_firstname}_{advisor_lastname}_{channel}_{advisor_extension}_{called_line}_{contact_reason}";
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// How long ingestion of a handful of files may take.
 pub const INGEST: Duration = Duration::from_secs(30);
-
-pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-/// The real MP3 fixture's bytes.
-pub fn tone_mp3() -> Vec<u8> {
-    std::fs::read(fixture("tone.mp3")).expect("tests/fixtures/tone.mp3")
-}
-
-/// A short valid WAV; `seed` varies its length so contents differ.
-pub fn small_wav(seed: u32) -> Vec<u8> {
-    depot::pipeline::audio::sine_wav(0.05 + f64::from(seed % 50) * 0.001, 8000)
-}
 
 /// A customer shaped like the seed: Europe/Paris, date directories under
 /// `/audio`, the seed's file-name template, the reason mapping file
@@ -66,6 +48,7 @@ pub fn customer(name: &str, more: &str) -> AccountSpec {
     }
 }
 
+/// An in-process server with these accounts and otherwise the defaults.
 pub async fn start(accounts: Vec<AccountSpec>) -> TestResult<TestServer> {
     TestServer::start_with(TestConfig {
         accounts,
@@ -108,26 +91,13 @@ pub async fn upload(
     Ok(())
 }
 
-/// Polls `probe` until it yields a value or `limit` passes.
-pub async fn until<T>(
-    limit: Duration,
-    what: &str,
-    mut probe: impl FnMut() -> TestResult<Option<T>>,
-) -> TestResult<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = probe()? {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("timed out after {limit:?} waiting for: {what}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// A connection to the database at `path`, for reading what was committed.
+pub fn open_db(path: &Path) -> TestResult<rusqlite::Connection> {
+    Ok(depot::store::open_read(path)?)
 }
 
 fn db(server: &TestServer) -> TestResult<rusqlite::Connection> {
-    Ok(depot::store::open_read(&server.db_path())?)
+    open_db(&server.db_path())
 }
 
 /// Every conversation of `account` (superseded ones too), by id.
@@ -191,15 +161,9 @@ pub async fn rejection_of(
 /// resolve against the temp dir, as for an operator in the install dir)
 /// and parses its `--json` output.
 pub async fn cli_json(server: &TestServer, args: &[&str]) -> TestResult<Json> {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_depot"))
-        .arg("--config")
-        .arg(&server.config_path)
-        .args(args)
-        .arg("--json")
-        .current_dir(server.tmp.path())
-        .env_remove("RUST_LOG")
-        .output()
-        .await?;
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let out = server.cli(&with_json).await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
