@@ -986,7 +986,13 @@ async fn parked_webhook_events_are_listed_and_retried() -> TestResult {
     .await?;
     let first = read_log(&log)?[0].clone();
     assert_eq!(first["status"], 500);
-    let listed = cli_json(&server, &["webhooks"]).await?;
+    // The receiver logs its answer before depot commits the delivery.
+    let s = &server;
+    let listed = until_async(INGEST, "the delivery committed", move || async move {
+        let listed = cli_json(s, &["webhooks"]).await?;
+        Ok((listed[0]["delivered"] == 1).then_some(listed))
+    })
+    .await?;
     assert_eq!(listed[0]["name"], "analysis", "{listed:#}");
     assert_eq!(listed[0]["parked"], 1, "{listed:#}");
     assert_eq!(listed[0]["delivered"], 1, "{listed:#}");
@@ -1009,7 +1015,12 @@ async fn parked_webhook_events_are_listed_and_retried() -> TestResult {
         },
     )
     .await?;
-    let listed = cli_json(&server, &["webhooks"]).await?;
+    let s = &server;
+    let listed = until_async(INGEST, "the redelivery committed", move || async move {
+        let listed = cli_json(s, &["webhooks"]).await?;
+        Ok((listed[0]["parked"] == 0).then_some(listed))
+    })
+    .await?;
     assert_eq!(listed[0]["parked"], 0, "{listed:#}");
     // /metrics shows the same state.
     let (admin, _, _) = tokens(&server)?;
