@@ -1,6 +1,9 @@
 //! In-process counters, printed at shutdown, and saved every few seconds
 //! into the database so `depot stats` (another process) can read them while
-//! the server runs (later also served over HTTP).
+//! the server runs; `GET /metrics` serves them live. [`stats`] is what both
+//! report from the database.
+
+pub mod stats;
 
 use crate::store::{self, Writer};
 use rusqlite::{params, Connection};

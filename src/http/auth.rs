@@ -3,12 +3,13 @@
 //! as a failure of the source address in the same ban list as SSH logins,
 //! so guessing tokens costs an attacker the same as guessing passwords.
 
+use super::console::session;
 use super::tokens::Scope;
 use super::{ApiError, State};
 use crate::metrics::Metrics;
 use crate::sftp::auth::FailureOutcome;
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::{header, request::Parts, StatusCode};
+use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,7 +95,7 @@ pub fn authenticate(state: &State, parts: &Parts) -> Result<Caller, ApiError> {
     // A console session may read too (the audio player sends its cookie,
     // never a token); it sees what its viewer sees in the console.
     if presented.is_none() {
-        if let Some(c) = super::console::session_caller(state, &parts.headers) {
+        if let Some(c) = session_caller(state, &parts.headers) {
             return Ok(c);
         }
     }
@@ -115,6 +116,18 @@ pub fn authenticate(state: &State, parts: &Parts) -> Result<Caller, ApiError> {
         }
     }
     Err(unauthorized())
+}
+
+/// The API caller a console session stands for (read scope; a customer's
+/// limited to its account).
+pub fn session_caller(state: &State, headers: &HeaderMap) -> Option<Caller> {
+    let id = session::cookie(headers, session::COOKIE)?;
+    let s = state.sessions.get(id, Instant::now())?;
+    Some(Caller {
+        name: format!("console:{}", s.who.name()),
+        scope: Scope::Read,
+        account: s.who.account().map(str::to_string),
+    })
 }
 
 impl FromRequestParts<Arc<State>> for Caller {

@@ -10,13 +10,17 @@ pub mod console;
 mod events;
 mod metrics;
 mod openapi;
+mod router;
 mod routes;
+mod schema;
 pub mod tokens;
 
 use crate::config::{Accounts, HttpConfig};
 use crate::metrics::Metrics;
 use crate::sftp::auth::{BanList, PasswordChecker};
 use crate::store;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rusqlite::Connection;
@@ -60,6 +64,12 @@ impl ApiError {
             "the server could not answer; the operator's log has the cause",
         )
     }
+}
+
+/// A query string that does not parse is the client's error (400).
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
 impl IntoResponse for ApiError {
@@ -189,7 +199,7 @@ pub async fn start(
         ),
         None => None,
     };
-    let mut router = routes::router(state);
+    let mut router = router::router(state);
     if parts_tls {
         // Served over our own TLS: what the console's cookies check, as
         // behind a TLS-terminating proxy (so they are marked Secure).

@@ -72,7 +72,7 @@ pub async fn form(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    if super::session_caller(&state, &headers).is_some() {
+    if crate::http::auth::session_caller(&state, &headers).is_some() {
         return Ok(Redirect::to("/").into_response());
     }
     login_page(&headers, StatusCode::OK, String::new(), None)

@@ -11,8 +11,6 @@ mod login;
 mod pages;
 pub mod session;
 
-use super::auth::Caller;
-use super::tokens::Scope;
 use super::{ApiError, State};
 use askama::Template;
 use axum::extract::FromRequestParts;
@@ -49,18 +47,6 @@ async fn stylesheet() -> Response {
         STYLESHEET,
     )
         .into_response()
-}
-
-/// The API caller a console session stands for (read scope; a customer's
-/// limited to its account).
-pub fn session_caller(state: &State, headers: &HeaderMap) -> Option<Caller> {
-    let id = session::cookie(headers, session::COOKIE)?;
-    let s = state.sessions.get(id, Instant::now())?;
-    Some(Caller {
-        name: format!("console:{}", s.who.name()),
-        scope: Scope::Read,
-        account: s.who.account().map(str::to_string),
-    })
 }
 
 /// A logged-in viewer of a console page.
