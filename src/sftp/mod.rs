@@ -1,12 +1,13 @@
 //! The SFTP front: accept loop, SSH sessions, authentication, and the SFTP
 //! file-system handler that works inside each account's jail.
 //!
-//! Data flow: TCP accept (ban check, unauthenticated limits) →
+//! Data flow: TCP accept (ban check, [`admission`] of the unauthenticated) →
 //! [`conn::serve`] (login grace time) → [`ssh::Connection`] (auth, session
 //! limits) → `sftp` subsystem → [`channel`] pump → [`fs::SftpSession`], whose
 //! CLOSE/RENAME produce upload completions: fsync, a journal row committed,
 //! then OK to the client and the entry handed to the pipeline.
 
+mod admission;
 pub mod auth;
 mod budget;
 mod channel;
@@ -53,7 +54,7 @@ pub struct Shared {
     pub seals: Arc<crate::deposit::Seals>,
     /// Logged-in sessions (unauthenticated connections are counted apart).
     sessions_total: AtomicUsize,
-    unauthenticated: Arc<conn::Unauthenticated>,
+    unauthenticated: Arc<admission::Unauthenticated>,
     sessions_per_account: Mutex<HashMap<String, usize>>,
     /// Open write handles across all sessions.
     pub open_uploads: AtomicUsize,
@@ -89,7 +90,7 @@ impl Shared {
         }));
         Ok(Arc::new(Shared {
             bans: BanList::new(settings.auth.clone()),
-            unauthenticated: conn::Unauthenticated::new(
+            unauthenticated: admission::Unauthenticated::new(
                 settings.auth.max_unauthenticated_per_ip,
                 settings.auth.max_unauthenticated,
             ),

@@ -8,8 +8,8 @@
 //! connection's place among the unauthenticated and takes a session slot
 //! of the server and of the account.
 
+use super::admission::Pending;
 use super::auth::{ip_allowed, FailureOutcome};
-use super::conn::Pending;
 use super::{AccountSlot, Shared};
 use crate::config::Account;
 use crate::metrics::Metrics;
