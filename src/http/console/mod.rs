@@ -7,8 +7,13 @@
 //! 404, exactly as a missing one does.
 
 mod chart;
+mod conversation;
+mod conversations;
+mod frame;
 mod login;
-mod pages;
+mod overview;
+mod records;
+mod rejections;
 pub mod session;
 
 use super::{ApiError, State};
@@ -26,15 +31,15 @@ const STYLESHEET: &str = include_str!("console.css");
 
 pub fn router() -> Router<Arc<State>> {
     Router::new()
-        .route("/", get(pages::overview))
+        .route("/", get(overview::overview))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", axum::routing::post(login::logout))
-        .route("/conversations", get(pages::conversations))
-        .route("/conversations/{id}", get(pages::conversation))
-        .route("/rejections", get(pages::rejections))
-        .route("/advisors", get(pages::advisors))
-        .route("/crm", get(pages::crm))
-        .route("/accounts", get(pages::accounts))
+        .route("/conversations", get(conversations::conversations))
+        .route("/conversations/{id}", get(conversation::conversation))
+        .route("/rejections", get(rejections::rejections))
+        .route("/advisors", get(records::advisors))
+        .route("/crm", get(records::crm))
+        .route("/accounts", get(records::accounts))
         .route("/console.css", get(stylesheet))
 }
 
