@@ -17,7 +17,6 @@ use std::time::Instant;
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub name: String,
     pub scope: Scope,
     /// Set: this caller sees only this account.
     pub account: Option<String>,
@@ -101,7 +100,6 @@ pub fn authenticate(state: &State, parts: &Parts) -> Result<Caller, ApiError> {
     }
     if let Some(t) = presented.and_then(|p| state.tokens.find(p)) {
         return Ok(Caller {
-            name: t.name,
             scope: t.scope,
             account: t.account,
         });
@@ -124,7 +122,6 @@ pub fn session_caller(state: &State, headers: &HeaderMap) -> Option<Caller> {
     let id = session::cookie(headers, session::COOKIE)?;
     let s = state.sessions.get(id, Instant::now())?;
     Some(Caller {
-        name: format!("console:{}", s.who.name()),
         scope: Scope::Read,
         account: s.who.account().map(str::to_string),
     })

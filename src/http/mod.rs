@@ -5,8 +5,8 @@
 //! so a slow client or a large page never holds up ingestion, and the HTTP
 //! server holds nothing that keeps the writer alive at shutdown.
 
-pub mod auth;
-pub mod console;
+mod auth;
+mod console;
 mod events;
 mod metrics;
 mod openapi;
@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 /// An error answered to the client as JSON.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
@@ -80,7 +80,7 @@ impl IntoResponse for ApiError {
 }
 
 /// What every handler shares.
-pub struct State {
+pub(crate) struct State {
     pub cfg: HttpConfig,
     pub db_path: PathBuf,
     pub data_dir: PathBuf,
@@ -137,7 +137,7 @@ impl State {
 }
 
 /// Everything the HTTP server needs from the rest of depot.
-pub struct Parts {
+pub(crate) struct Parts {
     pub cfg: HttpConfig,
     pub db_path: PathBuf,
     pub data_dir: PathBuf,
@@ -152,7 +152,7 @@ pub struct Parts {
 
 /// Binds `[http] listen` and serves until `shutdown` turns true; then
 /// stops accepting and lets requests in progress finish.
-pub async fn start(
+pub(crate) async fn start(
     parts: Parts,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {

@@ -37,21 +37,21 @@ use tokio::task::JoinSet;
 use crate::config::Accounts;
 
 /// Where completed uploads go next (the pipeline's inbox).
-pub type CompletionSender = mpsc::UnboundedSender<Entry>;
+pub(crate) type CompletionSender = mpsc::UnboundedSender<Entry>;
 
 /// State shared by every session.
 pub struct Shared {
-    pub settings: Settings,
-    pub accounts: watch::Receiver<Accounts>,
-    pub writer: Writer,
-    pub completions: CompletionSender,
-    pub bans: Arc<BanList>,
-    pub passwords: Arc<PasswordChecker>,
+    pub(crate) settings: Settings,
+    pub(crate) accounts: watch::Receiver<Accounts>,
+    pub(crate) writer: Writer,
+    pub(crate) completions: CompletionSender,
+    pub(crate) bans: Arc<BanList>,
+    pub(crate) passwords: Arc<PasswordChecker>,
     pub metrics: Arc<Metrics>,
     /// Deposits the pipeline is working on: not to be modified meanwhile.
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
     /// Acknowledged deposits not yet archived: no handle may change them.
-    pub seals: Arc<crate::deposit::Seals>,
+    pub(crate) seals: Arc<crate::deposit::Seals>,
     /// Logged-in sessions (unauthenticated connections are counted apart).
     sessions_total: AtomicUsize,
     unauthenticated: Arc<admission::Unauthenticated>,
@@ -67,7 +67,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(
+    pub(crate) fn new(
         settings: Settings,
         accounts: watch::Receiver<Accounts>,
         writer: Writer,
@@ -114,11 +114,11 @@ impl Shared {
     }
 
     /// Shutdown has begun: every hashing from disk stops at its next read.
-    pub fn stop_hashing(&self) {
+    pub(crate) fn stop_hashing(&self) {
         self.stop_hashing.store(true, Ordering::SeqCst);
     }
 
-    pub fn account(&self, name: &str) -> Option<Arc<Account>> {
+    pub(crate) fn account(&self, name: &str) -> Option<Arc<Account>> {
         self.accounts.borrow().get(name).cloned()
     }
 
@@ -158,7 +158,7 @@ impl Shared {
 }
 
 /// A session's claim on its account's session budget, released on drop.
-pub struct AccountSlot {
+pub(crate) struct AccountSlot {
     shared: Arc<Shared>,
     account: String,
 }
@@ -221,7 +221,7 @@ pub fn ssh_config(settings: &Settings, host_keys: Vec<PrivateKey>) -> russh::ser
 }
 
 /// Binds every configured listen address.
-pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
+pub(crate) async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
     let mut out = Vec::new();
     for a in addrs {
         let l = TcpListener::bind(a)
@@ -235,7 +235,7 @@ pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
 /// Accepts connections until `shutdown` turns true, then closes every
 /// session (within `server.shutdown_timeout`). A request already being
 /// answered, such as a completion being journaled, finishes on its own.
-pub async fn run(
+pub(crate) async fn run(
     shared: Arc<Shared>,
     config: Arc<russh::server::Config>,
     listeners: Vec<TcpListener>,
