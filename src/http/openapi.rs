@@ -39,7 +39,7 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// This document.
 #[utoipa::path(get, path = "/v1/openapi.json", security(()),

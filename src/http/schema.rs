@@ -12,13 +12,13 @@ use utoipa::ToSchema;
 /// Every error answer.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     error: ErrorDetail,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ErrorDetail {
+pub(crate) struct ErrorDetail {
     /// Stable, for programs: `unauthorized`, `forbidden`, `banned`,
     /// `not_found`, `bad_request`, `timeout`, `internal`, …
     code: String,
@@ -30,7 +30,7 @@ pub struct ErrorDetail {
 /// file gave when no record was made.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ConversationAdvisor {
+pub(crate) struct ConversationAdvisor {
     id: Option<i64>,
     email: Option<String>,
     team: Option<String>,
@@ -44,7 +44,7 @@ pub struct ConversationAdvisor {
 #[allow(dead_code)]
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub(crate) enum Status {
     Ingested,
     AwaitingMetadata,
     Superseded,
@@ -53,7 +53,7 @@ pub enum Status {
 /// One conversation.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Conversation {
+pub(crate) struct Conversation {
     id: i64,
     account: String,
     /// The deposit's path in the account's jail.
@@ -88,7 +88,7 @@ pub struct Conversation {
 
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ConversationPage {
+pub(crate) struct ConversationPage {
     items: Vec<Conversation>,
     /// Pass back as `cursor` for the next page; null on the last.
     next_cursor: Option<String>,
@@ -96,7 +96,7 @@ pub struct ConversationPage {
 
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Advisor {
+pub(crate) struct Advisor {
     id: i64,
     account: String,
     email: String,
@@ -109,7 +109,7 @@ pub struct Advisor {
 
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Rejection {
+pub(crate) struct Rejection {
     id: i64,
     account: String,
     path: String,
@@ -122,7 +122,7 @@ pub struct Rejection {
 
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CrmSnapshot {
+pub(crate) struct CrmSnapshot {
     id: i64,
     account: String,
     path: String,
@@ -136,7 +136,7 @@ pub struct CrmSnapshot {
 
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AccountSummary {
+pub(crate) struct AccountSummary {
     name: String,
     conversations: i64,
     open_rejections: i64,
@@ -148,7 +148,7 @@ pub struct AccountSummary {
 /// One event of the feed.
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Event {
+pub(crate) struct Event {
     /// Strictly increasing.
     seq: i64,
     id: String,
@@ -164,7 +164,7 @@ pub struct Event {
 
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EventPage {
+pub(crate) struct EventPage {
     items: Vec<Event>,
     /// Pass back as `after`.
     next_after: i64,
@@ -172,13 +172,13 @@ pub struct EventPage {
 
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Health {
+pub(crate) struct Health {
     status: String,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     ready: bool,
     database: bool,
     accepting: bool,

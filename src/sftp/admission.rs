@@ -17,7 +17,7 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// What ended a connection's unauthenticated phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Authenticated,
     /// Dropped to make room for a newer connection from a lighter address.
     Evicted,
@@ -25,7 +25,7 @@ pub enum Verdict {
 
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     PerIp,
     Total,
 }
@@ -41,21 +41,21 @@ struct Inner {
 }
 
 /// The unauthenticated connections, per address and in all.
-pub struct Unauthenticated {
+pub(crate) struct Unauthenticated {
     max_per_ip: usize,
     max_total: usize,
     inner: Mutex<Inner>,
 }
 
 /// An unauthenticated connection's place; freed on login or when dropped.
-pub struct Pending {
+pub(crate) struct Pending {
     registry: Arc<Unauthenticated>,
     id: u64,
 }
 
 impl Pending {
     /// The connection logged in: it no longer counts as unauthenticated.
-    pub fn authenticated(self) {
+    pub(crate) fn authenticated(self) {
         if let Some(tx) = self.registry.remove(self.id) {
             let _ = tx.send(Verdict::Authenticated);
         }
@@ -69,7 +69,7 @@ impl Drop for Pending {
 }
 
 impl Unauthenticated {
-    pub fn new(max_per_ip: usize, max_total: usize) -> Arc<Self> {
+    pub(crate) fn new(max_per_ip: usize, max_total: usize) -> Arc<Self> {
         Arc::new(Unauthenticated {
             max_per_ip: max_per_ip.max(1),
             max_total: max_total.max(1),
@@ -83,7 +83,7 @@ impl Unauthenticated {
 
     /// Takes a place for a new connection from `ip`, evicting the oldest
     /// connection of the heaviest address when the total is full.
-    pub fn admit(
+    pub(crate) fn admit(
         self: &Arc<Self>,
         ip: IpAddr,
     ) -> Result<(Pending, oneshot::Receiver<Verdict>), Refused> {
@@ -160,7 +160,7 @@ impl Unauthenticated {
 
     /// (from `ip`, in all) unauthenticated connections now.
     #[cfg(test)]
-    pub fn counts(&self, ip: IpAddr) -> (usize, usize) {
+    pub(crate) fn counts(&self, ip: IpAddr) -> (usize, usize) {
         let g = self.lock();
         (g.per_ip.get(&ip).copied().unwrap_or(0), g.conns.len())
     }

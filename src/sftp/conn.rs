@@ -27,12 +27,12 @@ const GOODBYE: Duration = Duration::from_millis(500);
 const AFTER_CUT: Duration = Duration::from_secs(2);
 
 /// The socket as russh reads and writes it, shared with its [`Severer`].
-pub struct Severable(Arc<TcpStream>);
+pub(crate) struct Severable(Arc<TcpStream>);
 
 /// Cuts a [`Severable`]'s socket from outside the session.
-pub struct Severer(Arc<TcpStream>);
+pub(crate) struct Severer(Arc<TcpStream>);
 
-pub fn severable(stream: TcpStream) -> (Severable, Severer) {
+pub(crate) fn severable(stream: TcpStream) -> (Severable, Severer) {
     let s = Arc::new(stream);
     (Severable(s.clone()), Severer(s))
 }
@@ -40,7 +40,7 @@ pub fn severable(stream: TcpStream) -> (Severable, Severer) {
 impl Severer {
     /// Shuts the socket down both ways: pending reads see end of file,
     /// writes fail, so the session ends.
-    pub fn sever(&self) {
+    pub(crate) fn sever(&self) {
         let _ = rustix::net::shutdown(&*self.0, rustix::net::Shutdown::Both);
     }
 }
@@ -99,7 +99,7 @@ async fn closing(rx: &mut watch::Receiver<bool>) {
 /// Serves one admitted connection to its end: cut at the grace time if it
 /// has not logged in by then, or when evicted; once logged in, until the
 /// client leaves or the server closes sessions.
-pub async fn serve(
+pub(crate) async fn serve(
     shared: Arc<Shared>,
     config: Arc<russh::server::Config>,
     stream: TcpStream,

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub struct Connection {
+pub(crate) struct Connection {
     shared: Arc<Shared>,
     peer: SocketAddr,
     account: Option<Arc<Account>>,
@@ -35,7 +35,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr, pending: Pending) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, peer: SocketAddr, pending: Pending) -> Self {
         Connection {
             shared,
             peer,

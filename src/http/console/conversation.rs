@@ -9,16 +9,16 @@ use axum::response::Response;
 use rusqlite::OptionalExtension;
 use serde_json::Value as Json;
 
-pub struct Pair {
-    pub key: String,
-    pub value: String,
+pub(crate) struct Pair {
+    pub(crate) key: String,
+    pub(crate) value: String,
 }
 
-pub struct HistoryRow {
-    pub id: i64,
-    pub received: String,
-    pub status: String,
-    pub sha256: String,
+pub(crate) struct HistoryRow {
+    pub(crate) id: i64,
+    pub(crate) received: String,
+    pub(crate) status: String,
+    pub(crate) sha256: String,
 }
 
 #[derive(Template)]
@@ -60,7 +60,7 @@ fn pairs(m: &Json) -> Vec<Pair> {
         .unwrap_or_default()
 }
 
-pub async fn conversation(
+pub(crate) async fn conversation(
     axum::extract::State(state): St,
     v: Viewer,
     Path(id): Path<String>,

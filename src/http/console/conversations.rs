@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 const PAGE: usize = 50;
 
 #[derive(Deserialize, Default)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     account: Option<String>,
     day: Option<String>,
     advisor: Option<String>,
@@ -30,23 +30,23 @@ pub struct ListQuery {
     before: Option<String>,
 }
 
-pub struct Row {
-    pub id: i64,
-    pub account: String,
-    pub received: String,
-    pub started: String,
-    pub advisor: String,
-    pub channel: String,
-    pub reason: String,
-    pub picked: bool,
-    pub status: String,
-    pub flags: usize,
+pub(crate) struct Row {
+    pub(crate) id: i64,
+    pub(crate) account: String,
+    pub(crate) received: String,
+    pub(crate) started: String,
+    pub(crate) advisor: String,
+    pub(crate) channel: String,
+    pub(crate) reason: String,
+    pub(crate) picked: bool,
+    pub(crate) status: String,
+    pub(crate) flags: usize,
 }
 
-pub struct Choice {
-    pub value: String,
-    pub label: String,
-    pub selected: bool,
+pub(crate) struct Choice {
+    pub(crate) value: String,
+    pub(crate) label: String,
+    pub(crate) selected: bool,
 }
 
 #[derive(Template)]
@@ -89,7 +89,7 @@ fn to_row(c: &Json, zones: &BTreeMap<String, Tz>) -> Row {
     }
 }
 
-pub async fn conversations(
+pub(crate) async fn conversations(
     axum::extract::State(state): St,
     v: Viewer,
     Query(q): Query<ListQuery>,

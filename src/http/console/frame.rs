@@ -16,16 +16,16 @@ pub(super) type St = axum::extract::State<Arc<State>>;
 
 /// What every page's frame shows: who is logged in, the nav, the form
 /// token of the log-out button, and (operators) the account chosen.
-pub struct Chrome {
-    pub user: String,
-    pub operator: bool,
-    pub csrf: String,
-    pub active: &'static str,
+pub(crate) struct Chrome {
+    pub(crate) user: String,
+    pub(crate) operator: bool,
+    pub(crate) csrf: String,
+    pub(crate) active: &'static str,
     /// `?account=` to carry in the nav links (operators only).
-    pub account_query: String,
+    pub(crate) account_query: String,
     /// The accounts an operator can choose from.
-    pub accounts: Vec<String>,
-    pub account: Option<String>,
+    pub(crate) accounts: Vec<String>,
+    pub(crate) account: Option<String>,
 }
 
 impl Chrome {
@@ -100,7 +100,7 @@ pub(super) fn zones(state: &State) -> BTreeMap<String, Tz> {
 }
 
 /// A stored time in `tz`, with its offset (the stored text if unreadable).
-pub fn local(ts: &str, tz: Tz) -> String {
+pub(crate) fn local(ts: &str, tz: Tz) -> String {
     match DateTime::parse_from_rfc3339(ts) {
         Ok(t) => t
             .with_timezone(&tz)
@@ -135,7 +135,7 @@ pub(super) fn s(v: &Json) -> String {
 }
 
 #[derive(Deserialize)]
-pub struct AccountQuery {
+pub(crate) struct AccountQuery {
     pub(super) account: Option<String>,
 }
 

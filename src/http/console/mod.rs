@@ -14,7 +14,7 @@ mod login;
 mod overview;
 mod records;
 mod rejections;
-pub mod session;
+pub(crate) mod session;
 
 use super::{ApiError, State};
 use askama::Template;
@@ -29,7 +29,7 @@ use std::time::Instant;
 
 const STYLESHEET: &str = include_str!("console.css");
 
-pub fn router() -> Router<Arc<State>> {
+pub(crate) fn router() -> Router<Arc<State>> {
     Router::new()
         .route("/", get(overview::overview))
         .route("/login", get(login::form).post(login::submit))
@@ -55,30 +55,30 @@ async fn stylesheet() -> Response {
 }
 
 /// A logged-in viewer of a console page.
-pub struct Viewer {
-    pub session: Session,
+pub(crate) struct Viewer {
+    pub(crate) session: Session,
 }
 
 impl Viewer {
     /// May this viewer see a record of `account`?
-    pub fn sees(&self, account: &str) -> bool {
+    pub(crate) fn sees(&self, account: &str) -> bool {
         self.session.who.account().is_none_or(|a| a == account)
     }
 
-    pub fn is_operator(&self) -> bool {
+    pub(crate) fn is_operator(&self) -> bool {
         matches!(self.session.who, Who::Operator(_))
     }
 }
 
 /// What a page answers when it cannot show itself.
-pub enum PageError {
+pub(crate) enum PageError {
     /// Not logged in (or the session ended): to the log-in page.
     Login,
     Status(StatusCode, String),
 }
 
 impl PageError {
-    pub fn not_found() -> Self {
+    pub(crate) fn not_found() -> Self {
         PageError::Status(
             StatusCode::NOT_FOUND,
             "There is nothing here, or it belongs to another account.".into(),
@@ -144,7 +144,7 @@ fn no_store() -> [(header::HeaderName, HeaderValue); 3] {
 }
 
 /// A rendered page.
-pub fn page(t: &impl Template) -> Result<Response, PageError> {
+pub(crate) fn page(t: &impl Template) -> Result<Response, PageError> {
     Ok((no_store(), Html(t.render()?)).into_response())
 }
 
@@ -168,7 +168,7 @@ impl FromRequestParts<Arc<State>> for Viewer {
 /// Is the request from behind a TLS-terminating proxy? Then cookies are
 /// marked Secure. (Only ever makes a cookie stricter, so the header needs
 /// no trust.)
-pub fn over_tls(headers: &HeaderMap) -> bool {
+pub(crate) fn over_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())

@@ -101,7 +101,7 @@ fn ago(ts: &str) -> String {
     }
 }
 
-pub async fn overview(
+pub(crate) async fn overview(
     axum::extract::State(state): St,
     v: Viewer,
     Query(q): Query<AccountQuery>,

@@ -11,14 +11,14 @@ use chrono::{Duration as Days, Utc};
 use chrono_tz::Tz;
 use rusqlite::OptionalExtension;
 
-pub struct AdvisorRow {
-    pub id: i64,
-    pub account: String,
-    pub name: String,
-    pub email: String,
-    pub team: String,
-    pub connector: String,
-    pub created: String,
+pub(crate) struct AdvisorRow {
+    pub(crate) id: i64,
+    pub(crate) account: String,
+    pub(crate) name: String,
+    pub(crate) email: String,
+    pub(crate) team: String,
+    pub(crate) connector: String,
+    pub(crate) created: String,
 }
 
 #[derive(Template)]
@@ -28,7 +28,7 @@ struct AdvisorsPage {
     rows: Vec<AdvisorRow>,
 }
 
-pub async fn advisors(
+pub(crate) async fn advisors(
     axum::extract::State(state): St,
     v: Viewer,
     Query(q): Query<AccountQuery>,
@@ -63,14 +63,14 @@ pub async fn advisors(
 
 // ------------------------------------------------------------ CRM snapshots
 
-pub struct SnapshotRow {
-    pub id: i64,
-    pub account: String,
-    pub path: String,
-    pub rows: i64,
-    pub duplicate_keys: i64,
-    pub loaded: String,
-    pub latest: bool,
+pub(crate) struct SnapshotRow {
+    pub(crate) id: i64,
+    pub(crate) account: String,
+    pub(crate) path: String,
+    pub(crate) rows: i64,
+    pub(crate) duplicate_keys: i64,
+    pub(crate) loaded: String,
+    pub(crate) latest: bool,
 }
 
 #[derive(Template)]
@@ -80,7 +80,7 @@ struct CrmPage {
     rows: Vec<SnapshotRow>,
 }
 
-pub async fn crm(
+pub(crate) async fn crm(
     axum::extract::State(state): St,
     v: Viewer,
     Query(q): Query<AccountQuery>,
@@ -115,15 +115,15 @@ pub async fn crm(
 
 // ---------------------------------------------------------------- accounts
 
-pub struct AccountRow {
-    pub name: String,
-    pub timezone: String,
-    pub conversations: i64,
-    pub last_upload: String,
-    pub pending: i64,
-    pub deposits_7d: i64,
-    pub rejected_7d: i64,
-    pub error_rate: String,
+pub(crate) struct AccountRow {
+    pub(crate) name: String,
+    pub(crate) timezone: String,
+    pub(crate) conversations: i64,
+    pub(crate) last_upload: String,
+    pub(crate) pending: i64,
+    pub(crate) deposits_7d: i64,
+    pub(crate) rejected_7d: i64,
+    pub(crate) error_rate: String,
 }
 
 #[derive(Template)]
@@ -134,7 +134,10 @@ struct AccountsPage {
 }
 
 /// Operators only: every account's health. Customers get a 404.
-pub async fn accounts(axum::extract::State(state): St, v: Viewer) -> Result<Response, PageError> {
+pub(crate) async fn accounts(
+    axum::extract::State(state): St,
+    v: Viewer,
+) -> Result<Response, PageError> {
     if !v.is_operator() {
         return Err(PageError::not_found());
     }

@@ -9,23 +9,23 @@ use axum::response::Response;
 /// Rejections shown at most (the newest).
 const MAX_REJECTIONS: i64 = 2000;
 
-pub struct RejectionRow {
-    pub account: String,
-    pub path: String,
-    pub reason: String,
-    pub line: String,
-    pub at: String,
+pub(crate) struct RejectionRow {
+    pub(crate) account: String,
+    pub(crate) path: String,
+    pub(crate) reason: String,
+    pub(crate) line: String,
+    pub(crate) at: String,
 }
 
-pub struct StageGroup {
-    pub stage: String,
-    pub rows: Vec<RejectionRow>,
+pub(crate) struct StageGroup {
+    pub(crate) stage: String,
+    pub(crate) rows: Vec<RejectionRow>,
 }
 
-pub struct DayGroup {
-    pub day: String,
-    pub count: usize,
-    pub stages: Vec<StageGroup>,
+pub(crate) struct DayGroup {
+    pub(crate) day: String,
+    pub(crate) count: usize,
+    pub(crate) stages: Vec<StageGroup>,
 }
 
 #[derive(Template)]
@@ -36,7 +36,7 @@ struct RejectionsPage {
     truncated: bool,
 }
 
-pub async fn rejections(
+pub(crate) async fn rejections(
     axum::extract::State(state): St,
     v: Viewer,
     Query(q): Query<AccountQuery>,

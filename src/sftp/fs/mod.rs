@@ -18,7 +18,7 @@ mod reply;
 mod session;
 mod write;
 
-pub use session::SftpSession;
+pub(crate) use session::SftpSession;
 
 use reply::{decode, extended_reply, ok, parse, status, Reply, MAX_IO};
 use russh_sftp::protocol::{

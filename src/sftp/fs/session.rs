@@ -17,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub struct SftpSession {
+pub(crate) struct SftpSession {
     pub(super) shared: Arc<Shared>,
     pub(super) account: Arc<Account>,
     pub(super) jail: Arc<Jail>,
@@ -29,7 +29,7 @@ pub struct SftpSession {
 impl SftpSession {
     /// Prepares the account's jail (created on first login, with its
     /// ingestion directories and `/rejected`).
-    pub async fn start(
+    pub(crate) async fn start(
         shared: Arc<Shared>,
         account: Arc<Account>,
         peer: SocketAddr,
