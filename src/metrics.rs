@@ -1,6 +1,9 @@
 //! In-process counters, printed at shutdown, and saved every few seconds
 //! into the database so `depot stats` (another process) can read them while
-//! the server runs (later also served over HTTP).
+//! the server runs; `GET /metrics` serves them live. [`stats`] is what both
+//! report from the database.
+
+pub(crate) mod stats;
 
 use crate::store::{self, Writer};
 use rusqlite::{params, Connection};
@@ -30,12 +33,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
     /// `name value` pairs, in a stable order.
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+    pub(crate) fn snapshot(&self) -> Vec<(&'static str, u64)> {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         vec![
             ("sessions", g(&self.sessions)),
@@ -54,11 +57,11 @@ impl Metrics {
 }
 
 /// How often a running server saves its counters for `depot stats`.
-pub const SAVE_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const SAVE_EVERY: Duration = Duration::from_secs(5);
 
 /// Counters saved by a server, as read back by another process.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Saved {
+pub(crate) struct Saved {
     pub started_at: String,
     pub updated_at: String,
     /// False once the server saved its final counters at shutdown.
@@ -68,7 +71,7 @@ pub struct Saved {
 
 /// Replaces the saved counters with `counters` (one server at a time owns
 /// the table; a new start overwrites the previous run's values).
-pub fn save(
+pub(crate) fn save(
     conn: &Connection,
     started_at: &str,
     running: bool,
@@ -87,7 +90,7 @@ pub fn save(
 }
 
 /// The last saved counters, if a server ever saved any.
-pub fn load(conn: &Connection) -> store::Result<Option<Saved>> {
+pub(crate) fn load(conn: &Connection) -> store::Result<Option<Saved>> {
     let mut st = conn.prepare_cached(
         "SELECT name, value, started_at, updated_at FROM server_counters ORDER BY rowid",
     )?;
@@ -121,7 +124,7 @@ pub fn load(conn: &Connection) -> store::Result<Option<Saved>> {
 
 /// Saves `metrics` every [`SAVE_EVERY`] until `stop` fires, then once more
 /// as final (the caller stops it after the pipeline has drained).
-pub fn spawn_saver(
+pub(crate) fn spawn_saver(
     metrics: Arc<Metrics>,
     writer: Writer,
     stop: oneshot::Receiver<()>,

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 /// A running depot.
 pub struct Running {
     /// The bound listen addresses (port 0 resolved).
-    pub addrs: Vec<SocketAddr>,
+    pub(crate) addrs: Vec<SocketAddr>,
     pub shared: Arc<Shared>,
     /// SHA256 fingerprints of the host keys, in configuration order.
     pub fingerprints: Vec<String>,
@@ -52,7 +52,7 @@ pub struct Running {
     _lock: std::fs::File,
 }
 
-pub fn db_path(settings: &Settings) -> std::path::PathBuf {
+pub(crate) fn db_path(settings: &Settings) -> std::path::PathBuf {
     Layout::new(&settings.server.data_dir).database()
 }
 

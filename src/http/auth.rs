@@ -3,29 +3,29 @@
 //! as a failure of the source address in the same ban list as SSH logins,
 //! so guessing tokens costs an attacker the same as guessing passwords.
 
+use super::console::session;
 use super::tokens::Scope;
 use super::{ApiError, State};
 use crate::metrics::Metrics;
 use crate::sftp::auth::FailureOutcome;
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::{header, request::Parts, StatusCode};
+use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
-pub struct Caller {
-    pub name: String,
-    pub scope: Scope,
+pub(crate) struct Caller {
+    pub(crate) scope: Scope,
     /// Set: this caller sees only this account.
-    pub account: Option<String>,
+    pub(crate) account: Option<String>,
 }
 
 impl Caller {
     /// The account a listing is limited to: the caller's own (asking for
     /// another is refused), else what the request asked for.
-    pub fn scope_account(&self, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    pub(crate) fn scope_account(&self, asked: Option<String>) -> Result<Option<String>, ApiError> {
         match (&self.account, asked) {
             (Some(own), Some(asked)) if *own != asked => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -39,11 +39,11 @@ impl Caller {
 
     /// May this caller see a record of `account`? (Callers that may not
     /// get a 404, as if it did not exist.)
-    pub fn sees(&self, account: &str) -> bool {
+    pub(crate) fn sees(&self, account: &str) -> bool {
         self.account.as_deref().is_none_or(|a| a == account)
     }
 
-    pub fn require_admin(&self) -> Result<(), ApiError> {
+    pub(crate) fn require_admin(&self) -> Result<(), ApiError> {
         match self.scope {
             Scope::Admin => Ok(()),
             Scope::Read => Err(ApiError::new(
@@ -71,7 +71,7 @@ fn peer(parts: &Parts) -> Option<SocketAddr> {
 }
 
 /// Refuses a banned source address before anything else.
-pub fn check_ban(state: &State, parts: &Parts) -> Result<(), ApiError> {
+pub(crate) fn check_ban(state: &State, parts: &Parts) -> Result<(), ApiError> {
     match peer(parts) {
         Some(p) if state.bans.is_banned(p.ip(), Instant::now()) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -83,7 +83,7 @@ pub fn check_ban(state: &State, parts: &Parts) -> Result<(), ApiError> {
 }
 
 /// The caller of `parts`, if its token is valid.
-pub fn authenticate(state: &State, parts: &Parts) -> Result<Caller, ApiError> {
+pub(crate) fn authenticate(state: &State, parts: &Parts) -> Result<Caller, ApiError> {
     check_ban(state, parts)?;
     let presented = parts
         .headers
@@ -94,13 +94,12 @@ pub fn authenticate(state: &State, parts: &Parts) -> Result<Caller, ApiError> {
     // A console session may read too (the audio player sends its cookie,
     // never a token); it sees what its viewer sees in the console.
     if presented.is_none() {
-        if let Some(c) = super::console::session_caller(state, &parts.headers) {
+        if let Some(c) = session_caller(state, &parts.headers) {
             return Ok(c);
         }
     }
     if let Some(t) = presented.and_then(|p| state.tokens.find(p)) {
         return Ok(Caller {
-            name: t.name,
             scope: t.scope,
             account: t.account,
         });
@@ -115,6 +114,17 @@ pub fn authenticate(state: &State, parts: &Parts) -> Result<Caller, ApiError> {
         }
     }
     Err(unauthorized())
+}
+
+/// The API caller a console session stands for (read scope; a customer's
+/// limited to its account).
+pub(crate) fn session_caller(state: &State, headers: &HeaderMap) -> Option<Caller> {
+    let id = session::cookie(headers, session::COOKIE)?;
+    let s = state.sessions.get(id, Instant::now())?;
+    Some(Caller {
+        scope: Scope::Read,
+        account: s.who.account().map(str::to_string),
+    })
 }
 
 impl FromRequestParts<Arc<State>> for Caller {

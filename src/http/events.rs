@@ -80,13 +80,13 @@ async fn next_events(
     }
 }
 
-#[utoipa::path(get, path = "/v1/events", params(FeedQuery), responses((status = 200, description = "events after `after`, at once or on the next commit or after `wait`", body = super::openapi::EventPage), (status = 400, description = "bad parameter", body = super::openapi::ErrorBody), (status = 401, description = "no valid token", body = super::openapi::ErrorBody), (status = 403, description = "token may not see this, or address banned", body = super::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/events", params(FeedQuery), responses((status = 200, description = "events after `after`, at once or on the next commit or after `wait`", body = super::schema::EventPage), (status = 400, description = "bad parameter", body = super::schema::ErrorBody), (status = 401, description = "no valid token", body = super::schema::ErrorBody), (status = 403, description = "token may not see this, or address banned", body = super::schema::ErrorBody)))]
 pub(super) async fn poll(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     caller: Caller,
     q: Result<Query<FeedQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let q = super::routes::query(q)?;
+    let q = super::query(q)?;
     let account = caller.scope_account(q.account)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
@@ -127,7 +127,7 @@ fn resume_point(headers: &HeaderMap, after: Option<i64>) -> Result<i64, ApiError
 /// (a keep-alive comment is sent meanwhile).
 const STREAM_WAIT: Duration = Duration::from_secs(15);
 
-#[utoipa::path(get, path = "/v1/events/stream", params(FeedQuery, ("Last-Event-ID" = Option<i64>, Header, description = "resume after this seq (wins over `after`)")), responses((status = 200, description = "Server-Sent Events: `id:` seq, `event:` type, `data:` the event as in /v1/events", content_type = "text/event-stream"), (status = 401, description = "no valid token", body = super::openapi::ErrorBody), (status = 403, description = "token may not see this, or address banned", body = super::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/events/stream", params(FeedQuery, ("Last-Event-ID" = Option<i64>, Header, description = "resume after this seq (wins over `after`)")), responses((status = 200, description = "Server-Sent Events: `id:` seq, `event:` type, `data:` the event as in /v1/events", content_type = "text/event-stream"), (status = 401, description = "no valid token", body = super::schema::ErrorBody), (status = 403, description = "token may not see this, or address banned", body = super::schema::ErrorBody)))]
 pub(super) async fn stream(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     caller: Caller,
@@ -140,7 +140,7 @@ pub(super) async fn stream(
     ),
     ApiError,
 > {
-    let q = super::routes::query(q)?;
+    let q = super::query(q)?;
     let account = caller.scope_account(q.account)?;
     let after = resume_point(&headers, q.after)?;
     struct Feed {

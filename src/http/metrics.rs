@@ -1,7 +1,7 @@
 //! `GET /metrics`: the Prometheus exposition (OpenMetrics text) of the same
 //! numbers `depot stats` prints: the process's in-memory counters
 //! ([`crate::metrics::Metrics`], which `depot stats` reads as saved) and the
-//! totals the database holds ([`crate::cli::stats::collect`]), plus queue
+//! totals the database holds ([`crate::metrics::stats::collect`]), plus queue
 //! and CRM gauges. Built fresh on each scrape from those sources, so no
 //! second set of counters can drift from the first. Labels are only
 //! statuses, stages and configured account names (all bounded).
@@ -24,7 +24,7 @@ type Labels = Vec<(String, String)>;
 
 /// What the database says, read in one go off the async threads.
 struct DbFigures {
-    stats: crate::cli::stats::Stats,
+    stats: crate::metrics::stats::Stats,
     oldest_pending_age: f64,
     /// (account, rows, age in seconds) of each account's latest snapshot.
     crm: Vec<(String, i64, f64)>,
@@ -46,7 +46,7 @@ fn age_seconds(at: &str) -> f64 {
 }
 
 fn db_figures(c: &Connection) -> crate::store::Result<DbFigures> {
-    let stats = crate::cli::stats::collect(c)?;
+    let stats = crate::metrics::stats::collect(c)?;
     let oldest: Option<String> = c.query_row(
         "SELECT min(completed_at) FROM journal WHERE state = 'pending'",
         [],
@@ -288,7 +288,7 @@ fn to_prometheus_text(open_metrics: &str) -> String {
     out
 }
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format, or OpenMetrics when asked for", content_type = "text/plain"), (status = 401, description = "no valid token", body = super::openapi::ErrorBody), (status = 403, description = "token may not see this, or address banned", body = super::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format, or OpenMetrics when asked for", content_type = "text/plain"), (status = 401, description = "no valid token", body = super::schema::ErrorBody), (status = 403, description = "token may not see this, or address banned", body = super::schema::ErrorBody)))]
 pub(super) async fn metrics(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     parts: Parts,

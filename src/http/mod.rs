@@ -5,18 +5,22 @@
 //! so a slow client or a large page never holds up ingestion, and the HTTP
 //! server holds nothing that keeps the writer alive at shutdown.
 
-pub mod auth;
-pub mod console;
+mod auth;
+mod console;
 mod events;
 mod metrics;
 mod openapi;
+mod router;
 mod routes;
+mod schema;
 pub mod tokens;
 
 use crate::config::{Accounts, HttpConfig};
 use crate::metrics::Metrics;
 use crate::sftp::auth::{BanList, PasswordChecker};
 use crate::store;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rusqlite::Connection;
@@ -28,7 +32,7 @@ use tokio::task::JoinHandle;
 
 /// An error answered to the client as JSON.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
@@ -62,6 +66,12 @@ impl ApiError {
     }
 }
 
+/// A query string that does not parse is the client's error (400).
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
@@ -70,7 +80,7 @@ impl IntoResponse for ApiError {
 }
 
 /// What every handler shares.
-pub struct State {
+pub(crate) struct State {
     pub cfg: HttpConfig,
     pub db_path: PathBuf,
     pub data_dir: PathBuf,
@@ -127,7 +137,7 @@ impl State {
 }
 
 /// Everything the HTTP server needs from the rest of depot.
-pub struct Parts {
+pub(crate) struct Parts {
     pub cfg: HttpConfig,
     pub db_path: PathBuf,
     pub data_dir: PathBuf,
@@ -142,7 +152,7 @@ pub struct Parts {
 
 /// Binds `[http] listen` and serves until `shutdown` turns true; then
 /// stops accepting and lets requests in progress finish.
-pub async fn start(
+pub(crate) async fn start(
     parts: Parts,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
@@ -189,7 +199,7 @@ pub async fn start(
         ),
         None => None,
     };
-    let mut router = routes::router(state);
+    let mut router = router::router(state);
     if parts_tls {
         // Served over our own TLS: what the console's cookies check, as
         // behind a TLS-terminating proxy (so they are marked Secure).

@@ -1,105 +1,21 @@
-//! The routes and their handlers, and the layers that bound every request.
+//! The JSON API's handlers: each extracts its typed input, reads the store
+//! through [`State::read`] and answers with the store's serialisers.
 
 use super::auth::Caller;
-use super::openapi::*;
-use super::{ApiError, State};
+use super::schema::*;
+use super::{query, ApiError, State};
 use crate::store::{api, queries, snapshots};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request};
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tower::ServiceExt;
 use utoipa::IntoParams;
-
-pub fn router(state: Arc<State>) -> Router {
-    let cfg = state.cfg.clone();
-    let api = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/conversations", get(conversations))
-        .route("/v1/conversations/{id}", get(conversation))
-        .route("/v1/conversations/{id}/audio", get(audio))
-        .route("/v1/advisors", get(advisors))
-        .route("/v1/rejections", get(rejections))
-        .route("/v1/crm/snapshots", get(crm_snapshots))
-        .route("/v1/accounts", get(accounts))
-        .route("/metrics", get(super::metrics::metrics))
-        .route("/v1/openapi.json", get(super::openapi::openapi_json))
-        .merge(super::console::router())
-        .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this resource answers GET and HEAD",
-            )
-        })
-        // One semaphore for every route (a plain ConcurrencyLimitLayer
-        // would be cloned per route by the router).
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            cfg.max_concurrent_requests,
-        ));
-    // Outside the request limit: a long-poll holds its request for its
-    // whole wait, and idle followers must not starve other requests.
-    let feed = Router::new()
-        .route("/v1/events", get(super::events::poll))
-        .route("/v1/events/stream", get(super::events::stream));
-    feed.merge(api)
-        .layer(middleware::from_fn_with_state(cfg, bound))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
-}
-
-/// Refuses bodies past `http.max_body_bytes` and answers within
-/// `http.request_timeout` (the head of the response; audio streams on;
-/// the event feed is bounded by its own `wait`).
-async fn bound(
-    axum::extract::State(cfg): axum::extract::State<crate::config::HttpConfig>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > cfg.max_body_bytes as u64) {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request bodies are limited to {} bytes", cfg.max_body_bytes),
-        )
-        .into_response();
-    }
-    let (parts, body) = req.into_parts();
-    let body = Body::new(http_body_util::Limited::new(body, cfg.max_body_bytes));
-    let req = Request::from_parts(parts, body);
-    // The event feed waits on purpose (bounded by http.max_wait).
-    if req.uri().path().starts_with("/v1/events") {
-        return next.run(req).await;
-    }
-    match tokio::time::timeout(cfg.request_timeout, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "the server took too long to answer; try again",
-        )
-        .into_response(),
-    }
-}
-
-pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(t)| t)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
-}
 
 #[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "alive", body = Health)))]
 pub(super) async fn healthz() -> Json<Value> {

@@ -41,7 +41,7 @@ impl Scope {
 /// One entry of the tokens file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Token {
+pub(crate) struct Token {
     pub name: String,
     /// Lower-case hex sha256 of the token.
     pub sha256: String,
@@ -59,7 +59,7 @@ struct TokensFile {
 }
 
 /// Parses a tokens file's text; `path` names it in errors.
-pub fn parse(path: &Path, text: &str) -> Result<Vec<Token>, String> {
+pub(crate) fn parse(path: &Path, text: &str) -> Result<Vec<Token>, String> {
     let file: TokensFile = crate::config::parse_toml(path, text).map_err(|e| e.to_string())?;
     for t in &file.token {
         let valid_hash = t.sha256.len() == 64 && t.sha256.bytes().all(|b| b.is_ascii_hexdigit());
@@ -81,7 +81,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Token>, String> {
     Ok(file.token)
 }
 
-pub fn hash(token: &str) -> String {
+pub(crate) fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -110,7 +110,7 @@ fn toml_string(s: &str) -> String {
 type Stamp = (SystemTime, u64);
 
 /// The tokens in force, re-read when the file changes.
-pub struct TokenStore {
+pub(crate) struct TokenStore {
     path: PathBuf,
     state: Mutex<(Option<Stamp>, Arc<Vec<Token>>)>,
 }

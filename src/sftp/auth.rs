@@ -26,7 +26,7 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 /// behind its own attempts instead of taking every slot, so logins from
 /// elsewhere keep their latency (and the ban count is exact: a failure is
 /// recorded before the same address's next check starts).
-pub struct PasswordChecker {
+pub(crate) struct PasswordChecker {
     permits: Semaphore,
     /// One lane per address with a check running or queued.
     lanes: Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<()>>>>,
@@ -115,7 +115,7 @@ impl PasswordChecker {
 }
 
 /// Is `ip` allowed to log in to `account`?
-pub fn ip_allowed(account: &Account, ip: IpAddr) -> bool {
+pub(crate) fn ip_allowed(account: &Account, ip: IpAddr) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
@@ -132,14 +132,14 @@ struct IpRecord {
 }
 
 /// Failures per source IP within a window; past the limit the IP is banned.
-pub struct BanList {
+pub(crate) struct BanList {
     cfg: AuthConfig,
     ips: Mutex<HashMap<IpAddr, IpRecord>>,
 }
 
 /// What recording a failure did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum FailureOutcome {
+pub(crate) enum FailureOutcome {
     Counted(usize),
     /// This failure crossed the limit: the IP is banned from now on.
     BannedNow,

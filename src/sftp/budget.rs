@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 
 /// The limits in force (after capping by the descriptor limit).
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    pub server: usize,
-    pub account: usize,
-    pub session: usize,
+pub(crate) struct Limits {
+    pub(crate) server: usize,
+    pub(crate) account: usize,
+    pub(crate) session: usize,
 }
 
 #[derive(Default)]
@@ -31,14 +31,14 @@ struct Counts {
     sessions: HashMap<SocketAddr, usize>,
 }
 
-pub struct Budget {
+pub(crate) struct Budget {
     limits: Limits,
     counts: Mutex<Counts>,
 }
 
 /// Which budget refused a handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     Session(usize),
     Account(usize),
     Server(usize),
@@ -46,7 +46,7 @@ pub enum Refused {
 
 impl Refused {
     /// What the client is told.
-    pub fn message(self) -> String {
+    pub(crate) fn message(self) -> String {
         match self {
             Refused::Session(n) => {
                 format!(
@@ -64,7 +64,7 @@ impl Refused {
 }
 
 impl Budget {
-    pub fn new(server: &ServerConfig) -> Budget {
+    pub(crate) fn new(server: &ServerConfig) -> Budget {
         let total = file_handle_budget(server.max_sessions);
         let limits = limits(
             total,
@@ -87,13 +87,13 @@ impl Budget {
         }
     }
 
-    pub fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         self.limits
     }
 
     /// Takes one handle of `account`'s session from `peer`, or says which
     /// budget is spent.
-    pub fn reserve(
+    pub(crate) fn reserve(
         self: &Arc<Self>,
         account: &str,
         peer: SocketAddr,
@@ -171,7 +171,7 @@ fn limits(total: usize, per_account: usize, per_session: usize) -> Limits {
 }
 
 /// One open handle's claim on the budgets, given back on drop.
-pub struct HandleSlot {
+pub(crate) struct HandleSlot {
     budget: Arc<Budget>,
     account: String,
     peer: SocketAddr,

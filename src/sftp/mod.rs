@@ -1,12 +1,13 @@
 //! The SFTP front: accept loop, SSH sessions, authentication, and the SFTP
 //! file-system handler that works inside each account's jail.
 //!
-//! Data flow: TCP accept (ban check, unauthenticated limits) →
+//! Data flow: TCP accept (ban check, [`admission`] of the unauthenticated) →
 //! [`conn::serve`] (login grace time) → [`ssh::Connection`] (auth, session
 //! limits) → `sftp` subsystem → [`channel`] pump → [`fs::SftpSession`], whose
 //! CLOSE/RENAME produce upload completions: fsync, a journal row committed,
 //! then OK to the client and the entry handed to the pipeline.
 
+mod admission;
 pub mod auth;
 mod budget;
 mod channel;
@@ -36,24 +37,24 @@ use tokio::task::JoinSet;
 use crate::config::Accounts;
 
 /// Where completed uploads go next (the pipeline's inbox).
-pub type CompletionSender = mpsc::UnboundedSender<Entry>;
+pub(crate) type CompletionSender = mpsc::UnboundedSender<Entry>;
 
 /// State shared by every session.
 pub struct Shared {
-    pub settings: Settings,
-    pub accounts: watch::Receiver<Accounts>,
-    pub writer: Writer,
-    pub completions: CompletionSender,
-    pub bans: Arc<BanList>,
-    pub passwords: Arc<PasswordChecker>,
+    pub(crate) settings: Settings,
+    pub(crate) accounts: watch::Receiver<Accounts>,
+    pub(crate) writer: Writer,
+    pub(crate) completions: CompletionSender,
+    pub(crate) bans: Arc<BanList>,
+    pub(crate) passwords: Arc<PasswordChecker>,
     pub metrics: Arc<Metrics>,
     /// Deposits the pipeline is working on: not to be modified meanwhile.
     pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
     /// Acknowledged deposits not yet archived: no handle may change them.
-    pub seals: Arc<crate::deposit::Seals>,
+    pub(crate) seals: Arc<crate::deposit::Seals>,
     /// Logged-in sessions (unauthenticated connections are counted apart).
     sessions_total: AtomicUsize,
-    unauthenticated: Arc<conn::Unauthenticated>,
+    unauthenticated: Arc<admission::Unauthenticated>,
     sessions_per_account: Mutex<HashMap<String, usize>>,
     /// Open write handles across all sessions.
     pub open_uploads: AtomicUsize,
@@ -66,7 +67,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(
+    pub(crate) fn new(
         settings: Settings,
         accounts: watch::Receiver<Accounts>,
         writer: Writer,
@@ -89,7 +90,7 @@ impl Shared {
         }));
         Ok(Arc::new(Shared {
             bans: BanList::new(settings.auth.clone()),
-            unauthenticated: conn::Unauthenticated::new(
+            unauthenticated: admission::Unauthenticated::new(
                 settings.auth.max_unauthenticated_per_ip,
                 settings.auth.max_unauthenticated,
             ),
@@ -113,11 +114,11 @@ impl Shared {
     }
 
     /// Shutdown has begun: every hashing from disk stops at its next read.
-    pub fn stop_hashing(&self) {
+    pub(crate) fn stop_hashing(&self) {
         self.stop_hashing.store(true, Ordering::SeqCst);
     }
 
-    pub fn account(&self, name: &str) -> Option<Arc<Account>> {
+    pub(crate) fn account(&self, name: &str) -> Option<Arc<Account>> {
         self.accounts.borrow().get(name).cloned()
     }
 
@@ -157,7 +158,7 @@ impl Shared {
 }
 
 /// A session's claim on its account's session budget, released on drop.
-pub struct AccountSlot {
+pub(crate) struct AccountSlot {
     shared: Arc<Shared>,
     account: String,
 }
@@ -220,7 +221,7 @@ pub fn ssh_config(settings: &Settings, host_keys: Vec<PrivateKey>) -> russh::ser
 }
 
 /// Binds every configured listen address.
-pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
+pub(crate) async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
     let mut out = Vec::new();
     for a in addrs {
         let l = TcpListener::bind(a)
@@ -234,7 +235,7 @@ pub async fn bind(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
 /// Accepts connections until `shutdown` turns true, then closes every
 /// session (within `server.shutdown_timeout`). A request already being
 /// answered, such as a completion being journaled, finishes on its own.
-pub async fn run(
+pub(crate) async fn run(
     shared: Arc<Shared>,
     config: Arc<russh::server::Config>,
     listeners: Vec<TcpListener>,

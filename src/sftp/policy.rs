@@ -8,7 +8,7 @@ use crate::jail::JailPath;
 
 /// Whether the account refuses unwanted final names at OPEN/RENAME rather
 /// than storing and reporting them.
-pub fn refuses_unwanted(account: &Account) -> bool {
+pub(crate) fn refuses_unwanted(account: &Account) -> bool {
     account
         .audio
         .as_ref()
@@ -19,7 +19,7 @@ pub fn refuses_unwanted(account: &Account) -> bool {
 /// ingested at `p`, when the account refuses those (`audio.on_unwanted =
 /// "refuse"`); by default they are stored and reported instead, because a
 /// refused file stops a batch client's whole upload.
-pub fn refuse_final_name(account: &Account, p: &JailPath) -> Option<String> {
+pub(crate) fn refuse_final_name(account: &Account, p: &JailPath) -> Option<String> {
     if !refuses_unwanted(account) {
         return None;
     }
@@ -31,7 +31,7 @@ pub fn refuse_final_name(account: &Account, p: &JailPath) -> Option<String> {
 /// could then plant or change files the start-up scan ingests), and the
 /// owner — depot itself — keeps read and write (and search, on a
 /// directory), so a `chmod 000` cannot stop it hashing or ingesting.
-pub fn customer_mode(requested: u32, is_dir: bool) -> u32 {
+pub(crate) fn customer_mode(requested: u32, is_dir: bool) -> u32 {
     match is_dir {
         true => (requested & 0o755) | 0o700,
         false => (requested & 0o644) | 0o600,

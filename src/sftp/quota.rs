@@ -17,18 +17,18 @@
 use std::sync::Mutex;
 
 /// The bytes one account stores in its jail, shared by all its sessions.
-pub struct Usage {
+pub(crate) struct Usage {
     bytes: Mutex<u64>,
 }
 
 impl Usage {
-    pub fn new(bytes: u64) -> Usage {
+    pub(crate) fn new(bytes: u64) -> Usage {
         Usage {
             bytes: Mutex::new(bytes),
         }
     }
 
-    pub fn current(&self) -> u64 {
+    pub(crate) fn current(&self) -> u64 {
         *self.bytes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -36,7 +36,7 @@ impl Usage {
     /// locked: `op` sees the count, measures the file itself, and returns
     /// its result with the change in stored bytes it made (size after less
     /// size before). Blocking: call from a blocking thread.
-    pub fn change<T, E>(&self, op: impl FnOnce(u64) -> Result<(T, i64), E>) -> Result<T, E> {
+    pub(crate) fn change<T, E>(&self, op: impl FnOnce(u64) -> Result<(T, i64), E>) -> Result<T, E> {
         let mut bytes = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
         let (out, delta) = op(*bytes)?;
         *bytes = bytes.saturating_add_signed(delta);
@@ -46,18 +46,18 @@ impl Usage {
 
 /// How far one account's files may grow.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    pub max_file_size: Option<u64>,
-    pub quota: Option<u64>,
+pub(crate) struct Limits {
+    pub(crate) max_file_size: Option<u64>,
+    pub(crate) quota: Option<u64>,
     /// Largest part of a file's apparent size that may be unwritten (holes).
-    pub max_hole: u64,
+    pub(crate) max_hole: u64,
 }
 
 /// Why a file of `size` bytes (of which `allocated` are on disk) may not
 /// become `new_size` bytes by writing `written` new bytes, if it may not;
 /// `used` is what the account stores now. Shrinking is always allowed.
 /// The message is for the client.
-pub fn growth_refusal(
+pub(crate) fn growth_refusal(
     l: &Limits,
     used: u64,
     size: u64,
@@ -89,7 +89,7 @@ pub fn growth_refusal(
 }
 
 /// Apparent size of every regular file under `dir` (the count's start).
-pub fn dir_size(dir: &std::path::Path) -> u64 {
+pub(crate) fn dir_size(dir: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

@@ -8,8 +8,8 @@
 //! connection's place among the unauthenticated and takes a session slot
 //! of the server and of the account.
 
+use super::admission::Pending;
 use super::auth::{ip_allowed, FailureOutcome};
-use super::conn::Pending;
 use super::{AccountSlot, Shared};
 use crate::config::Account;
 use crate::metrics::Metrics;
@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub struct Connection {
+pub(crate) struct Connection {
     shared: Arc<Shared>,
     peer: SocketAddr,
     account: Option<Arc<Account>>,
@@ -35,7 +35,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr, pending: Pending) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, peer: SocketAddr, pending: Pending) -> Self {
         Connection {
             shared,
             peer,

@@ -26,15 +26,15 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub struct Upload {
+pub(crate) struct Upload {
     hashing: Hashing,
     /// Bytes [0, hashed) are in the running hash (sent to it, when a thread
     /// does the hashing).
     hashed: u64,
     /// Current file length as far as this handle knows.
-    pub len: u64,
+    pub(crate) len: u64,
     /// A WRITE happened (or the file was created or truncated at open).
-    pub changed: bool,
+    pub(crate) changed: bool,
     cancel: Cancel,
 }
 
@@ -64,7 +64,7 @@ const THREAD_AFTER: u64 = 1024 * 1024;
 const QUEUED: usize = 8;
 
 impl Upload {
-    pub fn new(len_at_open: u64, created_or_truncated: bool, cancel: Cancel) -> Self {
+    pub(crate) fn new(len_at_open: u64, created_or_truncated: bool, cancel: Cancel) -> Self {
         Upload {
             hashing: Hashing::Inline(Sha256::new()),
             hashed: 0,
@@ -75,7 +75,7 @@ impl Upload {
     }
 
     /// A guard that cancels this upload's hashing when dropped.
-    pub fn cancel_on_drop(&self) -> CancelOnDrop {
+    pub(crate) fn cancel_on_drop(&self) -> CancelOnDrop {
         CancelOnDrop::new(self.cancel.clone())
     }
 
@@ -83,7 +83,7 @@ impl Upload {
     /// running hash in step when the write continues where hashing stopped
     /// (taking an existing prefix from disk when a resumed upload starts
     /// mid-file).
-    pub fn written(&mut self, file: &Arc<File>, offset: u64, data: Vec<u8>) {
+    pub(crate) fn written(&mut self, file: &Arc<File>, offset: u64, data: Vec<u8>) {
         let (len_before, n) = (self.len, data.len() as u64);
         self.changed = true;
         self.len = self.len.max(offset + n);
@@ -150,13 +150,13 @@ impl Upload {
     /// write, a truncate through FSETSTAT): the running hash is no longer
     /// trusted. Not a completion by itself: only a WRITE (or
     /// creating/truncating at OPEN) makes the CLOSE complete an upload.
-    pub fn invalidate(&mut self) {
+    pub(crate) fn invalidate(&mut self) {
         self.hashing = Hashing::Abandoned;
     }
 
     /// The final (size, sha256): from the running hash when it covers the
     /// whole file, else from disk. Blocks until a hashing thread is done.
-    pub fn finish(self, file: &File) -> std::io::Result<(u64, String)> {
+    pub(crate) fn finish(self, file: &File) -> std::io::Result<(u64, String)> {
         let size = file.metadata()?.len();
         let running = match self.hashing {
             Hashing::Inline(h) => Some(h),
@@ -185,7 +185,7 @@ fn add(h: &mut Sha256, file: &File, piece: &Piece, cancel: &Cancel) -> bool {
 
 /// Makes a completed deposit durable and journaled; returns the entry after
 /// it has been committed and handed to the pipeline.
-pub async fn complete(
+pub(crate) async fn complete(
     shared: &Arc<Shared>,
     account: &str,
     path: &JailPath,

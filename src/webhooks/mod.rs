@@ -8,7 +8,7 @@
 //! worst the event in flight is delivered again, with the same
 //! `webhook-id`.
 
-pub mod sign;
+pub(crate) mod sign;
 
 use crate::config::WebhookConfig;
 use crate::store::events::{self, Event};
@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 const BATCH: u32 = 100;
 
 /// Starts one delivery task per endpoint; each ends when `shutdown` turns true.
-pub fn spawn(
+pub(crate) fn spawn(
     hooks: &[WebhookConfig],
     writer: &Writer,
     shutdown: &watch::Receiver<bool>,

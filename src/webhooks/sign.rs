@@ -6,7 +6,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-pub fn signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+pub(crate) fn signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC takes a key of any length: this cannot fail.
     let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
         Ok(m) => m,

@@ -7,16 +7,16 @@ use chrono::NaiveDate;
 use std::fmt::Write as _;
 
 #[derive(Debug, Clone)]
-pub struct DayFigures {
-    pub day: NaiveDate,
-    pub deposits: i64,
-    pub conversations: i64,
-    pub picked: i64,
-    pub rejections: i64,
+pub(crate) struct DayFigures {
+    pub(crate) day: NaiveDate,
+    pub(crate) deposits: i64,
+    pub(crate) conversations: i64,
+    pub(crate) picked: i64,
+    pub(crate) rejections: i64,
 }
 
 impl DayFigures {
-    pub fn new(day: NaiveDate) -> Self {
+    pub(crate) fn new(day: NaiveDate) -> Self {
         DayFigures {
             day,
             deposits: 0,
@@ -26,20 +26,20 @@ impl DayFigures {
         }
     }
 
-    pub fn add(&mut self, o: &DayFigures) {
+    pub(crate) fn add(&mut self, o: &DayFigures) {
         self.deposits += o.deposits;
         self.conversations += o.conversations;
         self.picked += o.picked;
         self.rejections += o.rejections;
     }
 
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         self.day.format("%Y-%m-%d").to_string()
     }
 }
 
 /// The series: name and colour (dark enough on white for 3:1 contrast).
-pub const SERIES: [(&str, &str); 4] = [
+pub(crate) const SERIES: [(&str, &str); 4] = [
     ("deposits", "#1f4e9c"),
     ("conversations", "#1b7a3a"),
     ("picked", "#8a4b00"),
@@ -52,7 +52,7 @@ const LEFT: i64 = 48;
 const BOTTOM: i64 = 36;
 const TOP: i64 = 12;
 
-pub fn svg(days: &[DayFigures]) -> String {
+pub(crate) fn svg(days: &[DayFigures]) -> String {
     let max = days
         .iter()
         .flat_map(|d| [d.deposits, d.conversations, d.picked, d.rejections])

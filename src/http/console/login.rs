@@ -68,18 +68,18 @@ fn login_page(
     Ok(resp)
 }
 
-pub async fn form(
+pub(crate) async fn form(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    if super::session_caller(&state, &headers).is_some() {
+    if crate::http::auth::session_caller(&state, &headers).is_some() {
         return Ok(Redirect::to("/").into_response());
     }
     login_page(&headers, StatusCode::OK, String::new(), None)
 }
 
 #[derive(Deserialize)]
-pub struct LoginForm {
+pub(crate) struct LoginForm {
     name: String,
     password: String,
     csrf: String,
@@ -92,7 +92,7 @@ fn banned() -> PageError {
     )
 }
 
-pub async fn submit(
+pub(crate) async fn submit(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -169,11 +169,11 @@ pub async fn submit(
 }
 
 #[derive(Deserialize)]
-pub struct LogoutForm {
+pub(crate) struct LogoutForm {
     csrf: String,
 }
 
-pub async fn logout(
+pub(crate) async fn logout(
     axum::extract::State(state): axum::extract::State<Arc<State>>,
     viewer: Viewer,
     headers: HeaderMap,

@@ -7,12 +7,15 @@
 //! 404, exactly as a missing one does.
 
 mod chart;
+mod conversation;
+mod conversations;
+mod frame;
 mod login;
-mod pages;
-pub mod session;
+mod overview;
+mod records;
+mod rejections;
+pub(crate) mod session;
 
-use super::auth::Caller;
-use super::tokens::Scope;
 use super::{ApiError, State};
 use askama::Template;
 use axum::extract::FromRequestParts;
@@ -26,17 +29,17 @@ use std::time::Instant;
 
 const STYLESHEET: &str = include_str!("console.css");
 
-pub fn router() -> Router<Arc<State>> {
+pub(crate) fn router() -> Router<Arc<State>> {
     Router::new()
-        .route("/", get(pages::overview))
+        .route("/", get(overview::overview))
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", axum::routing::post(login::logout))
-        .route("/conversations", get(pages::conversations))
-        .route("/conversations/{id}", get(pages::conversation))
-        .route("/rejections", get(pages::rejections))
-        .route("/advisors", get(pages::advisors))
-        .route("/crm", get(pages::crm))
-        .route("/accounts", get(pages::accounts))
+        .route("/conversations", get(conversations::conversations))
+        .route("/conversations/{id}", get(conversation::conversation))
+        .route("/rejections", get(rejections::rejections))
+        .route("/advisors", get(records::advisors))
+        .route("/crm", get(records::crm))
+        .route("/accounts", get(records::accounts))
         .route("/console.css", get(stylesheet))
 }
 
@@ -51,43 +54,31 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-/// The API caller a console session stands for (read scope; a customer's
-/// limited to its account).
-pub fn session_caller(state: &State, headers: &HeaderMap) -> Option<Caller> {
-    let id = session::cookie(headers, session::COOKIE)?;
-    let s = state.sessions.get(id, Instant::now())?;
-    Some(Caller {
-        name: format!("console:{}", s.who.name()),
-        scope: Scope::Read,
-        account: s.who.account().map(str::to_string),
-    })
-}
-
 /// A logged-in viewer of a console page.
-pub struct Viewer {
-    pub session: Session,
+pub(crate) struct Viewer {
+    pub(crate) session: Session,
 }
 
 impl Viewer {
     /// May this viewer see a record of `account`?
-    pub fn sees(&self, account: &str) -> bool {
+    pub(crate) fn sees(&self, account: &str) -> bool {
         self.session.who.account().is_none_or(|a| a == account)
     }
 
-    pub fn is_operator(&self) -> bool {
+    pub(crate) fn is_operator(&self) -> bool {
         matches!(self.session.who, Who::Operator(_))
     }
 }
 
 /// What a page answers when it cannot show itself.
-pub enum PageError {
+pub(crate) enum PageError {
     /// Not logged in (or the session ended): to the log-in page.
     Login,
     Status(StatusCode, String),
 }
 
 impl PageError {
-    pub fn not_found() -> Self {
+    pub(crate) fn not_found() -> Self {
         PageError::Status(
             StatusCode::NOT_FOUND,
             "There is nothing here, or it belongs to another account.".into(),
@@ -153,7 +144,7 @@ fn no_store() -> [(header::HeaderName, HeaderValue); 3] {
 }
 
 /// A rendered page.
-pub fn page(t: &impl Template) -> Result<Response, PageError> {
+pub(crate) fn page(t: &impl Template) -> Result<Response, PageError> {
     Ok((no_store(), Html(t.render()?)).into_response())
 }
 
@@ -177,7 +168,7 @@ impl FromRequestParts<Arc<State>> for Viewer {
 /// Is the request from behind a TLS-terminating proxy? Then cookies are
 /// marked Secure. (Only ever makes a cookie stricter, so the header needs
 /// no trust.)
-pub fn over_tls(headers: &HeaderMap) -> bool {
+pub(crate) fn over_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())

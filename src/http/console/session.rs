@@ -13,11 +13,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The cookie that carries the session id.
-pub const COOKIE: &str = "depot_session";
+pub(crate) const COOKIE: &str = "depot_session";
 
 /// Who a session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Who {
+pub(crate) enum Who {
     /// A customer: sees its own account only.
     Customer(String),
     /// An operator from `[[http.admins]]`: sees every account.
@@ -26,14 +26,14 @@ pub enum Who {
 
 impl Who {
     /// The account this viewer is limited to, if any.
-    pub fn account(&self) -> Option<&str> {
+    pub(crate) fn account(&self) -> Option<&str> {
         match self {
             Who::Customer(a) => Some(a),
             Who::Operator(_) => None,
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Who::Customer(n) | Who::Operator(n) => n,
         }
@@ -41,14 +41,14 @@ impl Who {
 }
 
 #[derive(Debug, Clone)]
-pub struct Session {
-    pub who: Who,
+pub(crate) struct Session {
+    pub(crate) who: Who,
     /// Every form posted in this session carries it back.
-    pub csrf: String,
+    pub(crate) csrf: String,
     expires: Instant,
 }
 
-pub struct Sessions {
+pub(crate) struct Sessions {
     timeout: Duration,
     max: usize,
     by_hash: Mutex<HashMap<String, Session>>,
@@ -68,7 +68,7 @@ struct PastDays {
 }
 
 /// 32 random bytes, hex: ids and CSRF tokens.
-pub fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut b = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut b);
     hex::encode(b)
@@ -79,7 +79,7 @@ fn digest(id: &str) -> String {
 }
 
 /// Compares two secrets in time independent of where they differ.
-pub fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -88,7 +88,7 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 }
 
 impl Sessions {
-    pub fn new(timeout: Duration, max: usize) -> Self {
+    pub(crate) fn new(timeout: Duration, max: usize) -> Self {
         Sessions {
             timeout,
             max: max.max(1),
@@ -99,7 +99,7 @@ impl Sessions {
 
     /// The overview's past days of `account` if counted recently for
     /// the same time zone and first day.
-    pub fn past_days(
+    pub(crate) fn past_days(
         &self,
         account: &str,
         tz: &str,
@@ -111,7 +111,7 @@ impl Sessions {
             .map(|p| p.days.clone())
     }
 
-    pub fn keep_past_days(
+    pub(crate) fn keep_past_days(
         &self,
         account: &str,
         tz: &str,
@@ -136,12 +136,12 @@ impl Sessions {
         );
     }
 
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
 
     /// Starts a session; returns its id (for the cookie only).
-    pub fn create(&self, who: Who, now: Instant) -> String {
+    pub(crate) fn create(&self, who: Who, now: Instant) -> String {
         let id = random_token();
         let mut map = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, s| s.expires > now);
@@ -167,7 +167,7 @@ impl Sessions {
     }
 
     /// The live session of `id`.
-    pub fn get(&self, id: &str, now: Instant) -> Option<Session> {
+    pub(crate) fn get(&self, id: &str, now: Instant) -> Option<Session> {
         let key = digest(id);
         let mut map = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(&key) {
@@ -180,14 +180,14 @@ impl Sessions {
         }
     }
 
-    pub fn end(&self, id: &str) {
+    pub(crate) fn end(&self, id: &str) {
         let mut map = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&digest(id));
     }
 }
 
 /// The value of cookie `name` in a request's `Cookie` headers.
-pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
