@@ -3,6 +3,7 @@
 //! client's WINDOW_ADJUST is never seen).
 
 use crate::harness::*;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,5 +42,37 @@ async fn get_of_256_mib_completes() -> TestResult {
         server.journal("acme")?.is_empty(),
         "a download is not a deposit"
     );
+    server.stop().await
+}
+
+/// READ answers the bytes at the offset asked, a short block where the
+/// file ends and EOF past it. The file was just written, so its bytes are
+/// in memory and READ serves them on the session's task (with a tmpfs
+/// TMPDIR by plain pread, on a disk through the page-cache-only read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_returns_exact_bytes_short_at_the_end_and_eof_past_it() -> TestResult {
+    let mut server = TestServer::start().await?;
+    let dir = server.jail("acme").join("audio");
+    std::fs::create_dir_all(&dir)?;
+    let body = content(300_001, 11);
+    std::fs::write(dir.join("r.wav"), &body)?;
+    let client = server.raw_sftp("acme").await?;
+    let sftp = &client.sftp;
+    let h = sftp
+        .open("/audio/r.wav", OpenFlags::READ, FileAttributes::default())
+        .await?
+        .handle;
+    let block = sftp.read(&h, 12_345, 200_000).await?;
+    assert_eq!(block.data, &body[12_345..212_345]);
+    let tail = sftp.read(&h, 299_990, 32_768).await?;
+    assert_eq!(tail.data, &body[299_990..]);
+    match sftp.read(&h, 300_001, 32_768).await {
+        Err(russh_sftp::client::error::Error::Status(s)) => {
+            assert_eq!(s.status_code, StatusCode::Eof)
+        }
+        other => return Err(format!("read past the end gave {other:?}, not EOF").into()),
+    }
+    sftp.close(&h).await?;
+    client.cut().await;
     server.stop().await
 }
