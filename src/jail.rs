@@ -34,7 +34,7 @@ mod error;
 mod path;
 
 pub use error::JailError;
-pub use path::{JailPath, PATH_MAX};
+pub use path::JailPath;
 
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, ResolveFlags, Timespec, Timestamps, CWD};
 use rustix::io::Errno;
@@ -46,7 +46,7 @@ const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
 
 /// How [`Jail::open_file`] opens a file; mirrors the SFTP open flags.
 #[derive(Clone, Copy, Debug)]
-pub struct OpenOptions {
+pub(crate) struct OpenOptions {
     pub read: bool,
     pub write: bool,
     pub create: bool,
@@ -104,7 +104,7 @@ impl OpenOptions {
 
 /// One directory entry with lstat-style metadata (symlinks are not followed).
 #[derive(Debug)]
-pub struct DirEntry {
+pub(crate) struct DirEntry {
     pub name: String,
     pub metadata: Metadata,
 }
@@ -120,7 +120,7 @@ pub struct Jail {
 impl Jail {
     /// Opens `root`, which must exist and be a directory. The root path comes
     /// from server configuration, not a client, so it is opened plainly.
-    pub fn open(root: &Path) -> std::io::Result<Jail> {
+    pub(crate) fn open(root: &Path) -> std::io::Result<Jail> {
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let root_fd = rustix::fs::openat(CWD, root, flags, Mode::empty())?;
         Ok(Jail {
@@ -129,12 +129,12 @@ impl Jail {
         })
     }
 
-    pub fn root_path(&self) -> &Path {
+    pub(crate) fn root_path(&self) -> &Path {
         &self.root
     }
 
     /// Opens a regular file; directories, fifos, devices and symlinks are refused.
-    pub fn open_file(&self, p: &JailPath, o: &OpenOptions) -> Result<File, JailError> {
+    pub(crate) fn open_file(&self, p: &JailPath, o: &OpenOptions) -> Result<File, JailError> {
         if p.is_root() {
             return Err(JailError::IsADirectory);
         }
@@ -149,7 +149,7 @@ impl Jail {
 
     /// Flushes everything written on the jail's file system (one flush for a
     /// whole batch of files, instead of one per file).
-    pub fn sync_filesystem(&self) -> Result<(), JailError> {
+    pub(crate) fn sync_filesystem(&self) -> Result<(), JailError> {
         // syncfs needs a real descriptor; the root is held as O_PATH.
         let fd = self.resolve(
             &JailPath::root(),
@@ -160,13 +160,13 @@ impl Jail {
     }
 
     /// lstat semantics: a symlink entry is described, never followed.
-    pub fn stat(&self, p: &JailPath) -> Result<Metadata, JailError> {
+    pub(crate) fn stat(&self, p: &JailPath) -> Result<Metadata, JailError> {
         let fd = self.resolve(p, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())?;
         Ok(File::from(fd).metadata()?)
     }
 
     /// Lists a directory (without "." and ".."), sorted by name.
-    pub fn read_dir(&self, p: &JailPath) -> Result<Vec<DirEntry>, JailError> {
+    pub(crate) fn read_dir(&self, p: &JailPath) -> Result<Vec<DirEntry>, JailError> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY;
         let dir_fd = self.resolve(p, flags, Mode::empty())?;
         let mut out = Vec::new();
@@ -182,14 +182,14 @@ impl Jail {
 
     /// Opens a directory for listing page by page: memory stays the same
     /// whatever the directory holds (the whole listing is never built).
-    pub fn list_dir(&self, p: &JailPath) -> Result<DirListing, JailError> {
+    pub(crate) fn list_dir(&self, p: &JailPath) -> Result<DirListing, JailError> {
         let fd = self.resolve(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
         Ok(DirListing {
             entries: rustix::fs::Dir::new(fd)?,
         })
     }
 
-    pub fn mkdir(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
+    pub(crate) fn mkdir(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
         let Some((parent, name)) = p.split_last() else {
             return Err(JailError::AlreadyExists);
         };
@@ -199,7 +199,7 @@ impl Jail {
 
     /// Creates every missing level; each step re-opens only the level just
     /// made (beneath, no symlinks), so a symlink at any level is refused.
-    pub fn create_dir_all(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
+    pub(crate) fn create_dir_all(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
         let mut cur = self.open_dir(&JailPath::root())?;
         for name in p.components() {
             match rustix::fs::mkdirat(&cur, name, perm_bits(mode)) {
@@ -211,20 +211,25 @@ impl Jail {
         Ok(())
     }
 
-    pub fn rmdir(&self, p: &JailPath) -> Result<(), JailError> {
+    pub(crate) fn rmdir(&self, p: &JailPath) -> Result<(), JailError> {
         let (dir, name) = self.parent_of(p)?;
         Ok(rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR)?)
     }
 
     /// Removes a non-directory; a symlink is removed itself, never its target.
-    pub fn remove_file(&self, p: &JailPath) -> Result<(), JailError> {
+    pub(crate) fn remove_file(&self, p: &JailPath) -> Result<(), JailError> {
         let (dir, name) = self.parent_of(p)?;
         Ok(rustix::fs::unlinkat(&dir, name, AtFlags::empty())?)
     }
 
     /// `overwrite == false` is SFTP v3 rename (fails if `to` exists);
     /// `true` is POSIX rename (posix-rename@openssh.com).
-    pub fn rename(&self, from: &JailPath, to: &JailPath, overwrite: bool) -> Result<(), JailError> {
+    pub(crate) fn rename(
+        &self,
+        from: &JailPath,
+        to: &JailPath,
+        overwrite: bool,
+    ) -> Result<(), JailError> {
         let (from_dir, from_name) = self.parent_of(from)?;
         let (to_dir, to_name) = self.parent_of(to)?;
         let flags = if overwrite {
@@ -238,7 +243,7 @@ impl Jail {
 
     /// Sets access/modification times; `None` leaves that time unchanged.
     /// A symlink's own times are set, never its target's.
-    pub fn set_times(
+    pub(crate) fn set_times(
         &self,
         p: &JailPath,
         atime: Option<SystemTime>,
@@ -259,7 +264,7 @@ impl Jail {
 
     /// Sets the 0o7777 permission bits of a file or directory; symlinks and
     /// special files are refused.
-    pub fn set_permissions(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
+    pub(crate) fn set_permissions(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
         let path_fd = self.resolve(p, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())?;
         let is_dir = require_file_or_dir(&path_fd)?;
         // fchmod needs a real (non-O_PATH) fd; reopen, still following nothing.
@@ -275,13 +280,8 @@ impl Jail {
     }
 
     /// Filesystem statistics for the filesystem holding the jail root.
-    pub fn statvfs(&self) -> Result<rustix::fs::StatVfs, JailError> {
+    pub(crate) fn statvfs(&self) -> Result<rustix::fs::StatVfs, JailError> {
         Ok(rustix::fs::fstatvfs(&self.root_fd)?)
-    }
-
-    /// True if `p` names an entry (a symlink counts; it is not followed).
-    pub fn exists(&self, p: &JailPath) -> bool {
-        self.stat(p).is_ok()
     }
 
     /// The one place client paths reach the kernel: resolved beneath the root
@@ -315,7 +315,7 @@ impl Jail {
 
 /// An open directory read in pages (see [`Jail::list_dir`]). Entries are
 /// in the directory's own order, not sorted: sorting needs them all.
-pub struct DirListing {
+pub(crate) struct DirListing {
     /// getdents64 on the directory's one fd, through rustix's bounded
     /// buffer. Entries are stat'ed relative to the same fd, one name at a
     /// time and without following symlinks, so nothing resolves outside
@@ -325,7 +325,7 @@ pub struct DirListing {
 
 impl DirListing {
     /// Up to `max` more entries (with lstat metadata); empty at the end.
-    pub fn next_page(&mut self, max: usize) -> Result<Vec<DirEntry>, JailError> {
+    pub(crate) fn next_page(&mut self, max: usize) -> Result<Vec<DirEntry>, JailError> {
         let mut out = Vec::new();
         while out.len() < max {
             let Some(entry) = self.entries.read() else {

@@ -14,7 +14,7 @@ use std::path::Path;
 
 /// Loads the host key at `path`, generating an ed25519 key there if the file
 /// does not exist yet. Returns the key and whether it was just generated.
-pub fn load_or_generate_host_key(path: &Path) -> Result<(PrivateKey, bool)> {
+pub(crate) fn load_or_generate_host_key(path: &Path) -> Result<(PrivateKey, bool)> {
     if path.exists() {
         let key = russh::keys::load_secret_key(path, None).with_context(|| {
             format!(
@@ -80,7 +80,7 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 /// The SHA256 fingerprint as OpenSSH prints it (`SHA256:...`).
-pub fn fingerprint(key: &PublicKey) -> String {
+pub(crate) fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 

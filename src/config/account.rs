@@ -22,7 +22,7 @@ mod reasons;
 mod schema;
 mod validate;
 
-pub use credentials::argon2_cost_allowed;
+pub(crate) use credentials::argon2_cost_allowed;
 pub use model::*;
 #[cfg(test)]
 use reasons::parse_reasons;
@@ -30,7 +30,7 @@ use schema::parse_account;
 use validate::Validator;
 
 /// Is `name` a valid account name (`[a-z0-9][a-z0-9_-]{0,63}`)?
-pub fn valid_account_name(name: &str) -> bool {
+pub(crate) fn valid_account_name(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b.len() <= 64
@@ -40,7 +40,7 @@ pub fn valid_account_name(name: &str) -> bool {
 }
 
 /// What loading one directory of account files gave.
-pub struct LoadedAccounts {
+pub(crate) struct LoadedAccounts {
     pub accounts: BTreeMap<String, Arc<Account>>,
     pub errors: Vec<ConfigError>,
     /// Key files that will be generated on first `serve` (not errors).
@@ -51,7 +51,7 @@ pub struct LoadedAccounts {
 /// `authorized_keys_file` named `<account>_ed25519.pub` of a valid account
 /// is generated as a new key pair (this is how the shipped demo account gets
 /// its client key); without, it is listed in `pending_keys`.
-pub fn load_accounts(dir: &Path, generate_keys: bool) -> LoadedAccounts {
+pub(crate) fn load_accounts(dir: &Path, generate_keys: bool) -> LoadedAccounts {
     let mut out = LoadedAccounts {
         accounts: BTreeMap::new(),
         errors: Vec::new(),
@@ -88,7 +88,7 @@ pub fn load_accounts(dir: &Path, generate_keys: bool) -> LoadedAccounts {
 /// Loads and validates one account file; with `generate_keys`, then
 /// generates the key pair it names but lacks (see [`load_accounts`]). The
 /// second value is that key file when it is still to generate.
-pub fn load_account(
+pub(crate) fn load_account(
     file: &Path,
     accounts_dir: &Path,
     generate_keys: bool,

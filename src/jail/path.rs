@@ -10,7 +10,7 @@ const NAME_MAX: usize = 255;
 /// Longest client path accepted (PATH_MAX): a longer one could not be
 /// opened by the kernel anyway, and would only cost memory in logs,
 /// journal rows and rejection reports.
-pub const PATH_MAX: usize = 4096;
+pub(super) const PATH_MAX: usize = 4096;
 
 /// A normalised path inside the jail: starts with '/', and has no '.', '..'
 /// or empty components. Displays as "/a/b".

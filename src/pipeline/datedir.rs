@@ -15,7 +15,7 @@ use chrono::NaiveDate;
 use super::template::strftime::{Format, FormatError, Missing, Use};
 
 /// The date named by `name` under the first format that matches it exactly.
-pub fn parse_date_dir(formats: &[String], name: &str) -> Option<NaiveDate> {
+pub(crate) fn parse_date_dir(formats: &[String], name: &str) -> Option<NaiveDate> {
     formats.iter().find_map(|f| parse_strict(f, name))
 }
 
@@ -28,7 +28,7 @@ fn parse_strict(format: &str, name: &str) -> Option<NaiveDate> {
 
 /// Config-time check of one `audio.date_dirs` entry: numeric `%Y` (or `%y`),
 /// `%m` and `%d` exactly once each, `%%`, and literal text without '/'.
-pub fn validate_date_format(f: &str) -> Result<(), String> {
+pub(crate) fn validate_date_format(f: &str) -> Result<(), String> {
     Format::compile(f, Use::Date)
         .map(drop)
         .map_err(|e| match e {

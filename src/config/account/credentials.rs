@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 /// The costliest argon2 parameters a `password_hash` may ask for: each
 /// guess costs the server this much memory and time, so an account file
 /// must not be able to make one guess take gigabytes or seconds.
-pub const ARGON2_MAX_M_KIB: u32 = 256 * 1024;
-pub const ARGON2_MAX_T: u32 = 10;
-pub const ARGON2_MAX_P: u32 = 8;
+pub(crate) const ARGON2_MAX_M_KIB: u32 = 256 * 1024;
+pub(crate) const ARGON2_MAX_T: u32 = 10;
+pub(crate) const ARGON2_MAX_P: u32 = 8;
 
 /// Whether a parsed argon2 hash stays within the bounds above; the error
 /// says which parameter is over and what to do.
-pub fn argon2_cost_allowed(h: &argon2::PasswordHash<'_>) -> Result<(), String> {
+pub(crate) fn argon2_cost_allowed(h: &argon2::PasswordHash<'_>) -> Result<(), String> {
     let p = argon2::Params::try_from(h).map_err(|e| {
         format!("argon2 parameters unreadable ({e}); make one with `depot hash-password`")
     })?;

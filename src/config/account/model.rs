@@ -219,4 +219,4 @@ impl Account {
 }
 
 /// `max_file_size` when an account file leaves it out: 16 GiB.
-pub const DEFAULT_MAX_FILE_SIZE: u64 = 16 << 30;
+pub(crate) const DEFAULT_MAX_FILE_SIZE: u64 = 16 << 30;

@@ -126,7 +126,7 @@ impl Default for Bounds {
 
 /// One data record of a metadata CSV, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
+pub(crate) enum Item {
     Row(Row),
     Error(RowError),
 }
@@ -166,7 +166,7 @@ pub fn parse(bytes: &[u8], dialect: &CsvDialect, layout: &Layout) -> Result<Pars
 /// why the file as a whole is refused — records before it were already
 /// passed to `each`, so a caller that must not act on a refused file makes
 /// a first pass that only checks.
-pub fn stream<R: Read>(
+pub(crate) fn stream<R: Read>(
     input: R,
     dialect: &CsvDialect,
     layout: &Layout,

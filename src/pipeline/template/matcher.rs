@@ -162,7 +162,7 @@ pub(super) fn match_datetime<'s>(
 /// with the offset in force just before the change, which moves it forward
 /// by the gap's length (02:30 on a spring-forward night in Paris is 03:30
 /// summer time).
-pub fn localise(naive: NaiveDateTime, tz: Tz) -> (DateTime<FixedOffset>, Option<ClockChange>) {
+fn localise(naive: NaiveDateTime, tz: Tz) -> (DateTime<FixedOffset>, Option<ClockChange>) {
     match tz.from_local_datetime(&naive) {
         LocalResult::Single(dt) => (dt.fixed_offset(), None),
         LocalResult::Ambiguous(a, b) => (a.min(b).fixed_offset(), Some(ClockChange::Ambiguous)),

@@ -35,7 +35,6 @@ mod tests;
 
 use compile::{check_fields, split_run, tokenize};
 use fields::{Part, Run};
-pub use matcher::localise;
 use matcher::match_run;
 
 /// Why a template source was refused; displayed to the operator as is.
@@ -101,7 +100,7 @@ pub enum ClockChange {
 
 impl ClockChange {
     /// The flag a conversation carries.
-    pub fn flag(self) -> &'static str {
+    pub(crate) fn flag(self) -> &'static str {
         match self {
             ClockChange::Gap => "dst_gap",
             ClockChange::Ambiguous => "dst_ambiguous",
@@ -121,7 +120,7 @@ pub struct Template {
 
 /// Splits a file name at its last dot. A hidden name (`.profile`) and a name
 /// ending in a dot have no extension.
-pub fn stem_and_extension(file_name: &str) -> (&str, Option<&str>) {
+pub(crate) fn stem_and_extension(file_name: &str) -> (&str, Option<&str>) {
     match file_name.rfind('.') {
         Some(i) if i > 0 && i + 1 < file_name.len() => (&file_name[..i], Some(&file_name[i + 1..])),
         _ => (file_name, None),
