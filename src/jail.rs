@@ -19,6 +19,8 @@
 //! - The jail root itself can never be removed, renamed or opened as a file.
 //!
 //! Everything here is blocking std code; callers run it on a blocking pool.
+//! `path` holds the lexical paths, `error` the errno mapping; this file the
+//! file operations on the root fd.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -28,193 +30,23 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod error;
+mod path;
+
+pub use error::JailError;
+pub use path::JailPath;
+
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, ResolveFlags, Timespec, Timestamps, CWD};
 use rustix::io::Errno;
-
-/// Longest single name component Linux filesystems accept (NAME_MAX).
-const NAME_MAX: usize = 255;
-/// Longest client path accepted (PATH_MAX): a longer one could not be
-/// opened by the kernel anyway, and would only cost memory in logs,
-/// journal rows and rejection reports.
-pub const PATH_MAX: usize = 4096;
 
 /// Resolution rules for every path walk: stay under the root, follow nothing.
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS);
 
-/// Why a jailed operation failed, in the terms an SFTP status code needs.
-#[derive(Debug, thiserror::Error)]
-pub enum JailError {
-    #[error("no such file or directory")]
-    NotFound,
-    /// Also used for a symlink met on the way, an escape attempt, or an
-    /// operation the jail forbids on its root.
-    #[error("permission denied")]
-    PermissionDenied,
-    #[error("invalid name: {0}")]
-    InvalidName(String),
-    #[error("already exists")]
-    AlreadyExists,
-    #[error("directory not empty")]
-    NotEmpty,
-    #[error("not a directory")]
-    NotADirectory,
-    #[error("is a directory")]
-    IsADirectory,
-    #[error("i/o error: {0}")]
-    Io(#[source] std::io::Error),
-}
-
-impl From<Errno> for JailError {
-    fn from(e: Errno) -> Self {
-        match e {
-            Errno::NOENT => JailError::NotFound,
-            // EXDEV: RESOLVE_BENEATH saw an escape; ELOOP: a symlink was met.
-            Errno::XDEV | Errno::LOOP | Errno::ACCESS | Errno::PERM => JailError::PermissionDenied,
-            Errno::EXIST => JailError::AlreadyExists,
-            Errno::NOTEMPTY => JailError::NotEmpty,
-            Errno::NOTDIR => JailError::NotADirectory,
-            Errno::ISDIR => JailError::IsADirectory,
-            other => JailError::Io(other.into()),
-        }
-    }
-}
-
-impl From<std::io::Error> for JailError {
-    /// std calls (e.g. `File::metadata`) report errno too; map it the same way.
-    fn from(e: std::io::Error) -> Self {
-        match e.raw_os_error() {
-            Some(code) => Errno::from_raw_os_error(code).into(),
-            None => JailError::Io(e),
-        }
-    }
-}
-
-fn invalid(reason: &str) -> JailError {
-    JailError::InvalidName(reason.to_string())
-}
-
-/// A normalised path inside the jail: starts with '/', and has no '.', '..'
-/// or empty components. Displays as "/a/b".
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JailPath(String);
-
-impl JailPath {
-    /// Lexically normalises a client path. Relative paths are taken from "/",
-    /// and ".." stops at "/" so it can never name anything above the root.
-    pub fn parse(client_path: &str) -> Result<JailPath, JailError> {
-        if client_path.contains('\0') {
-            return Err(invalid("path contains a NUL byte"));
-        }
-        if client_path.len() > PATH_MAX {
-            return Err(invalid("path longer than 4096 bytes"));
-        }
-        let mut parts: Vec<&str> = Vec::new();
-        for comp in client_path.split('/') {
-            match comp {
-                "" | "." => {}
-                ".." => {
-                    parts.pop();
-                }
-                name => {
-                    check_len(name)?;
-                    parts.push(name);
-                }
-            }
-        }
-        Ok(JailPath(format!("/{}", parts.join("/"))))
-    }
-
-    /// The jail root, "/".
-    pub fn root() -> JailPath {
-        JailPath("/".to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_root(&self) -> bool {
-        self.0 == "/"
-    }
-
-    /// The last component, or `None` for the root.
-    pub fn file_name(&self) -> Option<&str> {
-        self.components().last()
-    }
-
-    /// The containing directory, or `None` for the root.
-    pub fn parent(&self) -> Option<JailPath> {
-        if self.is_root() {
-            return None;
-        }
-        let cut = self.0.rfind('/').unwrap_or(0);
-        Some(JailPath(self.0[..cut.max(1)].to_string()))
-    }
-
-    /// Appends one component; `name` must be a single valid name, not a path.
-    pub fn join(&self, name: &str) -> Result<JailPath, JailError> {
-        check_component(name)?;
-        let sep = if self.is_root() { "" } else { "/" };
-        Ok(JailPath(format!("{}{}{}", self.0, sep, name)))
-    }
-
-    pub fn components(&self) -> impl Iterator<Item = &str> {
-        self.0.split('/').filter(|c| !c.is_empty())
-    }
-
-    /// Component-wise prefix test: "/ab" does not start with "/a".
-    pub fn starts_with(&self, dir: &JailPath) -> bool {
-        if dir.is_root() || self == dir {
-            return true;
-        }
-        self.0
-            .strip_prefix(dir.as_str())
-            .is_some_and(|rest| rest.starts_with('/'))
-    }
-
-    /// The path relative to the root fd, as openat2 wants it ("." for root).
-    fn relative(&self) -> &str {
-        if self.is_root() {
-            "."
-        } else {
-            &self.0[1..]
-        }
-    }
-
-    /// Splits into (parent, name); the root has neither.
-    fn split_last(&self) -> Option<(JailPath, &str)> {
-        Some((self.parent()?, self.file_name()?))
-    }
-}
-
-impl fmt::Display for JailPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-fn check_len(name: &str) -> Result<(), JailError> {
-    if name.len() > NAME_MAX {
-        return Err(invalid("component longer than 255 bytes"));
-    }
-    Ok(())
-}
-
-fn check_component(name: &str) -> Result<(), JailError> {
-    match name {
-        "" => Err(invalid("empty name")),
-        "." | ".." => Err(invalid("'.' and '..' are not names")),
-        _ if name.contains('/') => Err(invalid("name contains '/'")),
-        _ if name.contains('\0') => Err(invalid("name contains a NUL byte")),
-        _ => check_len(name),
-    }
-}
-
 /// How [`Jail::open_file`] opens a file; mirrors the SFTP open flags.
 #[derive(Clone, Copy, Debug)]
-pub struct OpenOptions {
+pub(crate) struct OpenOptions {
     pub read: bool,
     pub write: bool,
     pub create: bool,
@@ -272,7 +104,7 @@ impl OpenOptions {
 
 /// One directory entry with lstat-style metadata (symlinks are not followed).
 #[derive(Debug)]
-pub struct DirEntry {
+pub(crate) struct DirEntry {
     pub name: String,
     pub metadata: Metadata,
 }
@@ -288,7 +120,7 @@ pub struct Jail {
 impl Jail {
     /// Opens `root`, which must exist and be a directory. The root path comes
     /// from server configuration, not a client, so it is opened plainly.
-    pub fn open(root: &Path) -> std::io::Result<Jail> {
+    pub(crate) fn open(root: &Path) -> std::io::Result<Jail> {
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let root_fd = rustix::fs::openat(CWD, root, flags, Mode::empty())?;
         Ok(Jail {
@@ -297,12 +129,12 @@ impl Jail {
         })
     }
 
-    pub fn root_path(&self) -> &Path {
+    pub(crate) fn root_path(&self) -> &Path {
         &self.root
     }
 
     /// Opens a regular file; directories, fifos, devices and symlinks are refused.
-    pub fn open_file(&self, p: &JailPath, o: &OpenOptions) -> Result<File, JailError> {
+    pub(crate) fn open_file(&self, p: &JailPath, o: &OpenOptions) -> Result<File, JailError> {
         if p.is_root() {
             return Err(JailError::IsADirectory);
         }
@@ -317,7 +149,7 @@ impl Jail {
 
     /// Flushes everything written on the jail's file system (one flush for a
     /// whole batch of files, instead of one per file).
-    pub fn sync_filesystem(&self) -> Result<(), JailError> {
+    pub(crate) fn sync_filesystem(&self) -> Result<(), JailError> {
         // syncfs needs a real descriptor; the root is held as O_PATH.
         let fd = self.resolve(
             &JailPath::root(),
@@ -328,13 +160,13 @@ impl Jail {
     }
 
     /// lstat semantics: a symlink entry is described, never followed.
-    pub fn stat(&self, p: &JailPath) -> Result<Metadata, JailError> {
+    pub(crate) fn stat(&self, p: &JailPath) -> Result<Metadata, JailError> {
         let fd = self.resolve(p, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())?;
         Ok(File::from(fd).metadata()?)
     }
 
     /// Lists a directory (without "." and ".."), sorted by name.
-    pub fn read_dir(&self, p: &JailPath) -> Result<Vec<DirEntry>, JailError> {
+    pub(crate) fn read_dir(&self, p: &JailPath) -> Result<Vec<DirEntry>, JailError> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY;
         let dir_fd = self.resolve(p, flags, Mode::empty())?;
         let mut out = Vec::new();
@@ -350,14 +182,14 @@ impl Jail {
 
     /// Opens a directory for listing page by page: memory stays the same
     /// whatever the directory holds (the whole listing is never built).
-    pub fn list_dir(&self, p: &JailPath) -> Result<DirListing, JailError> {
+    pub(crate) fn list_dir(&self, p: &JailPath) -> Result<DirListing, JailError> {
         let fd = self.resolve(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
         Ok(DirListing {
             entries: rustix::fs::Dir::new(fd)?,
         })
     }
 
-    pub fn mkdir(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
+    pub(crate) fn mkdir(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
         let Some((parent, name)) = p.split_last() else {
             return Err(JailError::AlreadyExists);
         };
@@ -367,7 +199,7 @@ impl Jail {
 
     /// Creates every missing level; each step re-opens only the level just
     /// made (beneath, no symlinks), so a symlink at any level is refused.
-    pub fn create_dir_all(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
+    pub(crate) fn create_dir_all(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
         let mut cur = self.open_dir(&JailPath::root())?;
         for name in p.components() {
             match rustix::fs::mkdirat(&cur, name, perm_bits(mode)) {
@@ -379,20 +211,25 @@ impl Jail {
         Ok(())
     }
 
-    pub fn rmdir(&self, p: &JailPath) -> Result<(), JailError> {
+    pub(crate) fn rmdir(&self, p: &JailPath) -> Result<(), JailError> {
         let (dir, name) = self.parent_of(p)?;
         Ok(rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR)?)
     }
 
     /// Removes a non-directory; a symlink is removed itself, never its target.
-    pub fn remove_file(&self, p: &JailPath) -> Result<(), JailError> {
+    pub(crate) fn remove_file(&self, p: &JailPath) -> Result<(), JailError> {
         let (dir, name) = self.parent_of(p)?;
         Ok(rustix::fs::unlinkat(&dir, name, AtFlags::empty())?)
     }
 
     /// `overwrite == false` is SFTP v3 rename (fails if `to` exists);
     /// `true` is POSIX rename (posix-rename@openssh.com).
-    pub fn rename(&self, from: &JailPath, to: &JailPath, overwrite: bool) -> Result<(), JailError> {
+    pub(crate) fn rename(
+        &self,
+        from: &JailPath,
+        to: &JailPath,
+        overwrite: bool,
+    ) -> Result<(), JailError> {
         let (from_dir, from_name) = self.parent_of(from)?;
         let (to_dir, to_name) = self.parent_of(to)?;
         let flags = if overwrite {
@@ -406,7 +243,7 @@ impl Jail {
 
     /// Sets access/modification times; `None` leaves that time unchanged.
     /// A symlink's own times are set, never its target's.
-    pub fn set_times(
+    pub(crate) fn set_times(
         &self,
         p: &JailPath,
         atime: Option<SystemTime>,
@@ -427,7 +264,7 @@ impl Jail {
 
     /// Sets the 0o7777 permission bits of a file or directory; symlinks and
     /// special files are refused.
-    pub fn set_permissions(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
+    pub(crate) fn set_permissions(&self, p: &JailPath, mode: u32) -> Result<(), JailError> {
         let path_fd = self.resolve(p, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())?;
         let is_dir = require_file_or_dir(&path_fd)?;
         // fchmod needs a real (non-O_PATH) fd; reopen, still following nothing.
@@ -443,13 +280,8 @@ impl Jail {
     }
 
     /// Filesystem statistics for the filesystem holding the jail root.
-    pub fn statvfs(&self) -> Result<rustix::fs::StatVfs, JailError> {
+    pub(crate) fn statvfs(&self) -> Result<rustix::fs::StatVfs, JailError> {
         Ok(rustix::fs::fstatvfs(&self.root_fd)?)
-    }
-
-    /// True if `p` names an entry (a symlink counts; it is not followed).
-    pub fn exists(&self, p: &JailPath) -> bool {
-        self.stat(p).is_ok()
     }
 
     /// The one place client paths reach the kernel: resolved beneath the root
@@ -483,7 +315,7 @@ impl Jail {
 
 /// An open directory read in pages (see [`Jail::list_dir`]). Entries are
 /// in the directory's own order, not sorted: sorting needs them all.
-pub struct DirListing {
+pub(crate) struct DirListing {
     /// getdents64 on the directory's one fd, through rustix's bounded
     /// buffer. Entries are stat'ed relative to the same fd, one name at a
     /// time and without following symlinks, so nothing resolves outside
@@ -493,7 +325,7 @@ pub struct DirListing {
 
 impl DirListing {
     /// Up to `max` more entries (with lstat metadata); empty at the end.
-    pub fn next_page(&mut self, max: usize) -> Result<Vec<DirEntry>, JailError> {
+    pub(crate) fn next_page(&mut self, max: usize) -> Result<Vec<DirEntry>, JailError> {
         let mut out = Vec::new();
         while out.len() < max {
             let Some(entry) = self.entries.read() else {

@@ -14,7 +14,7 @@ use std::path::Path;
 
 /// Loads the host key at `path`, generating an ed25519 key there if the file
 /// does not exist yet. Returns the key and whether it was just generated.
-pub fn load_or_generate_host_key(path: &Path) -> Result<(PrivateKey, bool)> {
+pub(crate) fn load_or_generate_host_key(path: &Path) -> Result<(PrivateKey, bool)> {
     if path.exists() {
         let key = russh::keys::load_secret_key(path, None).with_context(|| {
             format!(
@@ -55,6 +55,17 @@ pub fn generate_ed25519(path: &Path, comment: &str) -> Result<PrivateKey> {
     Ok(key)
 }
 
+/// Generates the client key pair of an account whose `authorized_keys_file`
+/// names a missing `<account>_ed25519.pub`: the private key next to it,
+/// for the operator to hand to the customer. Returns the public key, which
+/// the account then accepts.
+pub(crate) fn generate_client_key(account: &str, public: &Path) -> Result<PublicKey> {
+    let private = public.with_extension("");
+    let key = generate_ed25519(&private, &format!("{account}@depot"))?;
+    tracing::info!(account, key = %private.display(), "generated client key pair for account");
+    Ok(key.public_key().clone())
+}
+
 /// Creates `path` (failing if it exists) with `mode` and writes `bytes`.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
@@ -69,7 +80,7 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 }
 
 /// The SHA256 fingerprint as OpenSSH prints it (`SHA256:...`).
-pub fn fingerprint(key: &PublicKey) -> String {
+pub(crate) fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 

@@ -9,14 +9,14 @@
 mod account;
 mod http;
 mod server;
-pub mod watch;
+pub(crate) mod watch;
 mod webhooks;
 
+pub(crate) use account::{argon2_cost_allowed, load_account, load_accounts, valid_account_name};
 pub use account::{
-    argon2_cost_allowed, load_account, load_accounts, valid_account_name, Account, AdvisorSettings,
-    AudioSettings, ContactReasons, CrmSettings, CsvDialect, Encoding, ExtensionsCase, FieldRule,
-    MetadataCsvSettings, MetadataUse, Normalize, OnConflict, OnInvalid, OnTimeout, OnUnknown,
-    OnUnwanted, PickingSettings,
+    Account, AdvisorSettings, AudioSettings, ContactReasons, CrmSettings, CsvDialect, Encoding,
+    ExtensionsCase, FieldRule, MetadataCsvSettings, MetadataUse, Normalize, OnConflict, OnInvalid,
+    OnTimeout, OnUnknown, OnUnwanted, PickingSettings,
 };
 pub use http::{Admin, EventsConfig, HttpConfig};
 pub use server::{AuthConfig, LogConfig, LogFormat, PipelineLimits, ServerConfig, Settings};

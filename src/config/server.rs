@@ -4,148 +4,18 @@
 //! Relative paths resolve against the directory depot was started in, so
 //! `cargo run --release -- serve` from the repository root finds `keys/`,
 //! `data/` and `config/accounts/`.
+//!
+//! `schema` holds the raw sections and their defaults; this file the
+//! validated settings and the validation.
 
 use super::{parse_duration, parse_toml, resolve, ConfigError, ConfigErrors};
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    server: RawServer,
-    #[serde(default)]
-    auth: RawAuth,
-    #[serde(default)]
-    log: RawLog,
-    #[serde(default)]
-    pipeline: RawPipeline,
-    http: Option<super::http::RawHttp>,
-    #[serde(default)]
-    events: super::http::RawEvents,
-    #[serde(default)]
-    webhooks: Vec<super::webhooks::RawWebhook>,
-}
+mod schema;
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawServer {
-    listen: OneOrMany,
-    host_keys: Vec<PathBuf>,
-    data_dir: PathBuf,
-    accounts_dir: PathBuf,
-    max_sessions: usize,
-    max_sessions_per_account: usize,
-    idle_timeout: String,
-    fsync: bool,
-    shutdown_timeout: String,
-    max_handles_per_session: usize,
-    max_handles_per_account: usize,
-    max_hole: ByteSize,
-    min_free_disk: ByteSize,
-}
-
-/// A size in bytes: an integer, or a string such as "64MiB".
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum ByteSize {
-    Bytes(u64),
-    Text(String),
-}
-
-impl Default for RawServer {
-    fn default() -> Self {
-        RawServer {
-            listen: OneOrMany::One("127.0.0.1:2222".into()),
-            host_keys: vec![PathBuf::from("keys/ssh_host_ed25519_key")],
-            data_dir: PathBuf::from("data"),
-            accounts_dir: PathBuf::from("config/accounts"),
-            max_sessions: 512,
-            max_sessions_per_account: 32,
-            idle_timeout: "10m".into(),
-            fsync: true,
-            max_handles_per_session: 256,
-            max_handles_per_account: 1024,
-            max_hole: ByteSize::Text("64MiB".into()),
-            min_free_disk: ByteSize::Text("1GiB".into()),
-            shutdown_timeout: "15s".into(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawAuth {
-    max_attempts_per_connection: u32,
-    ban_after_failures: u32,
-    ban_window: String,
-    ban_duration: String,
-    max_concurrent_password_checks: usize,
-    login_grace_time: String,
-    max_unauthenticated_per_ip: usize,
-    max_unauthenticated: usize,
-}
-
-impl Default for RawAuth {
-    fn default() -> Self {
-        RawAuth {
-            max_attempts_per_connection: 6,
-            ban_after_failures: 10,
-            ban_window: "5m".into(),
-            ban_duration: "15m".into(),
-            max_concurrent_password_checks: 4,
-            login_grace_time: "30s".into(),
-            max_unauthenticated_per_ip: 10,
-            max_unauthenticated: 64,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawLog {
-    format: String,
-    level: String,
-}
-
-impl Default for RawLog {
-    fn default() -> Self {
-        RawLog {
-            format: "text".into(),
-            level: "info".into(),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawPipeline {
-    csv_max_columns: usize,
-    csv_max_record_bytes: usize,
-    csv_rows_per_commit: usize,
-    max_rejections_per_deposit: usize,
-}
-
-impl Default for RawPipeline {
-    fn default() -> Self {
-        let d = PipelineLimits::default();
-        RawPipeline {
-            csv_max_columns: d.csv_max_columns,
-            csv_max_record_bytes: d.csv_max_record_bytes,
-            csv_rows_per_commit: d.csv_rows_per_commit,
-            max_rejections_per_deposit: d.max_rejections_per_deposit,
-        }
-    }
-}
+use schema::*;
 
 /// What one deposit may cost the pipeline: a CSV is read one bounded
 /// record at a time and stored in bounded transactions, and a deposit

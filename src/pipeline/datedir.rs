@@ -3,65 +3,55 @@
 //!
 //! Matching is strict: a name is accepted only if formatting the parsed date
 //! with the same format gives the name back byte for byte, so "2026211",
-//! "20260230" or "2026_02_11x" never become a date. Formats are checked once
+//! "20260230" or "2026_02_11x" never become a date. The format subset is the
+//! one file-name datetimes use (`template::strftime`), restricted to dates:
+//! every number has a fixed width, so a name matches only when it has
+//! exactly the format's shape and names a real day. Formats are checked once
 //! at config time by [`validate_date_format`]; [`parse_date_dir`] still never
 //! panics on a format that skipped that check.
 
-use std::fmt::Write;
-
 use chrono::NaiveDate;
 
+use super::template::strftime::{Format, FormatError, Missing, Use};
+
 /// The date named by `name` under the first format that matches it exactly.
-pub fn parse_date_dir(formats: &[String], name: &str) -> Option<NaiveDate> {
+pub(crate) fn parse_date_dir(formats: &[String], name: &str) -> Option<NaiveDate> {
     formats.iter().find_map(|f| parse_strict(f, name))
 }
 
+/// A format that fails [`validate_date_format`] matches nothing. Compiling
+/// a format of a few characters costs less than listing the directory that
+/// asked, so the settings keep the formats as the operator wrote them.
 fn parse_strict(format: &str, name: &str) -> Option<NaiveDate> {
-    let date = NaiveDate::parse_from_str(name, format).ok()?;
-    // chrono reports a bad format as a fmt::Error; `to_string` would panic.
-    let mut again = String::new();
-    write!(again, "{}", date.format(format)).ok()?;
-    (again == name).then_some(date)
+    Format::compile(format, Use::Date).ok()?.parse_date(name)
 }
 
 /// Config-time check of one `audio.date_dirs` entry: numeric `%Y` (or `%y`),
 /// `%m` and `%d` exactly once each, `%%`, and literal text without '/'.
-pub fn validate_date_format(f: &str) -> Result<(), String> {
-    let mut seen = Vec::new();
-    let mut chars = f.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '/' => return Err(format!("date directory format '{f}': '/' cannot appear in a directory name")),
-            '%' => match chars.next() {
-                Some('%') => {}
-                Some(spec @ ('Y' | 'y' | 'm' | 'd')) if seen.contains(&spec) => {
-                    return Err(format!("date directory format '{f}': %{spec} appears twice"))
-                }
-                Some(spec @ ('Y' | 'y' | 'm' | 'd')) => seen.push(spec),
-                Some(other) => {
-                    return Err(format!(
-                        "date directory format '{f}': unknown specifier '%{other}' (supported: %Y %y %m %d %%)"
-                    ))
-                }
-                None => return Err(format!("date directory format '{f}' ends with a lone '%'")),
-            },
-            _ => {}
-        }
-    }
-    check_complete(f, &seen)
-}
-
-fn check_complete(f: &str, seen: &[char]) -> Result<(), String> {
-    let has = |c| seen.contains(&c);
-    if has('Y') && has('y') {
-        return Err(format!("date directory format '{f}' uses both %Y and %y"));
-    }
-    if !(has('Y') || has('y')) || !has('m') || !has('d') {
-        return Err(format!(
-            "date directory format '{f}' needs %Y (or %y), %m and %d"
-        ));
-    }
-    Ok(())
+pub(crate) fn validate_date_format(f: &str) -> Result<(), String> {
+    Format::compile(f, Use::Date)
+        .map(drop)
+        .map_err(|e| match e {
+            FormatError::Slash => {
+                format!("date directory format '{f}': '/' cannot appear in a directory name")
+            }
+            FormatError::Twice(spec) => {
+                format!(
+                    "date directory format '{f}': %{} appears twice",
+                    spec.letter()
+                )
+            }
+            FormatError::Unknown(other) => format!(
+            "date directory format '{f}': unknown specifier '%{other}' (supported: %Y %y %m %d %%)"
+        ),
+            FormatError::Lone => format!("date directory format '{f}' ends with a lone '%'"),
+            FormatError::Incomplete(Missing::BothYears) => {
+                format!("date directory format '{f}' uses both %Y and %y")
+            }
+            FormatError::Incomplete(_) => {
+                format!("date directory format '{f}' needs %Y (or %y), %m and %d")
+            }
+        })
 }
 
 #[cfg(test)]

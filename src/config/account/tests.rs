@@ -192,3 +192,35 @@ fn costly_argon2_parameters_are_a_config_error() {
     let loaded = load_accounts(d.path(), false);
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
 }
+
+#[test]
+fn an_invalid_account_gets_no_key_pair() {
+    let d = dir_with(&[(
+        "demo.toml",
+        "authorized_keys_file = \"keys/demo_ed25519.pub\"\ntimezone = \"Mars/Olympus\"\n",
+    )]);
+    let served = load_accounts(d.path(), true);
+    assert_eq!(served.errors.len(), 1, "{:?}", served.errors);
+    assert_eq!(served.errors[0].key, "timezone");
+    assert!(!d.path().join("keys/demo_ed25519").exists());
+    assert!(!d.path().join("keys/demo_ed25519.pub").exists());
+}
+
+#[test]
+fn checking_never_writes_a_key_pair() {
+    let d = dir_with(&[(
+        "demo.toml",
+        "authorized_keys_file = \"keys/demo_ed25519.pub\"\n",
+    )]);
+    let file = d.path().join("demo.toml");
+    let (acc, pending) = load_account(&file, d.path(), false).unwrap();
+    assert!(acc.authorized_keys.is_empty());
+    assert_eq!(pending, Some(d.path().join("keys/demo_ed25519.pub")));
+    assert!(!d.path().join("keys").exists());
+    let (acc, pending) = load_account(&file, d.path(), true).unwrap();
+    assert_eq!(acc.authorized_keys.len(), 1);
+    assert_eq!(pending, None);
+    let written = std::fs::read_to_string(d.path().join("keys/demo_ed25519.pub")).unwrap();
+    let on_disk = russh::keys::PublicKey::from_openssh(written.trim()).unwrap();
+    assert_eq!(on_disk.key_data(), acc.authorized_keys[0].key_data());
+}
