@@ -1,0 +1,165 @@
+//! Audio that waits for its metadata CSV row: completed when the row
+//! arrives (or the wait runs out, per `on_timeout`), or turned into a
+//! rejection when the row is unusable.
+
+use super::call::{base_call, complete_call, empty_draft, merge_row};
+use super::context::{append_report, today, Failure, Pipeline};
+use super::{audio, Rejection};
+use crate::config::{Account, OnTimeout};
+use crate::jail::JailPath;
+use crate::metrics::Metrics;
+use crate::store::conversations::{self, Awaiting, Stored};
+use crate::store::snapshots;
+use chrono::{NaiveDate, Utc};
+use std::collections::BTreeMap;
+
+/// The conversation `id` if it still waits for its metadata row.
+async fn awaiting(p: &Pipeline, id: i64) -> anyhow::Result<Option<Awaiting>> {
+    Ok(p.writer
+        .run(move |c| conversations::awaiting(c, id))
+        .await?)
+}
+
+/// Completes an awaiting conversation with its CSV row, or (`row = None`)
+/// as its wait ran out, per `on_timeout`.
+pub async fn complete_awaiting(
+    p: &Pipeline,
+    account: &Account,
+    id: i64,
+    row: Option<BTreeMap<String, String>>,
+) -> anyhow::Result<()> {
+    let Some(a) = awaiting(p, id).await? else {
+        return Ok(());
+    };
+    let timed_out = row.is_none();
+    if timed_out
+        && account
+            .metadata_csv
+            .as_ref()
+            .is_some_and(|m| m.on_timeout == OnTimeout::Reject)
+    {
+        let wait = account
+            .metadata_csv
+            .as_ref()
+            .map(|m| humantime::format_duration(m.wait).to_string())
+            .unwrap_or_default();
+        let r = Rejection::new(
+            "metadata_csv",
+            format!("no metadata CSV row named this file within {wait}"),
+        );
+        return reject_awaiting(p, account, &a, r).await;
+    }
+    let path = JailPath::parse(&a.path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let file_name = path.file_name().unwrap_or_default().to_string();
+    let deposit_date = a
+        .deposit_date
+        .as_deref()
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let mut call = match base_call(account, &file_name, deposit_date) {
+        Ok(c) => c,
+        Err(r) => return reject_awaiting(p, account, &a, r).await,
+    };
+    match &row {
+        Some(r) => {
+            if let Err(r) = merge_row(account, &mut call, r) {
+                return reject_awaiting(p, account, &a, r).await;
+            }
+        }
+        None => call.flags.push("metadata_csv_timeout".into()),
+    }
+    let mut draft = empty_draft(
+        account,
+        &a.path,
+        a.journal_id,
+        a.size,
+        &a.sha256,
+        &a.received_at,
+    );
+    draft.existing = Some(a.id);
+    draft.deposit_date = a.deposit_date.clone();
+    if let Some(info) = &a.audio {
+        call.flags.extend(audio::extension_flag(info, &file_name));
+    }
+    match complete_call(p, account, call, deposit_date, &mut draft).await {
+        Ok(()) => {}
+        Err(Failure::Rejected(r)) => return reject_awaiting(p, account, &a, r).await,
+        Err(Failure::Transient(e)) => return Err(e),
+    }
+    if let Stored::Conversation { id, picked } = p
+        .writer
+        .run(move |c| conversations::store(c, &draft))
+        .await?
+    {
+        Metrics::add(&p.metrics.conversations, 1);
+        tracing::info!(account = %account.name, conversation_id = id, path = %a.path, picked, timed_out, "conversation completed with its metadata");
+    }
+    Ok(())
+}
+
+/// Rejects the awaiting conversation `id` (if it still awaits).
+pub async fn reject_awaiting_id(
+    p: &Pipeline,
+    account: &Account,
+    id: i64,
+    r: Rejection,
+) -> anyhow::Result<()> {
+    let Some(a) = awaiting(p, id).await? else {
+        return Ok(());
+    };
+    reject_awaiting(p, account, &a, r).await
+}
+
+async fn reject_awaiting(
+    p: &Pipeline,
+    account: &Account,
+    a: &Awaiting,
+    r: Rejection,
+) -> anyhow::Result<()> {
+    let day = today(account);
+    let (a2, r2, day2, cap) = (
+        a.clone(),
+        r.clone(),
+        day.clone(),
+        p.limits.max_rejections_per_deposit,
+    );
+    let recorded = p
+        .writer
+        .run(move |c| conversations::reject_awaiting(c, &a2, &r2, &day2, cap))
+        .await?;
+    let Some(recorded) = recorded else {
+        // Its metadata row completed it in the meantime: nothing to reject.
+        return Ok(());
+    };
+    if let Some(archived) = &a.archive_path {
+        let _ = std::fs::remove_file(archived);
+    }
+    let rows = recorded.new_rows();
+    if rows.is_empty() {
+        tracing::info!(account = %account.name, path = %a.path, "same content as an open rejection of this path; nothing changes");
+        return Ok(());
+    }
+    Metrics::add(&p.metrics.rejections, rows.len() as u64);
+    tracing::info!(account = %account.name, path = %a.path, stage = r.stage, reason = %r.reason, "deposit rejected");
+    append_report(p, account, day, rows).await
+}
+
+/// Applies `on_timeout` to every conversation whose wait has run out.
+pub async fn expire_waits(p: &Pipeline) -> anyhow::Result<()> {
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let due = p
+        .writer
+        .run(move |c| snapshots::awaiting_due(c, &now))
+        .await?;
+    for id in due {
+        let Some(a) = awaiting(p, id).await? else {
+            continue;
+        };
+        match p.account(&a.account) {
+            Some(account) => complete_awaiting(p, &account, id, None).await?,
+            None => {
+                tracing::warn!(conversation_id = id, account = %a.account, "awaiting conversation of an account no longer configured")
+            }
+        }
+    }
+    Ok(())
+}
