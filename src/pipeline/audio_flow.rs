@@ -199,7 +199,11 @@ pub async fn audio(
     draft.audio = Some(info);
     draft.archive = Some((tmp.clone(), dir, ext));
     let awaiting = draft.wait_until.is_some();
-    match p.writer.run(move |c| conversations::store(c, &draft)).await {
+    match p
+        .writer
+        .run(move |c| super::commit::store_conversation(c, &draft))
+        .await
+    {
         Ok(Stored::Conversation { id, picked }) => {
             // A call waiting for its CSV row is counted when it completes
             // (it may still end as a rejection): counters count outcomes.

@@ -87,7 +87,7 @@ pub async fn complete_awaiting(
     }
     if let Stored::Conversation { id, picked } = p
         .writer
-        .run(move |c| conversations::store(c, &draft))
+        .run(move |c| super::commit::store_conversation(c, &draft))
         .await?
     {
         Metrics::add(&p.metrics.conversations, 1);

@@ -12,6 +12,7 @@ pub mod audio_flow;
 pub mod awaiting;
 pub mod call;
 pub mod classify;
+pub mod commit;
 pub mod context;
 pub mod crm;
 pub mod crm_flow;
@@ -31,24 +32,4 @@ pub mod sweep;
 pub mod template;
 pub mod worker;
 
-/// A deposit that cannot become a conversation, with the reason the
-/// customer reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// The stage that refused it (`classify`, `date_directory`, `file_name`,
-    /// `audio`, `contact_reason`, `advisor`, ...).
-    pub stage: &'static str,
-    pub reason: String,
-    /// CSV line number, for CSV rows.
-    pub line: Option<u64>,
-}
-
-impl Rejection {
-    pub fn new(stage: &'static str, reason: impl Into<String>) -> Self {
-        Rejection {
-            stage,
-            reason: reason.into(),
-            line: None,
-        }
-    }
-}
+pub use crate::record::Rejection;

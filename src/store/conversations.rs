@@ -1,15 +1,14 @@
-//! Writing outcomes: a conversation (with its advisor, picking decision and
-//! counters, archive copy and journal row) or a rejection — each in one
-//! savepoint of the writer's transaction, so a crash or a re-delivered
-//! journal row never stores or counts anything twice.
+//! Writing outcomes' rows: a conversation (its advisor, picking counters,
+//! archive copy and journal row) or a rejection — each in one savepoint of
+//! the writer's transaction, so a crash or a re-delivered journal row never
+//! stores or counts anything twice. The store offers the counters and the
+//! writes; the picking decision between them is the caller's.
 
 use super::journal::{self, now_rfc3339, Redo};
 use super::{events, Result, StoreError};
-use crate::pipeline::audio::AudioInfo;
-use crate::pipeline::enrich::CrmOutcome;
-use crate::pipeline::identify::AdvisorRef;
-use crate::pipeline::picking::{decide, PickingRule, WindowCounts};
-use crate::pipeline::Rejection;
+use crate::record::{
+    AdvisorRef, AudioInfo, CrmOutcome, NewAdvisor, PickingRule, Rejection, WindowCounts,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,9 +70,32 @@ pub fn current(conn: &Connection, account: &str, path: &str) -> Result<Option<(i
         .optional()?)
 }
 
-pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
+/// What [`prepare`] found: nothing left to write, or the conversation
+/// rows to write (after the caller takes the picking decision).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    Done(Stored),
+    /// Write it; `kept` is a reprocessed conversation's picking decision,
+    /// to be counted again as it was.
+    Write {
+        kept: Option<Kept>,
+    },
+}
+
+/// The first half of storing a draft: an awaiting conversation that is no
+/// longer awaiting, a stale redo or the same content again end here
+/// (journal row marked); a previous version is superseded (its counts come
+/// out).
+pub fn prepare(conn: &Connection, d: &Draft) -> Result<Prepared> {
     if let Some(id) = d.existing {
-        return finish_awaiting(conn, id, d);
+        let status: Option<String> = conn
+            .prepare_cached("SELECT status FROM conversations WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        if status.as_deref() != Some("awaiting_metadata") {
+            return Ok(Prepared::Done(Stored::Unchanged { id }));
+        }
+        return Ok(Prepared::Write { kept: None });
     }
     let previous = current(conn, &d.account, &d.path)?;
     let mut kept = None;
@@ -83,8 +105,8 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
                 kept = decision(conn, *id)?;
             }
             // Its counts come out here; a kept decision is counted back in
-            // below (in the new window, for the new advisor key), so the
-            // counters end as they were when neither changed.
+            // (in the new window, for the new advisor key), so the counters
+            // end as they were when neither changed.
             supersede(conn, *id)?;
         }
         (Some(redo), _) => {
@@ -93,22 +115,41 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
                 redo.conversation
             );
             journal::mark_done(conn, d.journal_id, &why)?;
-            return Ok(Stored::Unchanged {
+            return Ok(Prepared::Done(Stored::Unchanged {
                 id: redo.conversation,
-            });
+            }));
         }
         (None, Some((id, sha))) if *sha == d.sha256 => {
             journal::mark_done(conn, d.journal_id, &format!("unchanged:{id}"))?;
-            return Ok(Stored::Unchanged { id: *id });
+            return Ok(Prepared::Done(Stored::Unchanged { id: *id }));
         }
         (None, Some((id, _))) => supersede(conn, *id)?,
         (None, None) => {}
     }
-    let awaiting = d.wait_until.is_some();
-    let (advisor_id, key, picked, reason) = match awaiting {
-        true => (None, None, false, None),
-        false => decide_for(conn, d, kept)?,
-    };
+    Ok(Prepared::Write { kept })
+}
+
+/// A conversation's advisor and picking decision, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decision {
+    pub advisor_id: Option<i64>,
+    /// The key picking caps are counted under.
+    pub key: Option<String>,
+    pub picked: bool,
+    /// Why it was not picked.
+    pub reason: Option<String>,
+}
+
+/// The second half of storing a draft: the conversation row (new, or the
+/// awaiting one completed), its archive copy, its journal row and event.
+/// `decision` is `None` for a call stored as awaiting its metadata.
+pub fn write(conn: &Connection, d: &Draft, decision: Option<&Decision>) -> Result<Stored> {
+    if let Some(id) = d.existing {
+        return finish_awaiting(conn, id, d, decision.cloned().unwrap_or_default());
+    }
+    let awaiting = decision.is_none();
+    let none = Decision::default();
+    let dec = decision.unwrap_or(&none);
     let now = now_rfc3339();
     let cols = JsonColumns::of(d)?;
     conn.prepare_cached(
@@ -130,11 +171,11 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
         d.window,
         cols.metadata,
         cols.flags,
-        advisor_id,
+        dec.advisor_id,
         d.advisor.name(),
-        key,
-        picked,
-        reason,
+        dec.key,
+        dec.picked,
+        dec.reason,
         d.audio.as_ref().map(json).transpose()?,
         now,
         if awaiting { "awaiting_metadata" } else { "ingested" },
@@ -155,35 +196,14 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
     if !awaiting {
         events::conversation_created(conn, id)?;
     }
-    Ok(Stored::Conversation { id, picked })
+    Ok(Stored::Conversation {
+        id,
+        picked: dec.picked,
+    })
 }
-
-type Decision = (Option<i64>, Option<String>, bool, Option<String>);
 
 /// A picking decision already taken: picked, and why not.
-type Kept = (bool, Option<String>);
-
-/// Advisor (found or created) and picking decision for a complete call:
-/// `kept` (a reprocessed conversation's) is counted again as it was, else a
-/// fresh decision is taken.
-fn decide_for(conn: &Connection, d: &Draft, kept: Option<Kept>) -> Result<Decision> {
-    let advisor_id = match &d.advisor {
-        AdvisorRef::ByEmail(a) => Some(advisor_id(conn, &d.account, a)?),
-        _ => None,
-    };
-    let key = d.advisor.picking_key();
-    let (picked, reason) = match kept {
-        Some((picked, reason)) => {
-            count(conn, d, key.as_deref(), picked)?;
-            (picked, reason)
-        }
-        None => {
-            let (picked, reason) = pick(conn, d, key.as_deref())?;
-            (picked, reason.map(str::to_string))
-        }
-    };
-    Ok((advisor_id, key, picked, reason))
-}
+pub type Kept = (bool, Option<String>);
 
 /// The picking decision of an ingested conversation (one still awaiting its
 /// metadata has none, and was never counted).
@@ -231,15 +251,7 @@ pub fn redoable(conn: &Connection, id: i64) -> Result<Option<Redoable>> {
 }
 
 /// Completes an `awaiting_metadata` conversation with its full metadata.
-fn finish_awaiting(conn: &Connection, id: i64, d: &Draft) -> Result<Stored> {
-    let status: Option<String> = conn
-        .prepare_cached("SELECT status FROM conversations WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    if status.as_deref() != Some("awaiting_metadata") {
-        return Ok(Stored::Unchanged { id });
-    }
-    let (advisor_id, key, picked, reason) = decide_for(conn, d, None)?;
+fn finish_awaiting(conn: &Connection, id: i64, d: &Draft, dec: Decision) -> Result<Stored> {
     let cols = JsonColumns::of(d)?;
     conn.prepare_cached(
         "UPDATE conversations SET status = 'ingested', started_at = ?2, window = ?3, metadata = ?4,
@@ -253,16 +265,19 @@ fn finish_awaiting(conn: &Connection, id: i64, d: &Draft) -> Result<Stored> {
         d.window,
         cols.metadata,
         cols.flags,
-        advisor_id,
+        dec.advisor_id,
         d.advisor.name(),
-        key,
-        picked,
-        reason,
+        dec.key,
+        dec.picked,
+        dec.reason,
         cols.additional_metadata,
         cols.crm,
     ])?;
     events::conversation_created(conn, id)?;
-    Ok(Stored::Conversation { id, picked })
+    Ok(Stored::Conversation {
+        id,
+        picked: dec.picked,
+    })
 }
 
 /// A draft's columns stored as JSON, as both a new conversation and one
@@ -417,11 +432,7 @@ pub(crate) fn supersede(conn: &Connection, id: i64) -> Result<()> {
 
 /// Finds or creates the advisor; the unique (account, email) constraint
 /// makes concurrent first sightings converge on one row.
-fn advisor_id(
-    conn: &Connection,
-    account: &str,
-    a: &crate::pipeline::identify::NewAdvisor,
-) -> Result<i64> {
+pub fn advisor_id(conn: &Connection, account: &str, a: &NewAdvisor) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO advisors (account, email, first_name, last_name, team, connector, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (account, email) DO NOTHING",
@@ -440,49 +451,38 @@ fn advisor_id(
         .query_row([account, &a.email], |r| r.get(0))?)
 }
 
-/// Takes the picking decision and updates the window's counters.
-fn pick(conn: &Connection, d: &Draft, key: Option<&str>) -> Result<(bool, Option<&'static str>)> {
+/// The counters of a window as they stand, for the advisor `key` too.
+pub fn window_counts(
+    conn: &Connection,
+    account: &str,
+    window: &str,
+    key: Option<&str>,
+) -> Result<WindowCounts> {
     let (arrivals, picked): (i64, i64) = conn
         .prepare_cached(
             "SELECT arrivals, picked FROM picking_windows WHERE account = ?1 AND window = ?2",
         )?
-        .query_row([&d.account, &d.window], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([account, window], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or((0, 0));
     let advisor_picked: i64 = match key {
         Some(k) => conn
             .prepare_cached("SELECT picked FROM picking_advisors WHERE account = ?1 AND window = ?2 AND advisor = ?3")?
-            .query_row([&d.account, &d.window, k], |r| r.get(0))
+            .query_row([account, window, k], |r| r.get(0))
             .optional()?
             .unwrap_or(0),
         None => 0,
     };
-    let decision = match &d.picking {
-        None => Ok(()),
-        Some(rule) => {
-            // Calls without a known advisor are not subject to the cap.
-            let rule = PickingRule {
-                percent: rule.percent,
-                max_per_advisor: key.and(rule.max_per_advisor),
-            };
-            decide(
-                &rule,
-                &WindowCounts {
-                    arrivals_before: arrivals as u64,
-                    picked: picked as u64,
-                    advisor_picked: advisor_picked as u64,
-                },
-            )
-        }
-    };
-    let is_picked = decision.is_ok();
-    count(conn, d, key, is_picked)?;
-    Ok((is_picked, decision.err().map(|r| r.as_str())))
+    Ok(WindowCounts {
+        arrivals_before: arrivals as u64,
+        picked: picked as u64,
+        advisor_picked: advisor_picked as u64,
+    })
 }
 
 /// Counts one arrival (picked or not) in the draft's window and, when
 /// picked, for its advisor.
-fn count(conn: &Connection, d: &Draft, key: Option<&str>, is_picked: bool) -> Result<()> {
+pub fn count(conn: &Connection, d: &Draft, key: Option<&str>, is_picked: bool) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO picking_windows (account, window, arrivals, picked) VALUES (?1, ?2, 1, ?3)
          ON CONFLICT (account, window) DO UPDATE SET arrivals = arrivals + 1, picked = picked + ?3",
@@ -755,6 +755,3 @@ pub fn report(conn: &Connection, account: &str, day: &str) -> Result<Vec<ReportR
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,6 +1,9 @@
-use super::*;
-use crate::pipeline::identify::NewAdvisor;
+use super::store_conversation as store;
+use crate::record::{AdvisorRef, NewAdvisor, PickingRule, Rejection};
+use crate::store::conversations::*;
 use crate::store::journal::{insert, NewEntry, Redo, Source};
+use rusqlite::Connection;
+use std::collections::BTreeMap;
 
 fn db() -> (tempfile::TempDir, Connection) {
     let d = tempfile::tempdir().unwrap();
