@@ -17,7 +17,7 @@ use crate::deposit::names::{is_final, is_temp_name};
 use crate::jail::{Jail, JailPath, OpenOptions};
 use crate::metrics::Metrics;
 use crate::pipeline::worker::{self, Pipeline};
-use crate::store::journal::{self, Entry, NewEntry, Source};
+use crate::store::journal::{self, Entry, NewEntry, Outcome, Source, State};
 use crate::store::{self, Writer};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashSet};
@@ -303,36 +303,40 @@ fn poll(
         return Ok(());
     };
     for (id, state, outcome) in journal::states_between(reader, from, to)? {
-        if state != "done" {
+        if state != State::Done {
             continue;
         }
         let Some((account, path)) = waiting.remove(&id) else {
             continue;
         };
-        let outcome = outcome.unwrap_or_default();
-        let shown = match outcome.split_once(':') {
-            Some(("conversation", id)) if awaiting(reader, id)? => {
+        let shown = match outcome {
+            Some(Outcome::Conversation(id)) if awaiting(reader, id)? => {
                 tally.waiting += 1;
                 format!("waiting for its metadata CSV row (conversation {id})")
             }
-            Some(("conversation", id)) => {
+            Some(Outcome::Conversation(id)) => {
                 tally.conversations += 1;
                 format!("conversation {id}")
             }
-            Some(("unchanged", id)) => {
+            Some(Outcome::Unchanged(id)) => {
                 tally.unchanged += 1;
                 format!("unchanged (conversation {id})")
             }
-            _ if outcome.starts_with("rejected") => {
+            // Counted with the unchanged, as the text's first word says.
+            Some(Outcome::SameRejection(id)) => {
+                tally.unchanged += 1;
+                format!("unchanged (conversation  rejected:{id})")
+            }
+            Some(Outcome::Rejected | Outcome::RejectedAs(_)) => {
                 tally.rejections += 1;
                 match latest_rejection(reader, &account, &path)? {
                     Some((stage, reason)) => format!("rejected ({stage}: {reason})"),
                     None => "rejected".to_string(),
                 }
             }
-            _ => {
+            other => {
                 tally.ignored += 1;
-                outcome.clone()
+                other.map(|o| o.to_string()).unwrap_or_default()
             }
         };
         progress.done(&shown, &path);
@@ -342,11 +346,8 @@ fn poll(
 
 /// Whether conversation `id` (as the journal names it) still waits for
 /// its metadata CSV row.
-fn awaiting(reader: &rusqlite::Connection, id: &str) -> Result<bool> {
+fn awaiting(reader: &rusqlite::Connection, id: i64) -> Result<bool> {
     use rusqlite::OptionalExtension;
-    let Ok(id) = id.parse::<i64>() else {
-        return Ok(false);
-    };
     let status: Option<String> = reader
         .prepare_cached("SELECT status FROM conversations WHERE id = ?1")?
         .query_row([id], |r| r.get(0))

@@ -4,14 +4,14 @@
 //! then one stored conversation.
 
 use super::call::{base_call, complete_call, empty_draft, merge_row};
-use super::context::{mark, not_as_acknowledged, today, transient, Failure, Pipeline};
+use super::context::{mark, not_as_acknowledged, today_date, transient, Failure, Pipeline};
 use super::{audio, fields, Rejection};
 use crate::archive::Staged;
 use crate::config::Account;
 use crate::jail::JailPath;
 use crate::metrics::Metrics;
-use crate::store::conversations::{self, Stored};
-use crate::store::journal::Entry;
+use crate::store::conversations::{self, ArchiveTarget, Stored};
+use crate::store::journal::{Entry, Outcome};
 use crate::store::snapshots;
 use chrono::{NaiveDate, Utc};
 use std::collections::BTreeMap;
@@ -74,7 +74,7 @@ pub async fn audio(
                 .map_err(transient)?;
             if let Some((id, sha)) = current {
                 if sha == entry.sha256 {
-                    return mark(p, entry.id, &format!("unchanged:{id}"))
+                    return mark(p, entry.id, Outcome::Unchanged(id))
                         .await
                         .map_err(Failure::Transient);
                 }
@@ -127,21 +127,17 @@ pub async fn audio(
             draft.started_at = call.started_at.map(|d| d.to_rfc3339());
             draft.metadata = call.metadata;
             draft.flags = call.flags;
-            draft.window = deposit_date
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| today(account));
+            draft.window = deposit_date.unwrap_or_else(|| today_date(account));
         }
         None => complete_call(p, account, call, deposit_date, &mut draft).await?,
     }
-    let window = NaiveDate::parse_from_str(&draft.window, "%Y-%m-%d")
-        .unwrap_or_else(|_| Utc::now().date_naive());
     let ext = file_name
         .rsplit('.')
         .next()
         .unwrap_or("bin")
         .to_ascii_lowercase();
     let archive = p.archive_root(&account.name);
-    let dir = archive.join(window.format("%Y/%m/%d").to_string());
+    let dir = archive.join(draft.window.format("%Y/%m/%d").to_string());
     let tmp = archive
         .join(".incoming")
         .join(format!("j{}.{ext}", entry.id));
@@ -197,7 +193,11 @@ pub async fn audio(
         false => info.format.clone(),
     };
     draft.audio = Some(info);
-    draft.archive = Some((tmp.clone(), dir, ext));
+    draft.archive = Some(ArchiveTarget {
+        staged: tmp.clone(),
+        dir,
+        ext,
+    });
     let awaiting = draft.wait_until.is_some();
     match p
         .writer

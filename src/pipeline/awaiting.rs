@@ -10,6 +10,7 @@ use crate::jail::JailPath;
 use crate::metrics::Metrics;
 use crate::store::conversations::{self, Awaiting, Stored};
 use crate::store::snapshots;
+use anyhow::Context;
 use chrono::{NaiveDate, Utc};
 use std::collections::BTreeMap;
 
@@ -49,7 +50,8 @@ pub async fn complete_awaiting(
         );
         return reject_awaiting(p, account, &a, r).await;
     }
-    let path = JailPath::parse(&a.path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = JailPath::parse(&a.path)
+        .with_context(|| format!("awaiting conversation {}: path {}", a.id, a.path))?;
     let file_name = path.file_name().unwrap_or_default().to_string();
     let deposit_date = a
         .deposit_date

@@ -2,7 +2,7 @@
 //! CSV row share: file-name metadata, the merge of the CSV row, then the
 //! common tail (contact reason, advisor, CRM enrichment, picking window).
 
-use super::context::{transient, Failure, Pipeline};
+use super::context::{today_date, transient, Failure, Pipeline};
 use super::{enrich, fields, identify, names, reason, Rejection};
 use crate::config::{Account, MetadataUse};
 use crate::store::conversations::Draft;
@@ -85,8 +85,7 @@ pub(super) async fn complete_call(
         .started_at
         .map(|d| d.with_timezone(&tz).date_naive())
         .or(deposit_date)
-        .unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive())
-        .to_string();
+        .unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive());
     draft.started_at = call.started_at.map(|d| d.to_rfc3339());
     draft.metadata = call.metadata;
     draft.flags = call.flags;
@@ -117,7 +116,7 @@ pub(super) fn empty_draft(
         received_at: received_at.to_string(),
         started_at: None,
         deposit_date: None,
-        window: String::new(),
+        window: today_date(account),
         metadata: BTreeMap::new(),
         flags: Vec::new(),
         advisor: identify::AdvisorRef::Unknown,

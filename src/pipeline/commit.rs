@@ -36,7 +36,12 @@ fn decide_for(conn: &Connection, d: &Draft, kept: Option<Kept>) -> Result<Decisi
     let (picked, reason) = match kept {
         Some((picked, reason)) => (picked, reason),
         None => {
-            let counts = conversations::window_counts(conn, &d.account, &d.window, key.as_deref())?;
+            let counts = conversations::window_counts(
+                conn,
+                &d.account,
+                &d.window.to_string(),
+                key.as_deref(),
+            )?;
             let decision = match &d.picking {
                 None => Ok(()),
                 Some(rule) => {

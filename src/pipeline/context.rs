@@ -11,7 +11,7 @@ use crate::config::{Account, PipelineLimits};
 use crate::deposit::Seals;
 use crate::metrics::Metrics;
 use crate::store::conversations::{self, DepositRejections, Recorded, ReportRow};
-use crate::store::journal::{self, Entry};
+use crate::store::journal::{self, Entry, Outcome};
 use crate::store::Writer;
 use chrono::Utc;
 use std::collections::{HashMap, HashSet};
@@ -105,8 +105,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub async fn mark(p: &Pipeline, id: i64, outcome: &str) -> anyhow::Result<()> {
-    let outcome = outcome.to_string();
+pub async fn mark(p: &Pipeline, id: i64, outcome: Outcome) -> anyhow::Result<()> {
     p.writer
         .run(move |c| journal::mark_done(c, id, &outcome))
         .await?;
@@ -115,10 +114,12 @@ pub async fn mark(p: &Pipeline, id: i64, outcome: &str) -> anyhow::Result<()> {
 
 /// Today in the account's timezone (names the rejection report file).
 pub fn today(account: &Account) -> String {
-    Utc::now()
-        .with_timezone(&account.timezone)
-        .date_naive()
-        .to_string()
+    today_date(account).to_string()
+}
+
+/// Today in the account's timezone.
+pub fn today_date(account: &Account) -> chrono::NaiveDate {
+    Utc::now().with_timezone(&account.timezone).date_naive()
 }
 
 /// Records the rejection of a whole deposit and appends it to the
@@ -222,13 +223,9 @@ pub(crate) async fn not_as_acknowledged(
         .await
         .map_err(transient)?;
     if newer {
-        return mark(
-            p,
-            entry.id,
-            "superseded: a newer completion of the same path replaced these bytes",
-        )
-        .await
-        .map_err(Failure::Transient);
+        return mark(p, entry.id, Outcome::Superseded)
+            .await
+            .map_err(Failure::Transient);
     }
     tracing::warn!(account = %account.name, path = %entry.path, journal_id = entry.id, expected = %entry.sha256, found = ?found_sha256, "deposit changed or vanished after its upload was acknowledged");
     let reason = match found_sha256 {

@@ -10,7 +10,7 @@ use super::staging::{bounds, low_priority, stage};
 use super::Rejection;
 use crate::config::Account;
 use crate::store::conversations;
-use crate::store::journal::{self, Entry};
+use crate::store::journal::{self, Entry, Outcome};
 use crate::store::snapshots;
 use anyhow::anyhow;
 use std::path::Path;
@@ -58,7 +58,7 @@ pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Res
             crate::archive::put(&tmp, &dest)
                 .map_err(|e| crate::store::StoreError::Commit(format!("archive CRM file: {e}")))?;
             snapshots::set_snapshot_file(c, id, &dest.display().to_string())?;
-            journal::mark_done(c, jid, &format!("crm_snapshot:{id}"))?;
+            journal::mark_done(c, jid, &Outcome::CrmSnapshot(id))?;
             Ok(id)
         })
         .await

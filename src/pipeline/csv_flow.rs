@@ -21,7 +21,7 @@ use crate::config::Account;
 use crate::jail::JailPath;
 use crate::metrics::Metrics;
 use crate::store::conversations::{self, DepositRejections, Recorded};
-use crate::store::journal::{self, Entry};
+use crate::store::journal::{self, Entry, Outcome, State};
 use crate::store::{snapshots, Writer};
 use anyhow::anyhow;
 use std::collections::BTreeMap;
@@ -61,7 +61,7 @@ pub async fn metadata_csv(
     // A retry after a later step failed: the rows are stored already.
     let done = p
         .writer
-        .run(move |c| Ok(journal::get(c, id)?.is_some_and(|e| e.state == "done")))
+        .run(move |c| Ok(journal::get(c, id)?.is_some_and(|e| e.state == State::Done)))
         .await
         .map_err(transient)?;
     if !done {
@@ -70,7 +70,7 @@ pub async fn metadata_csv(
             .join(".incoming")
             .join(format!("j{id}.csv"));
         let Some(staged) = stage(p, account, entry, dest).await? else {
-            return mark(p, entry.id, "stale: changed after this upload")
+            return mark(p, entry.id, Outcome::StaleUpload)
                 .await
                 .map_err(Failure::Transient);
         };
@@ -324,7 +324,7 @@ impl StoreCsv {
         );
         self.writer
             .run_blocking(move |c| {
-                if journal::get(c, entry.id)?.is_some_and(|e| e.state == "done") {
+                if journal::get(c, entry.id)?.is_some_and(|e| e.state == State::Done) {
                     return Ok(Recorded::New(Vec::new()));
                 }
                 for (file, why) in &named {
@@ -344,11 +344,13 @@ impl StoreCsv {
                         day: &day,
                     },
                 )?;
-                let outcome = match &recorded {
-                    Recorded::New(_) => format!("metadata_csv: {rows} rows, {refused} refused"),
-                    Recorded::Unchanged { rejection } => format!(
-                        "metadata_csv: {rows} rows, {refused} refused (unchanged: rejected:{rejection})"
-                    ),
+                let outcome = Outcome::MetadataCsv {
+                    rows,
+                    refused,
+                    unchanged: match &recorded {
+                        Recorded::New(_) => None,
+                        Recorded::Unchanged { rejection } => Some(*rejection),
+                    },
                 };
                 journal::mark_done(c, entry.id, &outcome)?;
                 Ok(recorded)

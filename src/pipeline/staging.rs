@@ -7,7 +7,7 @@ use super::csvfile::Bounds;
 use crate::config::Account;
 use crate::jail::JailPath;
 use crate::store::journal::Entry;
-use anyhow::anyhow;
+use anyhow::Context;
 use std::path::PathBuf;
 
 /// Stages the deposit at `dest` (`None`: it changed or was deleted since
@@ -24,7 +24,9 @@ pub(super) async fn stage(
 ) -> Result<Option<PathBuf>, Failure> {
     use crate::archive::{Source, Staged};
     let (root, sha) = (p.jail_root(&account.name), entry.sha256.clone());
-    let jp = JailPath::parse(&entry.path).map_err(|e| transient(anyhow!("{e}")))?;
+    let jp = JailPath::parse(&entry.path)
+        .with_context(|| format!("journal row {}: path {}", entry.id, entry.path))
+        .map_err(transient)?;
     let sealed = p.seals.source(entry.id);
     let t = dest.clone();
     let staged = tokio::task::spawn_blocking(move || {

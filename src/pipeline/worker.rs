@@ -19,7 +19,7 @@ use super::context::{lock, mark, reject, Failure};
 use crate::config::Account;
 use crate::jail::JailPath;
 use crate::metrics::Metrics;
-use crate::store::journal::{self, Entry};
+use crate::store::journal::{self, Entry, Outcome};
 use anyhow::anyhow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -208,7 +208,12 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 /// Ingests one entry; `Err` only for transient failures.
 async fn ingest(p: &Pipeline, entry: &Entry) -> anyhow::Result<()> {
     let Some(account) = p.account(&entry.account) else {
-        return mark(p, entry.id, "ignored: account no longer configured").await;
+        return mark(
+            p,
+            entry.id,
+            Outcome::Ignored("account no longer configured".into()),
+        )
+        .await;
     };
     let path = JailPath::parse(&entry.path).map_err(|e| anyhow!("journal path: {e}"))?;
     let outcome = match classify(&account, &path) {
@@ -218,7 +223,7 @@ async fn ingest(p: &Pipeline, entry: &Entry) -> anyhow::Result<()> {
                 Metrics::add(&p.metrics.system_files_ignored, 1);
                 tracing::debug!(account = %account.name, path = %entry.path, "system file stored, not ingested");
             }
-            return mark(p, entry.id, &format!("ignored: {why}")).await;
+            return mark(p, entry.id, Outcome::Ignored(why.to_string())).await;
         }
         Ok(Kind::MetadataCsv) => super::csv_flow::metadata_csv(p, &account, entry).await,
         Ok(Kind::CrmCsv) => super::crm_flow::crm_csv(p, &account, entry).await,

@@ -4,11 +4,12 @@
 //! stores or counts anything twice. The store offers the counters and the
 //! writes; the picking decision between them is the caller's.
 
-use super::journal::{self, now_rfc3339, Redo};
+use super::journal::{self, now_rfc3339, Outcome, Redo};
 use super::{events, Result, StoreError};
 use crate::record::{
     AdvisorRef, AudioInfo, CrmOutcome, NewAdvisor, PickingRule, Rejection, WindowCounts,
 };
+use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,16 +26,15 @@ pub struct Draft {
     pub started_at: Option<String>,
     pub deposit_date: Option<String>,
     /// The picking window: the call's day in the account's timezone.
-    pub window: String,
+    pub window: NaiveDate,
     pub metadata: BTreeMap<String, String>,
     pub flags: Vec<String>,
     pub advisor: AdvisorRef,
     pub audio: Option<AudioInfo>,
     /// `None`: no `[picking]`, everything is picked.
     pub picking: Option<PickingRule>,
-    /// Where the worker hard-linked the audio, and the archive directory
-    /// and extension of its final name `<conversation id>.<ext>`.
-    pub archive: Option<(PathBuf, PathBuf, String)>,
+    /// Where the archive copy is staged and where it goes.
+    pub archive: Option<ArchiveTarget>,
     /// Additional metadata from the CRM and what the join found.
     pub additional_metadata: BTreeMap<String, String>,
     pub crm: Option<CrmOutcome>,
@@ -46,6 +46,15 @@ pub struct Draft {
     /// `depot reprocess ID`: supersedes that conversation even when the
     /// content is the same, keeping its picking decision unless `repick`.
     pub redo: Option<Redo>,
+}
+
+/// The audio's staged copy and its place in the archive: `dir` and the
+/// extension of its final name `<conversation id>.<ext>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveTarget {
+    pub staged: PathBuf,
+    pub dir: PathBuf,
+    pub ext: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,17 +119,14 @@ pub fn prepare(conn: &Connection, d: &Draft) -> Result<Prepared> {
             supersede(conn, *id)?;
         }
         (Some(redo), _) => {
-            let why = format!(
-                "stale: conversation {} is no longer the deposit's current one",
-                redo.conversation
-            );
+            let why = Outcome::StaleRedo(redo.conversation);
             journal::mark_done(conn, d.journal_id, &why)?;
             return Ok(Prepared::Done(Stored::Unchanged {
                 id: redo.conversation,
             }));
         }
         (None, Some((id, sha))) if *sha == d.sha256 => {
-            journal::mark_done(conn, d.journal_id, &format!("unchanged:{id}"))?;
+            journal::mark_done(conn, d.journal_id, &Outcome::Unchanged(*id))?;
             return Ok(Prepared::Done(Stored::Unchanged { id: *id }));
         }
         (None, Some((id, _))) => supersede(conn, *id)?,
@@ -168,7 +174,7 @@ pub fn write(conn: &Connection, d: &Draft, decision: Option<&Decision>) -> Resul
         d.received_at,
         d.started_at,
         d.deposit_date,
-        d.window,
+        d.window.to_string(),
         cols.metadata,
         cols.flags,
         dec.advisor_id,
@@ -184,15 +190,15 @@ pub fn write(conn: &Connection, d: &Draft, decision: Option<&Decision>) -> Resul
         d.wait_until,
     ])?;
     let id = conn.last_insert_rowid();
-    if let Some((tmp, dir, ext)) = &d.archive {
-        let dest = dir.join(format!("{id}.{ext}"));
-        crate::archive::put(tmp, &dest)
+    if let Some(a) = &d.archive {
+        let dest = a.dir.join(format!("{id}.{}", a.ext));
+        crate::archive::put(&a.staged, &dest)
             .map_err(|e| StoreError::Commit(format!("archive {}: {e}", dest.display())))?;
         conn.prepare_cached("UPDATE conversations SET archive_path = ?2 WHERE id = ?1")?
             .execute(params![id, dest.display().to_string()])?;
     }
     clear_rejections(conn, &d.account, &d.path)?;
-    journal::mark_done(conn, d.journal_id, &format!("conversation:{id}"))?;
+    journal::mark_done(conn, d.journal_id, &Outcome::Conversation(id))?;
     if !awaiting {
         events::conversation_created(conn, id)?;
     }
@@ -262,7 +268,7 @@ fn finish_awaiting(conn: &Connection, id: i64, d: &Draft, dec: Decision) -> Resu
     .execute(params![
         id,
         d.started_at,
-        d.window,
+        d.window.to_string(),
         cols.metadata,
         cols.flags,
         dec.advisor_id,
@@ -374,10 +380,10 @@ pub fn reject_awaiting(
 
 impl Recorded {
     /// The journal outcome of a deposit rejected whole.
-    pub fn outcome(&self) -> String {
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Recorded::New(_) => "rejected".to_owned(),
-            Recorded::Unchanged { rejection } => format!("unchanged: rejected:{rejection}"),
+            Recorded::New(_) => Outcome::Rejected,
+            Recorded::Unchanged { rejection } => Outcome::SameRejection(*rejection),
         }
     }
 
@@ -487,13 +493,13 @@ pub fn count(conn: &Connection, d: &Draft, key: Option<&str>, is_picked: bool) -
         "INSERT INTO picking_windows (account, window, arrivals, picked) VALUES (?1, ?2, 1, ?3)
          ON CONFLICT (account, window) DO UPDATE SET arrivals = arrivals + 1, picked = picked + ?3",
     )?
-    .execute(params![d.account, d.window, is_picked as i64])?;
+    .execute(params![d.account, d.window.to_string(), is_picked as i64])?;
     if let (true, Some(k)) = (is_picked, key) {
         conn.prepare_cached(
             "INSERT INTO picking_advisors (account, window, advisor, picked) VALUES (?1, ?2, ?3, 1)
              ON CONFLICT (account, window, advisor) DO UPDATE SET picked = picked + 1",
         )?
-        .execute(params![d.account, d.window, k])?;
+        .execute(params![d.account, d.window.to_string(), k])?;
     }
     Ok(())
 }
@@ -524,7 +530,7 @@ pub fn reject(
     ])?;
     let id = conn.last_insert_rowid();
     if let Some(j) = journal_id {
-        journal::mark_done(conn, j, &format!("rejected:{id}"))?;
+        journal::mark_done(conn, j, &Outcome::RejectedAs(id))?;
     }
     events::rejection_created(conn, id)?;
     Ok(id)

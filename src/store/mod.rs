@@ -15,6 +15,7 @@ pub mod journal;
 pub mod moves;
 pub mod queries;
 pub mod snapshots;
+pub mod states;
 pub mod webhooks;
 
 use rusqlite::Connection;

@@ -48,7 +48,7 @@ fn draft(
         received_at: e.completed_at,
         started_at: None,
         deposit_date: None,
-        window: "2026-02-11".into(),
+        window: "2026-02-11".parse().unwrap(),
         metadata: BTreeMap::new(),
         flags: vec![],
         advisor: adv,
