@@ -3,9 +3,10 @@
 //! for it), contact reason, advisor, CRM enrichment, audio probe, archive,
 //! then one stored conversation.
 
-use super::call::{base_call, complete_call, empty_draft, merge_row};
+use super::call::{apply, crm_for, empty_draft};
 use super::context::{mark, not_as_acknowledged, today_date, transient, Failure, Pipeline};
-use super::{audio, fields, Rejection};
+use super::evaluate::{evaluate, Deposit, Evaluation, Metadata};
+use super::{audio, fields};
 use crate::archive::Staged;
 use crate::config::Account;
 use crate::jail::JailPath;
@@ -82,26 +83,40 @@ pub async fn audio(
         }
     }
     let file_name = path.file_name().unwrap_or_default().to_string();
-    let mut call = base_call(account, &file_name, deposit_date)?;
-    let row = match &account.metadata_csv {
-        None => None,
-        Some(_) => metadata_row(p, account, &file_name).await?,
+    let (row, broken) = match &account.metadata_csv {
+        None => (None, None),
+        Some(_) => match metadata_row(p, account, &file_name).await? {
+            Some(row) => (Some(row), None),
+            None => {
+                let (acc, name) = (account.name.clone(), file_name.clone());
+                let broken = p
+                    .writer
+                    .run(move |c| snapshots::row_error(c, &acc, &name))
+                    .await
+                    .map_err(transient)?;
+                (None, broken)
+            }
+        },
     };
-    if let Some(r) = &row {
-        merge_row(account, &mut call, r)?;
-    }
-    if row.is_none() && account.metadata_csv.is_some() {
-        // Its row arrived broken: rejected now, not after the whole wait.
-        let (acc, name) = (account.name.clone(), file_name.clone());
-        let broken = p
-            .writer
-            .run(move |c| snapshots::row_error(c, &acc, &name))
-            .await
-            .map_err(transient)?;
-        if let Some(reason) = broken {
-            return Err(Rejection::new("metadata_csv", reason).into());
-        }
-    }
+    let crm = match account.metadata_csv.is_none() || row.is_some() {
+        true => crm_for(p, account).await?,
+        false => None,
+    };
+    let metadata = match &account.metadata_csv {
+        None => Metadata::NotUsed,
+        Some(_) => Metadata::Csv {
+            row: row.as_ref(),
+            broken: broken.as_deref(),
+        },
+    };
+    let evaluation = evaluate(&Deposit {
+        account,
+        file_name: &file_name,
+        deposit_date,
+        metadata,
+        crm: crm.as_ref().map(|(id, t)| (*id, t.as_ref())),
+        today: today_date(account),
+    });
     let mut draft = empty_draft(
         account,
         &entry.path,
@@ -118,18 +133,19 @@ pub async fn audio(
     let archived = redone
         .and_then(|r| r.archive_path)
         .map(std::path::PathBuf::from);
-    let waits = account.metadata_csv.as_ref().filter(|_| row.is_none());
-    match waits {
-        Some(m) => {
-            let deadline = Utc::now()
-                + chrono::Duration::from_std(m.wait).unwrap_or(chrono::Duration::days(1));
+    match evaluation {
+        Evaluation::Rejected(r) => return Err(r.into()),
+        Evaluation::Complete(call) => apply(account, &mut draft, call),
+        Evaluation::Awaiting(call) => {
+            let wait = account
+                .metadata_csv
+                .as_ref()
+                .map_or(std::time::Duration::ZERO, |m| m.wait);
+            let deadline =
+                Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::days(1));
             draft.wait_until = Some(deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-            draft.started_at = call.started_at.map(|d| d.to_rfc3339());
-            draft.metadata = call.metadata;
-            draft.flags = call.flags;
-            draft.window = deposit_date.unwrap_or_else(|| today_date(account));
+            apply(account, &mut draft, call);
         }
-        None => complete_call(p, account, call, deposit_date, &mut draft).await?,
     }
     let ext = file_name
         .rsplit('.')

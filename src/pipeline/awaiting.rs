@@ -2,10 +2,11 @@
 //! arrives (or the wait runs out, per `on_timeout`), or turned into a
 //! rejection when the row is unusable.
 
-use super::call::{base_call, complete_call, empty_draft, merge_row};
-use super::context::{append_report, today, Failure, Pipeline};
-use super::{audio, Rejection};
-use crate::config::{Account, OnTimeout};
+use super::call::{apply, crm_for, empty_draft};
+use super::context::{append_report, today, today_date, Failure, Pipeline};
+use super::evaluate::{evaluate, Deposit, Evaluation, Metadata};
+use super::Rejection;
+use crate::config::Account;
 use crate::jail::JailPath;
 use crate::metrics::Metrics;
 use crate::store::conversations::{self, Awaiting, Stored};
@@ -33,23 +34,6 @@ pub async fn complete_awaiting(
         return Ok(());
     };
     let timed_out = row.is_none();
-    if timed_out
-        && account
-            .metadata_csv
-            .as_ref()
-            .is_some_and(|m| m.on_timeout == OnTimeout::Reject)
-    {
-        let wait = account
-            .metadata_csv
-            .as_ref()
-            .map(|m| humantime::format_duration(m.wait).to_string())
-            .unwrap_or_default();
-        let r = Rejection::new(
-            "metadata_csv",
-            format!("no metadata CSV row named this file within {wait}"),
-        );
-        return reject_awaiting(p, account, &a, r).await;
-    }
     let path = JailPath::parse(&a.path)
         .with_context(|| format!("awaiting conversation {}: path {}", a.id, a.path))?;
     let file_name = path.file_name().unwrap_or_default().to_string();
@@ -57,18 +41,22 @@ pub async fn complete_awaiting(
         .deposit_date
         .as_deref()
         .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-    let mut call = match base_call(account, &file_name, deposit_date) {
-        Ok(c) => c,
-        Err(r) => return reject_awaiting(p, account, &a, r).await,
+    let crm = match crm_for(p, account).await {
+        Ok(crm) => crm,
+        Err(Failure::Transient(e)) => return Err(e),
+        Err(Failure::Rejected(r)) => return reject_awaiting(p, account, &a, r).await,
     };
-    match &row {
-        Some(r) => {
-            if let Err(r) = merge_row(account, &mut call, r) {
-                return reject_awaiting(p, account, &a, r).await;
-            }
-        }
-        None => call.flags.push("metadata_csv_timeout".into()),
-    }
+    let evaluation = evaluate(&Deposit {
+        account,
+        file_name: &file_name,
+        deposit_date,
+        metadata: Metadata::Waited {
+            row: row.as_ref(),
+            audio: a.audio.as_ref(),
+        },
+        crm: crm.as_ref().map(|(id, t)| (*id, t.as_ref())),
+        today: today_date(account),
+    });
     let mut draft = empty_draft(
         account,
         &a.path,
@@ -79,13 +67,11 @@ pub async fn complete_awaiting(
     );
     draft.existing = Some(a.id);
     draft.deposit_date = a.deposit_date.clone();
-    if let Some(info) = &a.audio {
-        call.flags.extend(audio::extension_flag(info, &file_name));
-    }
-    match complete_call(p, account, call, deposit_date, &mut draft).await {
-        Ok(()) => {}
-        Err(Failure::Rejected(r)) => return reject_awaiting(p, account, &a, r).await,
-        Err(Failure::Transient(e)) => return Err(e),
+    match evaluation {
+        Evaluation::Complete(call) => apply(account, &mut draft, call),
+        Evaluation::Rejected(r) => return reject_awaiting(p, account, &a, r).await,
+        // A call that waited is not made to wait again.
+        Evaluation::Awaiting(_) => return Ok(()),
     }
     if let Stored::Conversation { id, picked } = p
         .writer

@@ -1,12 +1,13 @@
-//! The call-metadata stages an audio deposit and a call completed with its
-//! CSV row share: file-name metadata, the merge of the CSV row, then the
-//! common tail (contact reason, advisor, CRM enrichment, picking window).
+//! What an audio deposit and a call completed with its CSV row share: the
+//! file-name metadata, the merge of the CSV row, the CRM snapshot lookup,
+//! and the draft the evaluation fills.
 
 use super::context::{today_date, transient, Failure, Pipeline};
-use super::{enrich, fields, identify, names, reason, Rejection};
+use super::evaluate::Call;
+use super::{fields, identify, names, Rejection};
 use crate::config::{Account, MetadataUse};
 use crate::store::conversations::Draft;
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use std::collections::BTreeMap;
 
 /// Metadata from the file name, unless `metadata_csv.use = "only"`.
@@ -50,53 +51,32 @@ pub(super) fn merge_row(
     Ok(())
 }
 
-/// The common tail for every complete call: label, advisor, CRM, window.
-pub(super) async fn complete_call(
-    p: &Pipeline,
-    account: &Account,
-    mut call: names::CallInfo,
-    deposit_date: Option<NaiveDate>,
-    draft: &mut Draft,
-) -> Result<(), Failure> {
-    reason::label(
-        account.contact_reasons.as_ref(),
-        &mut call.metadata,
-        &mut call.flags,
-    )?;
-    let unresolved = call.flags.len();
-    draft.advisor = identify::identify(account.advisors.as_ref(), &call.metadata, &mut call.flags)?;
-    for flag in &call.flags[unresolved..] {
+/// Fills a draft with what the stages made of its call.
+pub(super) fn apply(account: &Account, draft: &mut Draft, call: Call) {
+    for flag in &call.without_advisor {
         tracing::info!(account = %account.name, path = %draft.path, flag = %flag, "call kept without an advisor record");
     }
-    if let Some(crm) = &account.crm {
-        let latest = super::crm_flow::latest_crm(p, account)
-            .await
-            .map_err(transient)?;
-        let (additional, outcome) = enrich::enrich(
-            crm,
-            latest.as_ref().map(|(id, t)| (*id, t.as_ref())),
-            &call.metadata,
-        );
-        draft.additional_metadata = additional;
-        draft.crm = Some(outcome);
-    }
-    let tz = account.timezone;
-    draft.window = call
-        .started_at
-        .map(|d| d.with_timezone(&tz).date_naive())
-        .or(deposit_date)
-        .unwrap_or_else(|| Utc::now().with_timezone(&tz).date_naive());
+    draft.window = call.window;
     draft.started_at = call.started_at.map(|d| d.to_rfc3339());
     draft.metadata = call.metadata;
     draft.flags = call.flags;
-    draft.picking = account
-        .picking
-        .as_ref()
-        .map(|s| super::picking::PickingRule {
-            percent: s.percent,
-            max_per_advisor: s.max_per_advisor,
-        });
-    Ok(())
+    draft.advisor = call.advisor;
+    draft.additional_metadata = call.additional_metadata;
+    draft.crm = call.crm;
+    draft.picking = call.picking;
+}
+
+/// The account's latest CRM snapshot, when the call will be enriched.
+pub(super) async fn crm_for(
+    p: &Pipeline,
+    account: &Account,
+) -> Result<Option<(i64, std::sync::Arc<super::crm::CrmTable>)>, Failure> {
+    match &account.crm {
+        Some(_) => super::crm_flow::latest_crm(p, account)
+            .await
+            .map_err(transient),
+        None => Ok(None),
+    }
 }
 
 pub(super) fn empty_draft(

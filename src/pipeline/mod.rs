@@ -20,6 +20,7 @@ pub mod csv_flow;
 pub mod csvfile;
 pub mod datedir;
 pub mod enrich;
+pub mod evaluate;
 pub mod fields;
 pub mod identify;
 pub mod names;
