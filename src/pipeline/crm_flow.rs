@@ -110,11 +110,25 @@ fn load_file(
     ))
 }
 
+/// Reads a CRM file: the outer error is I/O, the inner one the reason the
+/// customer reads.
+type LoadFile =
+    fn(&Path, &csvfile::CsvDialect, &str, Bounds) -> anyhow::Result<Result<CrmTable, String>>;
+
 /// The account's latest CRM snapshot, loaded from its archived file the
 /// first time it is needed after a start.
 pub async fn latest_crm(
     p: &Pipeline,
     account: &Account,
+) -> anyhow::Result<Option<(i64, Arc<CrmTable>)>> {
+    latest_crm_from(p, account, load_file).await
+}
+
+/// [`latest_crm`], reading snapshot files with `load`.
+async fn latest_crm_from(
+    p: &Pipeline,
+    account: &Account,
+    load: LoadFile,
 ) -> anyhow::Result<Option<(i64, Arc<CrmTable>)>> {
     let cached = |p: &Pipeline| lock(&p.crm).get(&account.name).cloned();
     if let Some(hit) = cached(p) {
@@ -140,9 +154,7 @@ pub async fn latest_crm(
                 s.file.clone(),
             );
             let table = tokio::task::spawn_blocking(move || -> anyhow::Result<CrmTable> {
-                #[cfg(test)]
-                tests::LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                load_file(Path::new(&file), &dialect, &key, Bounds::ACCEPTED)?
+                load(Path::new(&file), &dialect, &key, Bounds::ACCEPTED)?
                     .map_err(|e| anyhow!("reloading CRM snapshot {file}: {e}"))
             })
             .await??;
@@ -165,8 +177,18 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
 
-    /// Snapshot files read by [`latest_crm`].
-    pub static LOADS: AtomicUsize = AtomicUsize::new(0);
+    /// Snapshot files read by [`counted_load`].
+    static LOADS: AtomicUsize = AtomicUsize::new(0);
+
+    fn counted_load(
+        file: &Path,
+        dialect: &csvfile::CsvDialect,
+        key: &str,
+        bounds: Bounds,
+    ) -> anyhow::Result<Result<CrmTable, String>> {
+        LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        load_file(file, dialect, key, bounds)
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_first_lookups_share_one_load_of_the_snapshot() {
@@ -208,7 +230,12 @@ mod tests {
         let lookups: Vec<_> = (0..8)
             .map(|_| {
                 let (p, a) = (p.clone(), account.clone());
-                tokio::spawn(async move { latest_crm(&p, &a).await.unwrap().unwrap() })
+                tokio::spawn(async move {
+                    latest_crm_from(&p, &a, counted_load)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                })
             })
             .collect();
         let mut tables = Vec::new();
