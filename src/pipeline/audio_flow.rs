@@ -125,7 +125,7 @@ pub async fn audio(
         &entry.sha256,
         &entry.completed_at,
     );
-    draft.deposit_date = deposit_date.map(|d| d.to_string());
+    draft.deposit_date = deposit_date;
     draft.redo = entry.redo;
     if let Some(r) = &redone {
         draft.received_at = r.received_at.clone();

@@ -66,7 +66,7 @@ pub async fn complete_awaiting(
         &a.received_at,
     );
     draft.existing = Some(a.id);
-    draft.deposit_date = a.deposit_date.clone();
+    draft.deposit_date = deposit_date;
     match evaluation {
         Evaluation::Complete(call) => apply(account, &mut draft, call),
         Evaluation::Rejected(r) => return reject_awaiting(p, account, &a, r).await,

@@ -29,7 +29,8 @@ pub struct Draft {
     pub sha256: String,
     pub received_at: String,
     pub started_at: Option<String>,
-    pub deposit_date: Option<String>,
+    /// The date of its date directory, if any.
+    pub deposit_date: Option<NaiveDate>,
     /// The picking window: the call's day in the account's timezone.
     pub window: NaiveDate,
     pub metadata: BTreeMap<String, String>,
@@ -178,7 +179,7 @@ pub fn write(conn: &Connection, d: &Draft, decision: Option<&Decision>) -> Resul
         d.sha256,
         d.received_at,
         d.started_at,
-        d.deposit_date,
+        d.deposit_date.map(|d| d.to_string()),
         d.window.to_string(),
         cols.metadata,
         cols.flags,
