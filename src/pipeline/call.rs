@@ -1,55 +1,13 @@
-//! What an audio deposit and a call completed with its CSV row share: the
-//! file-name metadata, the merge of the CSV row, the CRM snapshot lookup,
-//! and the draft the evaluation fills.
+//! What an audio deposit and a call completed with its CSV row share
+//! around their evaluation: the CRM snapshot lookup, and the draft the
+//! evaluation fills.
 
 use super::context::{today_date, transient, Failure, Pipeline};
 use super::evaluate::Call;
-use super::{fields, identify, names, Rejection};
-use crate::config::{Account, MetadataUse};
+use super::identify;
+use crate::config::Account;
 use crate::store::conversations::Draft;
-use chrono::NaiveDate;
 use std::collections::BTreeMap;
-
-/// Metadata from the file name, unless `metadata_csv.use = "only"`.
-pub(super) fn base_call(
-    account: &Account,
-    file_name: &str,
-    deposit_date: Option<NaiveDate>,
-) -> Result<names::CallInfo, Rejection> {
-    match &account.metadata_csv {
-        Some(m) if m.use_ == MetadataUse::Only => Ok(names::CallInfo::default()),
-        _ => names::from_file_name(account, file_name, deposit_date),
-    }
-}
-
-/// Adds (or overrides with) the CSV row's fields, in the account's Unicode
-/// form and checked by its `[audio.fields]` rules.
-pub(super) fn merge_row(
-    account: &Account,
-    call: &mut names::CallInfo,
-    row: &BTreeMap<String, String>,
-) -> Result<(), Rejection> {
-    let filename_key = account
-        .metadata_csv
-        .as_ref()
-        .map(|m| m.filename_column.as_str())
-        .unwrap_or("filename");
-    let normalize = account.audio.as_ref().map(|a| a.normalize);
-    let mut values: BTreeMap<String, String> = row
-        .iter()
-        .filter(|(k, _)| k.as_str() != filename_key)
-        .map(|(k, v)| match normalize {
-            Some(n) => (k.clone(), fields::normalise(n, v)),
-            None => (k.clone(), v.clone()),
-        })
-        .collect();
-    if let Some(a) = &account.audio {
-        fields::apply(&a.fields, &mut values)
-            .map_err(|r| Rejection::new("metadata_csv", format!("metadata CSV row: {r}")))?;
-    }
-    call.metadata.extend(values);
-    Ok(())
-}
 
 /// Fills a draft with what the stages made of its call.
 pub(super) fn apply(account: &Account, draft: &mut Draft, call: Call) {

@@ -5,10 +5,9 @@
 //! needs the answer (the worker, the completion of awaiting calls,
 //! `depot check-name`) gathers the inputs and gets the same answer.
 
-use super::call::{base_call, merge_row};
 use super::crm::CrmTable;
-use super::{audio, enrich, identify, reason, Rejection};
-use crate::config::{Account, OnTimeout};
+use super::{audio, enrich, fields, identify, names, reason, Rejection};
+use crate::config::{Account, MetadataUse, OnTimeout};
 use crate::record::{AdvisorRef, AudioInfo, CrmOutcome, PickingRule};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use std::collections::BTreeMap;
@@ -173,4 +172,45 @@ fn complete(d: &Deposit<'_>, mut call: super::names::CallInfo) -> Result<Call, R
             max_per_advisor: s.max_per_advisor,
         }),
     })
+}
+
+/// Metadata from the file name, unless `metadata_csv.use = "only"`.
+fn base_call(
+    account: &Account,
+    file_name: &str,
+    deposit_date: Option<NaiveDate>,
+) -> Result<names::CallInfo, Rejection> {
+    match &account.metadata_csv {
+        Some(m) if m.use_ == MetadataUse::Only => Ok(names::CallInfo::default()),
+        _ => names::from_file_name(account, file_name, deposit_date),
+    }
+}
+
+/// Adds (or overrides with) the CSV row's fields, in the account's Unicode
+/// form and checked by its `[audio.fields]` rules.
+fn merge_row(
+    account: &Account,
+    call: &mut names::CallInfo,
+    row: &BTreeMap<String, String>,
+) -> Result<(), Rejection> {
+    let filename_key = account
+        .metadata_csv
+        .as_ref()
+        .map(|m| m.filename_column.as_str())
+        .unwrap_or("filename");
+    let normalize = account.audio.as_ref().map(|a| a.normalize);
+    let mut values: BTreeMap<String, String> = row
+        .iter()
+        .filter(|(k, _)| k.as_str() != filename_key)
+        .map(|(k, v)| match normalize {
+            Some(n) => (k.clone(), fields::normalise(n, v)),
+            None => (k.clone(), v.clone()),
+        })
+        .collect();
+    if let Some(a) = &account.audio {
+        fields::apply(&a.fields, &mut values)
+            .map_err(|r| Rejection::new("metadata_csv", format!("metadata CSV row: {r}")))?;
+    }
+    call.metadata.extend(values);
+    Ok(())
 }

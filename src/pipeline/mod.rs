@@ -28,7 +28,7 @@ pub mod audio;
 pub mod audio_flow;
 /// Calls awaiting their metadata CSV row: completed, timed out or rejected.
 pub mod awaiting;
-/// File-name metadata, the CSV row merge, the CRM lookup, the draft.
+/// The CRM lookup and the draft around the evaluation.
 pub mod call;
 /// The kind of a deposit (audio, metadata CSV, CRM file, ignored) and its date directory.
 pub mod classify;
