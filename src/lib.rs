@@ -15,6 +15,7 @@ pub mod jail;
 pub mod keys;
 pub mod metrics;
 pub mod pipeline;
+pub mod record;
 pub mod server;
 pub mod sftp;
 pub mod store;

@@ -11,7 +11,7 @@
 //! not-audio upload as an error.
 
 use super::Rejection;
-use serde::{Deserialize, Serialize};
+pub use crate::record::AudioInfo;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use symphonia::core::codecs::{
@@ -21,14 +21,6 @@ use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AudioInfo {
-    pub format: String,
-    pub duration_seconds: f64,
-    pub sample_rate: u32,
-    pub channels: u32,
-}
 
 /// Packets decoded to prove the stream is real audio (decoding the whole
 /// file would cost far more than it tells).

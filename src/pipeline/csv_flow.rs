@@ -1,7 +1,6 @@
-//! CSV deposits: metadata CSV rows stored per audio file name (completing
-//! audio that waited for them), and CRM files turned into snapshots — the
-//! newest accepted one becomes the account's latest, atomically; a file
-//! that fails is rejected whole and the previous snapshot stays.
+//! Metadata CSV deposits: rows stored per audio file name, completing the
+//! audio that waited for them and re-running audio rejected for want of
+//! its row.
 //!
 //! A CSV is never held in memory whole: it is staged (a copy checked
 //! against the journaled sha256, which nothing the customer does can
@@ -14,15 +13,15 @@
 //! upserts (applying them again changes nothing), and the rejections and
 //! the journal row marked done are in the last transaction only.
 
-use super::crm::{self, CrmTable};
+use super::context::{append_report_logged, mark, reject, today, transient, Failure, Pipeline};
 use super::csvfile::{self, Bounds, CsvError, Item, Layout};
-use super::worker::{lock, mark, transient, Failure, Pipeline};
+use super::staging::{bounds, low_priority, stage};
 use super::Rejection;
 use crate::config::Account;
 use crate::jail::JailPath;
 use crate::metrics::Metrics;
 use crate::store::conversations::{self, DepositRejections, Recorded};
-use crate::store::journal::{self, Entry};
+use crate::store::journal::{self, Entry, Outcome, State};
 use crate::store::{snapshots, Writer};
 use anyhow::anyhow;
 use std::collections::BTreeMap;
@@ -35,72 +34,6 @@ struct Staged(PathBuf);
 impl Drop for Staged {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Stages the deposit at `dest` (`None`: it changed or was deleted since
-/// its completion; a newer completion covers it).
-/// Copies the CSV into the archive's staging area and checks it is the
-/// acknowledged content; it is parsed from that copy. `None` when a newer
-/// completion of the same path covers the row (already marked); bytes
-/// changed or gone without one are a rejection that says so.
-async fn stage(
-    p: &Pipeline,
-    account: &Account,
-    entry: &Entry,
-    dest: PathBuf,
-) -> Result<Option<PathBuf>, Failure> {
-    use crate::archive::{Source, Staged};
-    let (root, sha) = (p.jail_root(&account.name), entry.sha256.clone());
-    let jp = JailPath::parse(&entry.path).map_err(|e| transient(anyhow!("{e}")))?;
-    let sealed = p.seals.source(entry.id);
-    let t = dest.clone();
-    let staged = tokio::task::spawn_blocking(move || {
-        let from = match &sealed {
-            Some(f) => Source::Descriptor(f),
-            None => Source::Jail {
-                root: &root,
-                path: &jp,
-            },
-        };
-        crate::archive::stage(&from, &t, &sha)
-    })
-    .await
-    .map_err(transient)?
-    .map_err(transient)?;
-    let found = match staged {
-        Staged::Ready(_) => return Ok(Some(dest)),
-        Staged::Changed { sha256 } => Some(sha256),
-        Staged::Missing => None,
-    };
-    super::audio_flow::not_as_acknowledged(p, account, entry, found.as_deref()).await?;
-    Ok(None)
-}
-
-/// Runs a CSV's parsing on a thread of its own at a lower scheduling
-/// priority (nice +10): reading a million-row file must not take the CPU
-/// from the sessions acknowledging other accounts' uploads. On Linux a
-/// priority set with `PRIO_PROCESS` and no pid applies to the calling
-/// thread only, so the rest of depot keeps its own.
-async fn low_priority<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> anyhow::Result<T> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("depot-csv".into())
-        .spawn(move || {
-            if let Err(e) = rustix::process::setpriority_process(None, 10) {
-                tracing::debug!(error = %e, "cannot lower the CSV thread's priority");
-            }
-            let _ = tx.send(f());
-        })?;
-    Ok(rx.await?)
-}
-
-fn bounds(p: &Pipeline) -> Bounds {
-    Bounds {
-        max_columns: p.limits.csv_max_columns,
-        max_record_bytes: p.limits.csv_max_record_bytes,
     }
 }
 
@@ -128,7 +61,7 @@ pub async fn metadata_csv(
     // A retry after a later step failed: the rows are stored already.
     let done = p
         .writer
-        .run(move |c| Ok(journal::get(c, id)?.is_some_and(|e| e.state == "done")))
+        .run(move |c| Ok(journal::get(c, id)?.is_some_and(|e| e.state == State::Done)))
         .await
         .map_err(transient)?;
     if !done {
@@ -137,7 +70,7 @@ pub async fn metadata_csv(
             .join(".incoming")
             .join(format!("j{id}.csv"));
         let Some(staged) = stage(p, account, entry, dest).await? else {
-            return mark(p, entry.id, "stale: changed after this upload")
+            return mark(p, entry.id, Outcome::StaleUpload)
                 .await
                 .map_err(Failure::Transient);
         };
@@ -153,7 +86,7 @@ pub async fn metadata_csv(
             writer: p.writer.clone(),
             account: account.name.clone(),
             entry: entry.clone(),
-            day: super::worker::today(account),
+            day: today(account),
             dialect: settings.dialect.clone(),
             layout,
             bounds: bounds(p),
@@ -166,7 +99,7 @@ pub async fn metadata_csv(
             .map_err(transient)??;
         log_stored(p, account, entry, &stored);
         if let Recorded::New(rows) = stored.recorded {
-            super::worker::append_report_logged(p, account, day, rows).await;
+            append_report_logged(p, account, day, rows).await;
         }
     }
     let acc = account.name.clone();
@@ -176,7 +109,7 @@ pub async fn metadata_csv(
         .await
         .map_err(transient)?;
     for (conv, fields) in waiting {
-        super::audio_flow::complete_awaiting(p, account, conv, Some(fields))
+        super::awaiting::complete_awaiting(p, account, conv, Some(fields))
             .await
             .map_err(Failure::Transient)?;
     }
@@ -187,7 +120,7 @@ pub async fn metadata_csv(
         .await
         .map_err(transient)?;
     for (conv, reason) in broken {
-        super::audio_flow::reject_awaiting_id(
+        super::awaiting::reject_awaiting_id(
             p,
             account,
             conv,
@@ -230,7 +163,7 @@ async fn release_rejected(p: &Pipeline, account: &Arc<Account>) -> Result<(), Fa
         match super::audio_flow::audio(p, account, &entry, &jp, deposit_date).await {
             Ok(()) => {}
             Err(Failure::Rejected(r)) => {
-                super::worker::reject(p, account, &entry, r)
+                reject(p, account, &entry, r)
                     .await
                     .map_err(Failure::Transient)?;
             }
@@ -391,7 +324,7 @@ impl StoreCsv {
         );
         self.writer
             .run_blocking(move |c| {
-                if journal::get(c, entry.id)?.is_some_and(|e| e.state == "done") {
+                if journal::get(c, entry.id)?.is_some_and(|e| e.state == State::Done) {
                     return Ok(Recorded::New(Vec::new()));
                 }
                 for (file, why) in &named {
@@ -411,11 +344,13 @@ impl StoreCsv {
                         day: &day,
                     },
                 )?;
-                let outcome = match &recorded {
-                    Recorded::New(_) => format!("metadata_csv: {rows} rows, {refused} refused"),
-                    Recorded::Unchanged { rejection } => format!(
-                        "metadata_csv: {rows} rows, {refused} refused (unchanged: rejected:{rejection})"
-                    ),
+                let outcome = Outcome::MetadataCsv {
+                    rows,
+                    refused,
+                    unchanged: match &recorded {
+                        Recorded::New(_) => None,
+                        Recorded::Unchanged { rejection } => Some(*rejection),
+                    },
                 };
                 journal::mark_done(c, entry.id, &outcome)?;
                 Ok(recorded)
@@ -428,213 +363,4 @@ fn open(file: &Path) -> Result<std::io::BufReader<std::fs::File>, Failure> {
     Ok(std::io::BufReader::new(
         std::fs::File::open(file).map_err(transient)?,
     ))
-}
-
-pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Result<(), Failure> {
-    let Some(settings) = &account.crm else {
-        return Err(transient(anyhow!("account has no [crm]")));
-    };
-    let archive = p.archive_root(&account.name).join("crm");
-    let tmp = archive.join(format!(".j{}.csv", entry.id));
-    let Some(staged) = stage(p, account, entry, tmp.clone()).await? else {
-        return Ok(());
-    };
-    let (dialect, key, limits) = (settings.dialect.clone(), settings.column.clone(), bounds(p));
-    let started = std::time::Instant::now();
-    let loaded = low_priority(move || load_file(&staged, &dialect, &key, limits))
-        .await
-        .map_err(transient)?
-        .map_err(Failure::Transient)?;
-    let table = match loaded {
-        Ok(table) => table,
-        Err(reason) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Rejection::new(
-                "crm",
-                format!("CRM file not loaded, the previous snapshot stays: {reason}"),
-            )
-            .into());
-        }
-    };
-    let (acc, path, jid, rows, dups) = (
-        account.name.clone(),
-        entry.path.clone(),
-        entry.id,
-        table.row_count,
-        table.duplicate_keys,
-    );
-    let snapshot = p
-        .writer
-        .run(move |c| {
-            let id = snapshots::add_snapshot(c, &acc, &path, rows, dups, jid)?;
-            conversations::clear_rejections(c, &acc, &path)?;
-            let dest = archive.join(format!("{id}.csv"));
-            crate::archive::put(&tmp, &dest)
-                .map_err(|e| crate::store::StoreError::Commit(format!("archive CRM file: {e}")))?;
-            snapshots::set_snapshot_file(c, id, &dest.display().to_string())?;
-            journal::mark_done(c, jid, &format!("crm_snapshot:{id}"))?;
-            Ok(id)
-        })
-        .await
-        .map_err(transient)?;
-    tracing::info!(
-        account = %account.name,
-        path = %entry.path,
-        snapshot,
-        rows = table.row_count,
-        duplicate_keys = table.duplicate_keys,
-        load_ms = started.elapsed().as_millis() as u64,
-        "CRM snapshot is now the latest"
-    );
-    if table.duplicate_keys > 0 {
-        // Loaded, yet the customer should know some rows were overridden:
-        // a line in the report, not a rejection (nothing to re-upload).
-        let row = crate::store::conversations::ReportRow {
-            path: entry.path.clone(),
-            stage: "crm".into(),
-            reason: format!(
-                "{} rows repeat a value of column '{}' already seen: the last row of each wins",
-                table.duplicate_keys, settings.column
-            ),
-            line: None,
-            at: crate::store::journal::now_rfc3339(),
-        };
-        super::worker::append_report_logged(p, account, super::worker::today(account), vec![row])
-            .await;
-    }
-    lock(&p.crm).insert(account.name.clone(), Some((snapshot, Arc::new(table))));
-    Ok(())
-}
-
-/// Loads a CRM file from disk, one record at a time; the outer error is
-/// I/O, the inner one the reason the customer reads.
-fn load_file(
-    file: &Path,
-    dialect: &csvfile::CsvDialect,
-    key: &str,
-    bounds: Bounds,
-) -> anyhow::Result<Result<CrmTable, String>> {
-    let f = std::fs::File::open(file)?;
-    let size = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
-    Ok(crm::load_from(
-        std::io::BufReader::new(f),
-        size,
-        dialect,
-        key,
-        bounds,
-    ))
-}
-
-/// The account's latest CRM snapshot, loaded from its archived file the
-/// first time it is needed after a start.
-pub async fn latest_crm(
-    p: &Pipeline,
-    account: &Account,
-) -> anyhow::Result<Option<(i64, Arc<CrmTable>)>> {
-    let cached = |p: &Pipeline| lock(&p.crm).get(&account.name).cloned();
-    if let Some(hit) = cached(p) {
-        return Ok(hit);
-    }
-    // One load at a time: after a restart every concurrent ingestion
-    // misses the cache at once, and each loading its own copy of a
-    // million-row snapshot took gigabytes.
-    let _one_load = p.crm_loading.lock().await;
-    if let Some(hit) = cached(p) {
-        return Ok(hit);
-    }
-    let acc = account.name.clone();
-    let latest = p
-        .writer
-        .run(move |c| snapshots::latest_snapshot(c, &acc))
-        .await?;
-    let loaded = match (latest, &account.crm) {
-        (Some(s), Some(settings)) => {
-            let (dialect, key, file) = (
-                settings.dialect.clone(),
-                settings.column.clone(),
-                s.file.clone(),
-            );
-            let table = tokio::task::spawn_blocking(move || -> anyhow::Result<CrmTable> {
-                #[cfg(test)]
-                tests::LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                load_file(Path::new(&file), &dialect, &key, Bounds::ACCEPTED)?
-                    .map_err(|e| anyhow!("reloading CRM snapshot {file}: {e}"))
-            })
-            .await??;
-            Some((s.id, Arc::new(table)))
-        }
-        _ => None,
-    };
-    // A snapshot taken while this one loaded is newer: it stays.
-    Ok(lock(&p.crm)
-        .entry(account.name.clone())
-        .or_insert(loaded)
-        .clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metrics::Metrics;
-    use std::collections::HashSet;
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::Mutex;
-
-    /// Snapshot files read by [`latest_crm`].
-    pub static LOADS: AtomicUsize = AtomicUsize::new(0);
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_first_lookups_share_one_load_of_the_snapshot() {
-        let dir = tempfile::tempdir().unwrap();
-        let hash = crate::sftp::auth::hash_password("pw").unwrap();
-        let file = dir.path().join("acme.toml");
-        std::fs::write(
-            &file,
-            format!("password_hash = {hash:?}\n[crm]\ndir = \"/crm\"\nkey = \"agent_id\"\n"),
-        )
-        .unwrap();
-        let account = Arc::new(
-            crate::config::load_account(&file, dir.path(), false)
-                .unwrap()
-                .0,
-        );
-        let csv = dir.path().join("snapshot.csv");
-        std::fs::write(&csv, "agent_id,team\nalice,emerald\nbob,ruby\n").unwrap();
-        let (writer, db_thread) = crate::store::Writer::start(&dir.path().join("d.db")).unwrap();
-        let name = csv.display().to_string();
-        writer
-            .run(move |c| {
-                let id = snapshots::add_snapshot(c, "acme", "/crm/a.csv", 2, 0, 1)?;
-                snapshots::set_snapshot_file(c, id, &name)
-            })
-            .await
-            .unwrap();
-        let mut accounts = std::collections::BTreeMap::new();
-        accounts.insert("acme".to_string(), account.clone());
-        let (_keep, rx) = tokio::sync::watch::channel(Arc::new(accounts));
-        let p = Pipeline::new(
-            rx,
-            writer.clone(),
-            dir.path().to_path_buf(),
-            Arc::new(Mutex::new(HashSet::new())),
-            Arc::new(Metrics::default()),
-            Default::default(),
-        );
-        let lookups: Vec<_> = (0..8)
-            .map(|_| {
-                let (p, a) = (p.clone(), account.clone());
-                tokio::spawn(async move { latest_crm(&p, &a).await.unwrap().unwrap() })
-            })
-            .collect();
-        let mut tables = Vec::new();
-        for l in lookups {
-            tables.push(l.await.unwrap());
-        }
-        assert_eq!(tables[0].1.lookup("bob").unwrap()["team"], "ruby");
-        // One load, one table in memory, whoever asked first.
-        assert_eq!(LOADS.load(std::sync::atomic::Ordering::Relaxed), 1);
-        assert!(tables.iter().all(|t| Arc::ptr_eq(&t.1, &tables[0].1)));
-        drop((p, writer));
-        db_thread.join().unwrap();
-    }
 }

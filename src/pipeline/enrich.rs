@@ -4,24 +4,8 @@
 
 use super::crm::CrmTable;
 use crate::config::{CrmSettings, OnConflict};
-use serde::Serialize;
+pub use crate::record::{CrmOutcome, CrmStatus};
 use std::collections::BTreeMap;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CrmStatus {
-    Matched,
-    NoKey,
-    NoMatch,
-    NoSnapshot,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CrmOutcome {
-    pub status: CrmStatus,
-    /// The snapshot consulted (absent with `no_snapshot`).
-    pub snapshot: Option<i64>,
-}
 
 /// The additional metadata for a call and what the join found.
 pub fn enrich(

@@ -11,45 +11,8 @@
 use super::advisor::build_email;
 use super::Rejection;
 use crate::config::{AdvisorSettings, OnInvalid};
+pub use crate::record::{AdvisorRef, NewAdvisor};
 use std::collections::BTreeMap;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewAdvisor {
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub team: Option<String>,
-    pub connector: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdvisorRef {
-    Unknown,
-    /// Recorded on the conversation by name only.
-    Named(String),
-    /// Found by e-mail, or created with these details.
-    ByEmail(NewAdvisor),
-}
-
-impl AdvisorRef {
-    /// The name recorded on a conversation whose advisor is known by name
-    /// only.
-    pub fn name(&self) -> Option<&str> {
-        match self {
-            AdvisorRef::Named(n) => Some(n),
-            _ => None,
-        }
-    }
-
-    /// The key picking caps are counted under.
-    pub fn picking_key(&self) -> Option<String> {
-        match self {
-            AdvisorRef::Unknown => None,
-            AdvisorRef::Named(n) => Some(n.to_lowercase()),
-            AdvisorRef::ByEmail(a) => Some(a.email.clone()),
-        }
-    }
-}
 
 /// The flag a conversation carries when its advisor could not be resolved.
 pub const UNRESOLVED: &str = "advisor_unresolved";

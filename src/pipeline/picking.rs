@@ -7,23 +7,7 @@
 //! arrivals exactly floor(n × percent / 100) are picked; an advisor cap can
 //! only delay a pick to the next eligible call, never add one.
 
-/// A window's counters as they stand before this conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct WindowCounts {
-    /// Conversations already in the window, picked or not.
-    pub arrivals_before: u64,
-    /// Conversations already picked in the window.
-    pub picked: u64,
-    /// Conversations of this conversation's advisor already picked in the window.
-    pub advisor_picked: u64,
-}
-
-/// The account's `[picking]` settings; `None` switches a test off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PickingRule {
-    pub percent: Option<u32>,
-    pub max_per_advisor: Option<u32>,
-}
+pub use crate::record::{PickingRule, WindowCounts};
 
 /// Why a conversation was stored with `picked = false`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

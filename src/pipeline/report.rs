@@ -138,12 +138,12 @@ pub fn append(jail_root: &Path, day: &str, rows: &[ReportRow], style: Style) -> 
     let _one_at_a_time = WRITING.lock().unwrap_or_else(|p| p.into_inner());
     std::fs::create_dir_all(jail_root)?;
     let jail = Jail::open(jail_root)?;
-    let dir = JailPath::parse(REJECTED_DIR).map_err(|e| anyhow!("{e}"))?;
+    let dir = JailPath::parse(REJECTED_DIR)?;
     jail.create_dir_all(&dir, 0o755)
-        .map_err(|e| anyhow!("{e}"))?;
+        .context("create the rejection report's directory")?;
     let dest = dir
         .join(&format!("{day}.csv"))
-        .map_err(|e| anyhow!("{e}"))?;
+        .context("name the rejection report")?;
     let mut f = open_for_append(&jail, &dest).context("open the rejection report")?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
     let size = f.metadata()?.len();
@@ -173,11 +173,10 @@ fn open_for_append(jail: &Jail, dest: &JailPath) -> Result<File> {
     match jail.open_file(dest, &opts) {
         Ok(f) => Ok(f),
         Err(JailError::PermissionDenied) => {
-            jail.set_permissions(dest, 0o640)
-                .map_err(|e| anyhow!("{e}"))?;
-            jail.open_file(dest, &opts).map_err(|e| anyhow!("{e}"))
+            jail.set_permissions(dest, 0o640)?;
+            Ok(jail.open_file(dest, &opts)?)
         }
-        Err(e) => Err(anyhow!("{e}")),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -1,6 +1,6 @@
-//! The one place the pipeline does I/O: it receives journal entries (from
-//! upload completions, and pending rows re-read at start), runs the stages
-//! in order and stores the outcome.
+//! The dispatcher: it receives journal entries (from upload completions,
+//! and pending rows re-read at start) and hands each to the flow of its
+//! kind (audio, metadata CSV, CRM file), retrying transient failures.
 //!
 //! Entries for different deposits run concurrently (a few at a time; the
 //! store batches their commits); entries for the same deposit run in order.
@@ -13,24 +13,19 @@
 //! deadline is stored, so it holds across restarts).
 
 use super::classify::{classify, Kind};
-use super::crm::CrmTable;
-use super::Rejection;
-use crate::config::Accounts;
-use crate::config::{Account, PipelineLimits};
-use crate::deposit::Seals;
+/// The context [`run`] is started with.
+pub use super::context::Pipeline;
+use super::context::{lock, mark, reject, Failure};
+use crate::config::Account;
 use crate::jail::JailPath;
 use crate::metrics::Metrics;
-use crate::store::conversations::{self, DepositRejections, Recorded, ReportRow};
-use crate::store::journal::{self, Entry};
-use crate::store::Writer;
+use crate::store::journal::{self, Entry, Outcome};
 use anyhow::anyhow;
-use chrono::Utc;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 /// Deposits ingested at the same time: enough for the writer to share one
@@ -40,86 +35,6 @@ const CONCURRENCY: usize = 16;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often the wait for metadata rows is checked.
 const TIMER: Duration = Duration::from_millis(500);
-
-/// The latest CRM snapshot per account, loaded once, swapped whole.
-pub type CrmCache = Mutex<HashMap<String, Option<(i64, Arc<CrmTable>)>>>;
-
-/// What the worker needs from the rest of depot.
-pub struct Pipeline {
-    pub accounts: watch::Receiver<Accounts>,
-    pub writer: Writer,
-    pub data_dir: PathBuf,
-    pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
-    /// Deposits acknowledged and not yet archived (shared with the SFTP
-    /// front, which refuses to change them).
-    pub seals: Arc<Seals>,
-    pub metrics: Arc<Metrics>,
-    pub limits: PipelineLimits,
-    pub crm: CrmCache,
-    /// Held while a CRM snapshot is loaded into [`Pipeline::crm`].
-    pub crm_loading: tokio::sync::Mutex<()>,
-    timer_busy: AtomicBool,
-    sweep_busy: AtomicBool,
-    /// Set when the inbox closes (shutdown): rows waiting to be retried stop
-    /// waiting and stay pending for the next start.
-    stopping: watch::Sender<bool>,
-}
-
-impl Pipeline {
-    pub fn new(
-        accounts: watch::Receiver<Accounts>,
-        writer: Writer,
-        data_dir: PathBuf,
-        in_flight: Arc<Mutex<HashSet<(String, String)>>>,
-        metrics: Arc<Metrics>,
-        limits: PipelineLimits,
-    ) -> Arc<Pipeline> {
-        Arc::new(Pipeline {
-            accounts,
-            writer,
-            data_dir,
-            in_flight,
-            seals: Arc::new(Seals::default()),
-            metrics,
-            limits,
-            crm: Mutex::new(HashMap::new()),
-            crm_loading: tokio::sync::Mutex::new(()),
-            timer_busy: AtomicBool::new(false),
-            sweep_busy: AtomicBool::new(false),
-            stopping: watch::Sender::new(false),
-        })
-    }
-
-    pub fn account(&self, name: &str) -> Option<Arc<Account>> {
-        self.accounts.borrow().get(name).cloned()
-    }
-
-    pub fn jail_root(&self, account: &str) -> PathBuf {
-        crate::deposit::Layout::new(&self.data_dir).jail(account)
-    }
-
-    pub fn archive_root(&self, account: &str) -> PathBuf {
-        crate::deposit::Layout::new(&self.data_dir).archive(account)
-    }
-}
-
-/// Why a stage stopped: the deposit is refused, or the attempt failed for a
-/// reason that may pass (retry).
-pub enum Failure {
-    Rejected(Rejection),
-    Transient(anyhow::Error),
-}
-
-impl From<Rejection> for Failure {
-    fn from(r: Rejection) -> Self {
-        Failure::Rejected(r)
-    }
-}
-
-/// Turns any error into a transient failure: `.map_err(transient)`.
-pub fn transient<E: Into<anyhow::Error>>(e: E) -> Failure {
-    Failure::Transient(e.into())
-}
 
 type Key = (String, String);
 
@@ -160,7 +75,7 @@ pub async fn run(p: Arc<Pipeline>, mut inbox: mpsc::UnboundedReceiver<Entry>) {
                 if !p.timer_busy.swap(true, Ordering::SeqCst) {
                     let p = p.clone();
                     tasks.spawn(async move {
-                        if let Err(e) = super::audio_flow::expire_waits(&p).await {
+                        if let Err(e) = super::awaiting::expire_waits(&p).await {
                             tracing::warn!(error = %format!("{e:#}"), "checking metadata waits failed; will retry");
                         }
                         p.timer_busy.store(false, Ordering::SeqCst);
@@ -228,11 +143,6 @@ async fn sweep_all(p: &Arc<Pipeline>) {
     }
 }
 
-/// A set behind a mutex; a panic elsewhere cannot poison these sets.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Keeps a deposit marked as being ingested (SFTP refuses to modify it).
 struct InFlight<'a>(&'a Mutex<HashSet<Key>>, Key);
 
@@ -298,7 +208,12 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 /// Ingests one entry; `Err` only for transient failures.
 async fn ingest(p: &Pipeline, entry: &Entry) -> anyhow::Result<()> {
     let Some(account) = p.account(&entry.account) else {
-        return mark(p, entry.id, "ignored: account no longer configured").await;
+        return mark(
+            p,
+            entry.id,
+            Outcome::Ignored("account no longer configured".into()),
+        )
+        .await;
     };
     let path = JailPath::parse(&entry.path).map_err(|e| anyhow!("journal path: {e}"))?;
     let outcome = match classify(&account, &path) {
@@ -308,10 +223,10 @@ async fn ingest(p: &Pipeline, entry: &Entry) -> anyhow::Result<()> {
                 Metrics::add(&p.metrics.system_files_ignored, 1);
                 tracing::debug!(account = %account.name, path = %entry.path, "system file stored, not ingested");
             }
-            return mark(p, entry.id, &format!("ignored: {why}")).await;
+            return mark(p, entry.id, Outcome::Ignored(why.to_string())).await;
         }
         Ok(Kind::MetadataCsv) => super::csv_flow::metadata_csv(p, &account, entry).await,
-        Ok(Kind::CrmCsv) => super::csv_flow::crm_csv(p, &account, entry).await,
+        Ok(Kind::CrmCsv) => super::crm_flow::crm_csv(p, &account, entry).await,
         Ok(Kind::Audio { deposit_date }) => {
             super::audio_flow::audio(p, &account, entry, &path, deposit_date).await
         }
@@ -321,103 +236,4 @@ async fn ingest(p: &Pipeline, entry: &Entry) -> anyhow::Result<()> {
         Err(Failure::Rejected(r)) => reject(p, &account, entry, r).await,
         Err(Failure::Transient(e)) => Err(e),
     }
-}
-
-pub async fn mark(p: &Pipeline, id: i64, outcome: &str) -> anyhow::Result<()> {
-    let outcome = outcome.to_string();
-    p.writer
-        .run(move |c| journal::mark_done(c, id, &outcome))
-        .await?;
-    Ok(())
-}
-
-/// Today in the account's timezone (names the rejection report file).
-pub fn today(account: &Account) -> String {
-    Utc::now()
-        .with_timezone(&account.timezone)
-        .date_naive()
-        .to_string()
-}
-
-/// Records the rejection of a whole deposit and appends it to the
-/// customer's report for today. The same content at the same path as an
-/// open rejection changes nothing: no new row, no new report line.
-pub async fn reject(
-    p: &Pipeline,
-    account: &Account,
-    entry: &Entry,
-    r: Rejection,
-) -> anyhow::Result<()> {
-    let day = today(account);
-    let (acc, path, id, sha, day2, cap) = (
-        account.name.clone(),
-        entry.path.clone(),
-        entry.id,
-        entry.sha256.clone(),
-        day.clone(),
-        p.limits.max_rejections_per_deposit,
-    );
-    let r2 = r.clone();
-    let recorded = p
-        .writer
-        .run(move |c| {
-            let recorded = conversations::reject_deposit(
-                c,
-                &DepositRejections {
-                    account: &acc,
-                    path: &path,
-                    journal_id: id,
-                    sha256: &sha,
-                    rejections: std::slice::from_ref(&r2),
-                    more: 0,
-                    cap,
-                    day: &day2,
-                },
-            )?;
-            journal::mark_done(c, id, &recorded.outcome())?;
-            Ok(recorded)
-        })
-        .await?;
-    match recorded {
-        Recorded::Unchanged { rejection } => {
-            tracing::info!(account = %account.name, path = %entry.path, rejection, "same content as an open rejection of this path; nothing changes");
-        }
-        Recorded::New(rows) => {
-            Metrics::add(&p.metrics.rejections, rows.len() as u64);
-            tracing::info!(account = %account.name, path = %entry.path, stage = r.stage, line = r.line, reason = %r.reason, "deposit rejected");
-            append_report_logged(p, account, day, rows).await;
-        }
-    }
-    Ok(())
-}
-
-/// Appends rejections already committed to the customer's report. A
-/// failure here is logged, never retried as the deposit's failure: the
-/// rejections are recorded (`depot rejections` lists them).
-pub async fn append_report_logged(
-    p: &Pipeline,
-    account: &Account,
-    day: String,
-    rows: Vec<ReportRow>,
-) {
-    if let Err(e) = append_report(p, account, day, rows).await {
-        tracing::warn!(account = %account.name, error = %format!("{e:#}"), "cannot append to the customer's rejection report; the rejections are recorded, the report misses them");
-    }
-}
-
-/// Appends `rows` to the customer's report for `day`, on a blocking thread
-/// (never the database writer's).
-pub async fn append_report(
-    p: &Pipeline,
-    account: &Account,
-    day: String,
-    rows: Vec<ReportRow>,
-) -> anyhow::Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let root = p.jail_root(&account.name);
-    let style = super::report::Style::of(account);
-    tokio::task::spawn_blocking(move || super::report::append(&root, &day, &rows, style)).await??;
-    Ok(())
 }

@@ -1,15 +1,20 @@
-//! Writing outcomes: a conversation (with its advisor, picking decision and
-//! counters, archive copy and journal row) or a rejection — each in one
-//! savepoint of the writer's transaction, so a crash or a re-delivered
-//! journal row never stores or counts anything twice.
+//! Writing outcomes' rows: a conversation (its advisor, picking counters,
+//! archive copy and journal row) or a rejection — each in one savepoint of
+//! the writer's transaction, so a crash or a re-delivered journal row never
+//! stores or counts anything twice. The store offers the counters and the
+//! writes; the picking decision between them is the caller's.
 
-use super::journal::{self, now_rfc3339, Redo};
+use super::journal::{self, now_rfc3339, Outcome, Redo};
+/// The rejection rows, named where callers always found them.
+pub use super::rejections::{
+    clear_rejections, clear_rejections_up_to, open_rejections, reject, reject_deposit,
+    reject_refused, replace_rejections, report, DepositRejections, Recorded, Rejected, ReportRow,
+};
 use super::{events, Result, StoreError};
-use crate::pipeline::audio::AudioInfo;
-use crate::pipeline::enrich::CrmOutcome;
-use crate::pipeline::identify::AdvisorRef;
-use crate::pipeline::picking::{decide, PickingRule, WindowCounts};
-use crate::pipeline::Rejection;
+use crate::record::{
+    AdvisorRef, AudioInfo, CrmOutcome, NewAdvisor, PickingRule, Rejection, WindowCounts,
+};
+use chrono::NaiveDate;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,18 +29,18 @@ pub struct Draft {
     pub sha256: String,
     pub received_at: String,
     pub started_at: Option<String>,
-    pub deposit_date: Option<String>,
+    /// The date of its date directory, if any.
+    pub deposit_date: Option<NaiveDate>,
     /// The picking window: the call's day in the account's timezone.
-    pub window: String,
+    pub window: NaiveDate,
     pub metadata: BTreeMap<String, String>,
     pub flags: Vec<String>,
     pub advisor: AdvisorRef,
     pub audio: Option<AudioInfo>,
     /// `None`: no `[picking]`, everything is picked.
     pub picking: Option<PickingRule>,
-    /// Where the worker hard-linked the audio, and the archive directory
-    /// and extension of its final name `<conversation id>.<ext>`.
-    pub archive: Option<(PathBuf, PathBuf, String)>,
+    /// Where the archive copy is staged and where it goes.
+    pub archive: Option<ArchiveTarget>,
     /// Additional metadata from the CRM and what the join found.
     pub additional_metadata: BTreeMap<String, String>,
     pub crm: Option<CrmOutcome>,
@@ -47,6 +52,15 @@ pub struct Draft {
     /// `depot reprocess ID`: supersedes that conversation even when the
     /// content is the same, keeping its picking decision unless `repick`.
     pub redo: Option<Redo>,
+}
+
+/// The audio's staged copy and its place in the archive: `dir` and the
+/// extension of its final name `<conversation id>.<ext>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveTarget {
+    pub staged: PathBuf,
+    pub dir: PathBuf,
+    pub ext: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,9 +85,32 @@ pub fn current(conn: &Connection, account: &str, path: &str) -> Result<Option<(i
         .optional()?)
 }
 
-pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
+/// What [`prepare`] found: nothing left to write, or the conversation
+/// rows to write (after the caller takes the picking decision).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    Done(Stored),
+    /// Write it; `kept` is a reprocessed conversation's picking decision,
+    /// to be counted again as it was.
+    Write {
+        kept: Option<Kept>,
+    },
+}
+
+/// The first half of storing a draft: an awaiting conversation that is no
+/// longer awaiting, a stale redo or the same content again end here
+/// (journal row marked); a previous version is superseded (its counts come
+/// out).
+pub fn prepare(conn: &Connection, d: &Draft) -> Result<Prepared> {
     if let Some(id) = d.existing {
-        return finish_awaiting(conn, id, d);
+        let status: Option<String> = conn
+            .prepare_cached("SELECT status FROM conversations WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        if status.as_deref() != Some("awaiting_metadata") {
+            return Ok(Prepared::Done(Stored::Unchanged { id }));
+        }
+        return Ok(Prepared::Write { kept: None });
     }
     let previous = current(conn, &d.account, &d.path)?;
     let mut kept = None;
@@ -83,32 +120,48 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
                 kept = decision(conn, *id)?;
             }
             // Its counts come out here; a kept decision is counted back in
-            // below (in the new window, for the new advisor key), so the
-            // counters end as they were when neither changed.
+            // (in the new window, for the new advisor key), so the counters
+            // end as they were when neither changed.
             supersede(conn, *id)?;
         }
         (Some(redo), _) => {
-            let why = format!(
-                "stale: conversation {} is no longer the deposit's current one",
-                redo.conversation
-            );
+            let why = Outcome::StaleRedo(redo.conversation);
             journal::mark_done(conn, d.journal_id, &why)?;
-            return Ok(Stored::Unchanged {
+            return Ok(Prepared::Done(Stored::Unchanged {
                 id: redo.conversation,
-            });
+            }));
         }
         (None, Some((id, sha))) if *sha == d.sha256 => {
-            journal::mark_done(conn, d.journal_id, &format!("unchanged:{id}"))?;
-            return Ok(Stored::Unchanged { id: *id });
+            journal::mark_done(conn, d.journal_id, &Outcome::Unchanged(*id))?;
+            return Ok(Prepared::Done(Stored::Unchanged { id: *id }));
         }
         (None, Some((id, _))) => supersede(conn, *id)?,
         (None, None) => {}
     }
-    let awaiting = d.wait_until.is_some();
-    let (advisor_id, key, picked, reason) = match awaiting {
-        true => (None, None, false, None),
-        false => decide_for(conn, d, kept)?,
-    };
+    Ok(Prepared::Write { kept })
+}
+
+/// A conversation's advisor and picking decision, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decision {
+    pub advisor_id: Option<i64>,
+    /// The key picking caps are counted under.
+    pub key: Option<String>,
+    pub picked: bool,
+    /// Why it was not picked.
+    pub reason: Option<String>,
+}
+
+/// The second half of storing a draft: the conversation row (new, or the
+/// awaiting one completed), its archive copy, its journal row and event.
+/// `decision` is `None` for a call stored as awaiting its metadata.
+pub fn write(conn: &Connection, d: &Draft, decision: Option<&Decision>) -> Result<Stored> {
+    if let Some(id) = d.existing {
+        return finish_awaiting(conn, id, d, decision.cloned().unwrap_or_default());
+    }
+    let awaiting = decision.is_none();
+    let none = Decision::default();
+    let dec = decision.unwrap_or(&none);
     let now = now_rfc3339();
     let cols = JsonColumns::of(d)?;
     conn.prepare_cached(
@@ -126,15 +179,15 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
         d.sha256,
         d.received_at,
         d.started_at,
-        d.deposit_date,
-        d.window,
+        d.deposit_date.map(|d| d.to_string()),
+        d.window.to_string(),
         cols.metadata,
         cols.flags,
-        advisor_id,
+        dec.advisor_id,
         d.advisor.name(),
-        key,
-        picked,
-        reason,
+        dec.key,
+        dec.picked,
+        dec.reason,
         d.audio.as_ref().map(json).transpose()?,
         now,
         if awaiting { "awaiting_metadata" } else { "ingested" },
@@ -143,47 +196,26 @@ pub fn store(conn: &Connection, d: &Draft) -> Result<Stored> {
         d.wait_until,
     ])?;
     let id = conn.last_insert_rowid();
-    if let Some((tmp, dir, ext)) = &d.archive {
-        let dest = dir.join(format!("{id}.{ext}"));
-        crate::archive::put(tmp, &dest)
+    if let Some(a) = &d.archive {
+        let dest = a.dir.join(format!("{id}.{}", a.ext));
+        crate::archive::put(&a.staged, &dest)
             .map_err(|e| StoreError::Commit(format!("archive {}: {e}", dest.display())))?;
         conn.prepare_cached("UPDATE conversations SET archive_path = ?2 WHERE id = ?1")?
             .execute(params![id, dest.display().to_string()])?;
     }
     clear_rejections(conn, &d.account, &d.path)?;
-    journal::mark_done(conn, d.journal_id, &format!("conversation:{id}"))?;
+    journal::mark_done(conn, d.journal_id, &Outcome::Conversation(id))?;
     if !awaiting {
         events::conversation_created(conn, id)?;
     }
-    Ok(Stored::Conversation { id, picked })
+    Ok(Stored::Conversation {
+        id,
+        picked: dec.picked,
+    })
 }
-
-type Decision = (Option<i64>, Option<String>, bool, Option<String>);
 
 /// A picking decision already taken: picked, and why not.
-type Kept = (bool, Option<String>);
-
-/// Advisor (found or created) and picking decision for a complete call:
-/// `kept` (a reprocessed conversation's) is counted again as it was, else a
-/// fresh decision is taken.
-fn decide_for(conn: &Connection, d: &Draft, kept: Option<Kept>) -> Result<Decision> {
-    let advisor_id = match &d.advisor {
-        AdvisorRef::ByEmail(a) => Some(advisor_id(conn, &d.account, a)?),
-        _ => None,
-    };
-    let key = d.advisor.picking_key();
-    let (picked, reason) = match kept {
-        Some((picked, reason)) => {
-            count(conn, d, key.as_deref(), picked)?;
-            (picked, reason)
-        }
-        None => {
-            let (picked, reason) = pick(conn, d, key.as_deref())?;
-            (picked, reason.map(str::to_string))
-        }
-    };
-    Ok((advisor_id, key, picked, reason))
-}
+pub type Kept = (bool, Option<String>);
 
 /// The picking decision of an ingested conversation (one still awaiting its
 /// metadata has none, and was never counted).
@@ -231,15 +263,7 @@ pub fn redoable(conn: &Connection, id: i64) -> Result<Option<Redoable>> {
 }
 
 /// Completes an `awaiting_metadata` conversation with its full metadata.
-fn finish_awaiting(conn: &Connection, id: i64, d: &Draft) -> Result<Stored> {
-    let status: Option<String> = conn
-        .prepare_cached("SELECT status FROM conversations WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    if status.as_deref() != Some("awaiting_metadata") {
-        return Ok(Stored::Unchanged { id });
-    }
-    let (advisor_id, key, picked, reason) = decide_for(conn, d, None)?;
+fn finish_awaiting(conn: &Connection, id: i64, d: &Draft, dec: Decision) -> Result<Stored> {
     let cols = JsonColumns::of(d)?;
     conn.prepare_cached(
         "UPDATE conversations SET status = 'ingested', started_at = ?2, window = ?3, metadata = ?4,
@@ -250,19 +274,22 @@ fn finish_awaiting(conn: &Connection, id: i64, d: &Draft) -> Result<Stored> {
     .execute(params![
         id,
         d.started_at,
-        d.window,
+        d.window.to_string(),
         cols.metadata,
         cols.flags,
-        advisor_id,
+        dec.advisor_id,
         d.advisor.name(),
-        key,
-        picked,
-        reason,
+        dec.key,
+        dec.picked,
+        dec.reason,
         cols.additional_metadata,
         cols.crm,
     ])?;
     events::conversation_created(conn, id)?;
-    Ok(Stored::Conversation { id, picked })
+    Ok(Stored::Conversation {
+        id,
+        picked: dec.picked,
+    })
 }
 
 /// A draft's columns stored as JSON, as both a new conversation and one
@@ -357,24 +384,6 @@ pub fn reject_awaiting(
     Ok(Some(recorded))
 }
 
-impl Recorded {
-    /// The journal outcome of a deposit rejected whole.
-    pub fn outcome(&self) -> String {
-        match self {
-            Recorded::New(_) => "rejected".to_owned(),
-            Recorded::Unchanged { rejection } => format!("unchanged: rejected:{rejection}"),
-        }
-    }
-
-    /// The report lines to append.
-    pub fn new_rows(self) -> Vec<ReportRow> {
-        match self {
-            Recorded::New(rows) => rows,
-            Recorded::Unchanged { .. } => Vec::new(),
-        }
-    }
-}
-
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Commit(e.to_string()))
 }
@@ -417,11 +426,7 @@ pub(crate) fn supersede(conn: &Connection, id: i64) -> Result<()> {
 
 /// Finds or creates the advisor; the unique (account, email) constraint
 /// makes concurrent first sightings converge on one row.
-fn advisor_id(
-    conn: &Connection,
-    account: &str,
-    a: &crate::pipeline::identify::NewAdvisor,
-) -> Result<i64> {
+pub fn advisor_id(conn: &Connection, account: &str, a: &NewAdvisor) -> Result<i64> {
     conn.prepare_cached(
         "INSERT INTO advisors (account, email, first_name, last_name, team, connector, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (account, email) DO NOTHING",
@@ -440,321 +445,49 @@ fn advisor_id(
         .query_row([account, &a.email], |r| r.get(0))?)
 }
 
-/// Takes the picking decision and updates the window's counters.
-fn pick(conn: &Connection, d: &Draft, key: Option<&str>) -> Result<(bool, Option<&'static str>)> {
+/// The counters of a window as they stand, for the advisor `key` too.
+pub fn window_counts(
+    conn: &Connection,
+    account: &str,
+    window: &str,
+    key: Option<&str>,
+) -> Result<WindowCounts> {
     let (arrivals, picked): (i64, i64) = conn
         .prepare_cached(
             "SELECT arrivals, picked FROM picking_windows WHERE account = ?1 AND window = ?2",
         )?
-        .query_row([&d.account, &d.window], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([account, window], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or((0, 0));
     let advisor_picked: i64 = match key {
         Some(k) => conn
             .prepare_cached("SELECT picked FROM picking_advisors WHERE account = ?1 AND window = ?2 AND advisor = ?3")?
-            .query_row([&d.account, &d.window, k], |r| r.get(0))
+            .query_row([account, window, k], |r| r.get(0))
             .optional()?
             .unwrap_or(0),
         None => 0,
     };
-    let decision = match &d.picking {
-        None => Ok(()),
-        Some(rule) => {
-            // Calls without a known advisor are not subject to the cap.
-            let rule = PickingRule {
-                percent: rule.percent,
-                max_per_advisor: key.and(rule.max_per_advisor),
-            };
-            decide(
-                &rule,
-                &WindowCounts {
-                    arrivals_before: arrivals as u64,
-                    picked: picked as u64,
-                    advisor_picked: advisor_picked as u64,
-                },
-            )
-        }
-    };
-    let is_picked = decision.is_ok();
-    count(conn, d, key, is_picked)?;
-    Ok((is_picked, decision.err().map(|r| r.as_str())))
+    Ok(WindowCounts {
+        arrivals_before: arrivals as u64,
+        picked: picked as u64,
+        advisor_picked: advisor_picked as u64,
+    })
 }
 
 /// Counts one arrival (picked or not) in the draft's window and, when
 /// picked, for its advisor.
-fn count(conn: &Connection, d: &Draft, key: Option<&str>, is_picked: bool) -> Result<()> {
+pub fn count(conn: &Connection, d: &Draft, key: Option<&str>, is_picked: bool) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO picking_windows (account, window, arrivals, picked) VALUES (?1, ?2, 1, ?3)
          ON CONFLICT (account, window) DO UPDATE SET arrivals = arrivals + 1, picked = picked + ?3",
     )?
-    .execute(params![d.account, d.window, is_picked as i64])?;
+    .execute(params![d.account, d.window.to_string(), is_picked as i64])?;
     if let (true, Some(k)) = (is_picked, key) {
         conn.prepare_cached(
             "INSERT INTO picking_advisors (account, window, advisor, picked) VALUES (?1, ?2, ?3, 1)
              ON CONFLICT (account, window, advisor) DO UPDATE SET picked = picked + 1",
         )?
-        .execute(params![d.account, d.window, k])?;
+        .execute(params![d.account, d.window.to_string(), k])?;
     }
     Ok(())
 }
-
-/// Records a rejection and closes its journal row. `day` is the rejection's
-/// date in the account's timezone (it names the customer's report file).
-pub fn reject(
-    conn: &Connection,
-    account: &str,
-    path: &str,
-    journal_id: Option<i64>,
-    r: &Rejection,
-    day: &str,
-) -> Result<i64> {
-    conn.prepare_cached(
-        "INSERT INTO rejections (account, path, stage, reason, line, at, day, journal_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        account,
-        path,
-        r.stage,
-        r.reason,
-        r.line.map(|l| l as i64),
-        now_rfc3339(),
-        day,
-        journal_id
-    ])?;
-    let id = conn.last_insert_rowid();
-    if let Some(j) = journal_id {
-        journal::mark_done(conn, j, &format!("rejected:{id}"))?;
-    }
-    events::rejection_created(conn, id)?;
-    Ok(id)
-}
-
-/// Records an upload refused at OPEN or RENAME (no deposit, no journal
-/// row). A client retrying the same refused name every night adds nothing
-/// while the same refusal of that path is open: `None` then.
-pub fn reject_refused(
-    conn: &Connection,
-    account: &str,
-    path: &str,
-    r: &Rejection,
-    day: &str,
-) -> Result<Option<ReportRow>> {
-    let open: Option<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM rejections WHERE account = ?1 AND path = ?2 AND stage = ?3
-               AND reason = ?4 AND journal_id IS NULL AND cleared_at IS NULL LIMIT 1",
-        )?
-        .query_row(params![account, path, r.stage, r.reason], |r| r.get(0))
-        .optional()?;
-    if open.is_some() {
-        return Ok(None);
-    }
-    let id = reject(conn, account, path, None, r, day)?;
-    let at: String = conn
-        .prepare_cached("SELECT at FROM rejections WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))?;
-    Ok(Some(ReportRow {
-        path: path.to_owned(),
-        stage: r.stage.to_owned(),
-        reason: r.reason.clone(),
-        line: None,
-        at,
-    }))
-}
-
-/// What recording one deposit's rejections did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recorded {
-    /// These rows were stored: the lines to add to the customer's report.
-    New(Vec<ReportRow>),
-    /// The same bytes at the same path are already rejected and that
-    /// rejection is still open: nothing was stored, nothing is reported
-    /// again. `rejection` is the open one.
-    Unchanged { rejection: i64 },
-}
-
-/// The rejections of one deposit, bounded: at most `cap` are stored, and
-/// the ones beyond (`rs` past `cap`, plus `more` that the caller already
-/// counted without keeping) become one summary row. A CSV of a million
-/// bad rows then costs a thousand rows, not a million.
-#[derive(Debug, Clone)]
-pub struct DepositRejections<'a> {
-    pub account: &'a str,
-    pub path: &'a str,
-    pub journal_id: i64,
-    pub sha256: &'a str,
-    pub rejections: &'a [Rejection],
-    pub more: usize,
-    pub cap: usize,
-    /// The rejection's date in the account's timezone (names the report).
-    pub day: &'a str,
-}
-
-/// Records a deposit's rejections (see [`DepositRejections`]); the caller
-/// marks the journal row done in the same transaction. Completing the same
-/// path again with the same content while its rejection is open changes
-/// nothing ([`Recorded::Unchanged`]): a batch client retrying the same
-/// files every night must not grow the list.
-pub fn reject_deposit(conn: &Connection, d: &DepositRejections<'_>) -> Result<Recorded> {
-    if let Some(rejection) = open_rejection_of_content(conn, d)? {
-        return Ok(Recorded::Unchanged { rejection });
-    }
-    insert_rejections(conn, d)
-}
-
-/// [`reject_deposit`] for a deposit accepted with some rejections (a
-/// metadata CSV with bad rows): the path's earlier open rejections are
-/// closed first, this version's recorded — unless they are this same
-/// content's, which stay as they are.
-pub fn replace_rejections(conn: &Connection, d: &DepositRejections<'_>) -> Result<Recorded> {
-    if let Some(rejection) = open_rejection_of_content(conn, d)? {
-        return Ok(Recorded::Unchanged { rejection });
-    }
-    clear_rejections(conn, d.account, d.path)?;
-    insert_rejections(conn, d)
-}
-
-fn insert_rejections(conn: &Connection, d: &DepositRejections<'_>) -> Result<Recorded> {
-    let kept = d.rejections.len().min(d.cap);
-    let dropped = d.rejections.len() - kept + d.more;
-    let summary = (dropped > 0).then(|| Rejection {
-        stage: d.rejections.first().map_or("metadata_csv", |r| r.stage),
-        reason: format!("… and {dropped} more rows rejected"),
-        line: None,
-    });
-    let at = now_rfc3339();
-    let mut rows = Vec::with_capacity(kept + 1);
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO rejections (account, path, stage, reason, line, at, day, journal_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    for r in d.rejections[..kept].iter().chain(summary.as_ref()) {
-        let line = r.line.map(|l| l as i64);
-        insert.execute(params![
-            d.account,
-            d.path,
-            r.stage,
-            r.reason,
-            line,
-            at,
-            d.day,
-            d.journal_id
-        ])?;
-        events::rejection_created(conn, conn.last_insert_rowid())?;
-        rows.push(ReportRow {
-            path: d.path.to_owned(),
-            stage: r.stage.to_owned(),
-            reason: r.reason.clone(),
-            line,
-            at: at.clone(),
-        });
-    }
-    Ok(Recorded::New(rows))
-}
-
-/// An open rejection of this path recorded for another completion with the
-/// same sha256.
-fn open_rejection_of_content(conn: &Connection, d: &DepositRejections<'_>) -> Result<Option<i64>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT r.id FROM rejections r JOIN journal j ON j.id = r.journal_id
-             WHERE r.account = ?1 AND r.path = ?2 AND r.cleared_at IS NULL
-               AND j.sha256 = ?3 AND j.id != ?4
-             ORDER BY r.id LIMIT 1",
-        )?
-        .query_row(params![d.account, d.path, d.sha256, d.journal_id], |r| {
-            r.get(0)
-        })
-        .optional()?)
-}
-
-/// Closes the open rejections of a deposit: it was re-uploaded and this
-/// version was accepted. The day's report keeps them.
-pub fn clear_rejections(conn: &Connection, account: &str, path: &str) -> Result<()> {
-    let closed = conn
-        .prepare_cached(
-            "UPDATE rejections SET cleared_at = ?3 WHERE account = ?1 AND path = ?2 AND cleared_at IS NULL
-             RETURNING id",
-        )?
-        .query_map(params![account, path, now_rfc3339()], |r| r.get::<_, i64>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    events::rejections_closed(conn, account, path, &closed)?;
-    Ok(())
-}
-
-/// Closes the open rejections of `path` up to rejection `up_to`: that
-/// deposit was run again and has a new outcome (which may be a newer
-/// rejection, left open).
-pub fn clear_rejections_up_to(
-    conn: &Connection,
-    account: &str,
-    path: &str,
-    up_to: i64,
-) -> Result<()> {
-    let closed = conn
-        .prepare_cached(
-            "UPDATE rejections SET cleared_at = ?3
-             WHERE account = ?1 AND path = ?2 AND cleared_at IS NULL AND id <= ?4
-             RETURNING id",
-        )?
-        .query_map(params![account, path, now_rfc3339(), up_to], |r| {
-            r.get::<_, i64>(0)
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    events::rejections_closed(conn, account, path, &closed)?;
-    Ok(())
-}
-
-/// A deposit with an open rejection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    pub account: String,
-    pub path: String,
-}
-
-/// Deposits whose latest rejection is open, oldest rejection first.
-pub fn open_rejections(conn: &Connection, account: Option<&str>) -> Result<Vec<Rejected>> {
-    let mut st = conn.prepare_cached(
-        "SELECT account, path FROM rejections
-         WHERE cleared_at IS NULL AND (?1 IS NULL OR account = ?1)
-         GROUP BY account, path ORDER BY min(id)",
-    )?;
-    let rows = st.query_map([account], |r| {
-        Ok(Rejected {
-            account: r.get(0)?,
-            path: r.get(1)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
-/// One row of a customer's rejection report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportRow {
-    pub path: String,
-    pub stage: String,
-    pub reason: String,
-    pub line: Option<i64>,
-    pub at: String,
-}
-
-/// The rejections of one account on one (local) day, oldest first.
-pub fn report(conn: &Connection, account: &str, day: &str) -> Result<Vec<ReportRow>> {
-    let mut st = conn.prepare_cached(
-        "SELECT path, stage, reason, line, at FROM rejections WHERE account = ?1 AND day = ?2 ORDER BY id",
-    )?;
-    let rows = st.query_map([account, day], |r| {
-        Ok(ReportRow {
-            path: r.get(0)?,
-            stage: r.get(1)?,
-            reason: r.get(2)?,
-            line: r.get(3)?,
-            at: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-}
-
-#[cfg(test)]
-mod tests;

@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn outcome_and_event_commit_or_roll_back_together() {
-        use crate::pipeline::Rejection;
+        use crate::record::Rejection;
         use crate::store::conversations::{clear_rejections, reject};
         let dir = tempfile::tempdir().unwrap();
         let c = crate::store::open(&dir.path().join("t.db")).unwrap();

@@ -3,6 +3,7 @@
 //! turned it into a conversation or a rejection (or decided to ignore it);
 //! pending rows are handed to the pipeline again after a restart.
 
+pub use super::states::{Outcome, State};
 use super::Result;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -37,7 +38,8 @@ pub struct Entry {
     pub sha256: String,
     pub completed_at: String,
     pub source: String,
-    pub state: String,
+    pub state: State,
+    /// The outcome as stored (see [`Entry::done`] for its value).
     pub outcome: Option<String>,
     /// `depot reprocess ID`: this row runs that conversation again.
     pub redo: Option<Redo>,
@@ -95,15 +97,24 @@ pub fn insert_redo(conn: &Connection, e: &NewEntry, redo: Option<Redo>) -> Resul
         sha256: e.sha256.clone(),
         completed_at,
         source: e.source.as_str().to_string(),
-        state: "pending".into(),
+        state: State::Pending,
         outcome: None,
         redo,
     })
 }
 
-/// Marks a row done with its outcome (`conversation:<id>`, `rejected`,
-/// `ignored`, ...). Idempotent.
-pub fn mark_done(conn: &Connection, id: i64, outcome: &str) -> Result<()> {
+impl Entry {
+    /// The outcome of a row that is done.
+    pub fn done(&self) -> Option<Outcome> {
+        match self.state {
+            State::Done => self.outcome.as_deref().map(Outcome::parse),
+            State::Pending => None,
+        }
+    }
+}
+
+/// Marks a row done with its outcome. Idempotent.
+pub fn mark_done(conn: &Connection, id: i64, outcome: &Outcome) -> Result<()> {
     conn.prepare_cached(
         "UPDATE journal SET state = 'done', outcome = ?2, done_at = ?3 WHERE id = ?1",
     )?
@@ -234,7 +245,7 @@ pub fn states_between(
     conn: &Connection,
     from: i64,
     to: i64,
-) -> Result<Vec<(i64, String, Option<String>)>> {
+) -> Result<Vec<(i64, State, Option<Outcome>)>> {
     let mut st =
         conn.prepare_cached("SELECT id, state, outcome FROM journal WHERE id BETWEEN ?1 AND ?2")?;
     let rows = st.query_map([from, to], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;

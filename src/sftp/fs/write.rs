@@ -79,7 +79,7 @@ impl SftpSession {
         }
         let reason = msg.strip_prefix("file type: ").unwrap_or(&msg).to_string();
         let r = crate::pipeline::Rejection::new("file_type", reason);
-        let day = crate::pipeline::worker::today(account);
+        let day = crate::pipeline::context::today(account);
         let (acc, path, d) = (account.name.clone(), p.as_str().to_string(), day.clone());
         let row = self
             .shared

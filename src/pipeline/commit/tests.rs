@@ -1,6 +1,9 @@
-use super::*;
-use crate::pipeline::identify::NewAdvisor;
+use super::store_conversation as store;
+use crate::record::{AdvisorRef, NewAdvisor, PickingRule, Rejection};
+use crate::store::conversations::*;
 use crate::store::journal::{insert, NewEntry, Redo, Source};
+use rusqlite::Connection;
+use std::collections::BTreeMap;
 
 fn db() -> (tempfile::TempDir, Connection) {
     let d = tempfile::tempdir().unwrap();
@@ -45,7 +48,7 @@ fn draft(
         received_at: e.completed_at,
         started_at: None,
         deposit_date: None,
-        window: "2026-02-11".into(),
+        window: "2026-02-11".parse().unwrap(),
         metadata: BTreeMap::new(),
         flags: vec![],
         advisor: adv,
