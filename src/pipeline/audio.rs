@@ -156,34 +156,34 @@ pub fn probe(file: File, extension: &str) -> Result<AudioInfo, Rejection> {
     })
 }
 
-/// A PCM WAV file of `seconds` of a 440 Hz tone (tests and examples).
-pub fn sine_wav(seconds: f64, sample_rate: u32) -> Vec<u8> {
-    let n = (seconds * sample_rate as f64) as u32;
-    let data_len = n * 2;
-    let mut v = Vec::with_capacity(44 + data_len as usize);
-    v.extend_from_slice(b"RIFF");
-    v.extend_from_slice(&(36 + data_len).to_le_bytes());
-    v.extend_from_slice(b"WAVEfmt ");
-    v.extend_from_slice(&16u32.to_le_bytes());
-    v.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    v.extend_from_slice(&1u16.to_le_bytes()); // mono
-    v.extend_from_slice(&sample_rate.to_le_bytes());
-    v.extend_from_slice(&(sample_rate * 2).to_le_bytes());
-    v.extend_from_slice(&2u16.to_le_bytes());
-    v.extend_from_slice(&16u16.to_le_bytes());
-    v.extend_from_slice(b"data");
-    v.extend_from_slice(&data_len.to_le_bytes());
-    for i in 0..n {
-        let t = i as f64 / sample_rate as f64;
-        let s = ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16;
-        v.extend_from_slice(&s.to_le_bytes());
-    }
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PCM WAV file of `seconds` of a 440 Hz tone.
+    fn sine_wav(seconds: f64, sample_rate: u32) -> Vec<u8> {
+        let n = (seconds * sample_rate as f64) as u32;
+        let data_len = n * 2;
+        let mut v = Vec::with_capacity(44 + data_len as usize);
+        v.extend_from_slice(b"RIFF");
+        v.extend_from_slice(&(36 + data_len).to_le_bytes());
+        v.extend_from_slice(b"WAVEfmt ");
+        v.extend_from_slice(&16u32.to_le_bytes());
+        v.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        v.extend_from_slice(&1u16.to_le_bytes()); // mono
+        v.extend_from_slice(&sample_rate.to_le_bytes());
+        v.extend_from_slice(&(sample_rate * 2).to_le_bytes());
+        v.extend_from_slice(&2u16.to_le_bytes());
+        v.extend_from_slice(&16u16.to_le_bytes());
+        v.extend_from_slice(b"data");
+        v.extend_from_slice(&data_len.to_le_bytes());
+        for i in 0..n {
+            let t = i as f64 / sample_rate as f64;
+            let s = ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16;
+            v.extend_from_slice(&s.to_le_bytes());
+        }
+        v
+    }
     use std::io::Write;
 
     fn file_with(bytes: &[u8]) -> File {
