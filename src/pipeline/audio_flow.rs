@@ -18,14 +18,24 @@ use chrono::{NaiveDate, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The account's CSV row for `file_name`: looked up under the name's
-/// Unicode form first (a Mac sends NFD, a spreadsheet holds NFC), then as
-/// the bytes arrived.
-async fn metadata_row(
+/// What the store knows about an audio deposit before it is evaluated,
+/// read in one trip: the conversation it redoes or the current one at its
+/// path, and its metadata CSV row (or why that row was refused).
+struct Known {
+    redone: Option<conversations::Redoable>,
+    current: Option<(i64, String)>,
+    row: Option<BTreeMap<String, String>>,
+    broken: Option<String>,
+}
+
+/// The CSV row is looked up under the name's Unicode form first (a Mac
+/// sends NFD, a spreadsheet holds NFC), then as the bytes arrived.
+async fn known(
     p: &Pipeline,
     account: &Account,
+    entry: &Entry,
     file_name: &str,
-) -> Result<Option<BTreeMap<String, String>>, Failure> {
+) -> Result<Known, Failure> {
     let mut names = vec![file_name.to_string()];
     if let Some(a) = &account.audio {
         let normal = fields::normalise(a.normalize, file_name);
@@ -33,18 +43,35 @@ async fn metadata_row(
             names.insert(0, normal);
         }
     }
-    for name in names {
-        let acc = account.name.clone();
-        let row = p
-            .writer
-            .run(move |c| snapshots::metadata_row(c, &acc, &name))
-            .await
-            .map_err(transient)?;
-        if row.is_some() {
-            return Ok(row);
-        }
-    }
-    Ok(None)
+    let (acc, path, redo) = (account.name.clone(), entry.path.clone(), entry.redo);
+    let uses_csv = account.metadata_csv.is_some();
+    p.writer
+        .run(move |c| {
+            let (redone, current) = match redo {
+                Some(redo) => (conversations::redoable(c, redo.conversation)?, None),
+                None => (None, conversations::current(c, &acc, &path)?),
+            };
+            let (mut row, mut broken) = (None, None);
+            if uses_csv {
+                for name in &names {
+                    row = snapshots::metadata_row(c, &acc, name)?;
+                    if row.is_some() {
+                        break;
+                    }
+                }
+                if row.is_none() {
+                    broken = snapshots::row_error(c, &acc, &names[names.len() - 1])?;
+                }
+            }
+            Ok(Known {
+                redone,
+                current,
+                row,
+                broken,
+            })
+        })
+        .await
+        .map_err(transient)
 }
 
 pub async fn audio(
@@ -57,47 +84,20 @@ pub async fn audio(
     // A reprocessed conversation runs again although its content is the
     // same; it keeps its deposit's received_at, and its archived copy
     // stands in for a file the customer removed or replaced.
-    let mut redone = None;
-    match entry.redo {
-        Some(redo) => {
-            redone = p
-                .writer
-                .run(move |c| conversations::redoable(c, redo.conversation))
+    let file_name = path.file_name().unwrap_or_default().to_string();
+    let Known {
+        redone,
+        current,
+        row,
+        broken,
+    } = known(p, account, entry, &file_name).await?;
+    if let Some((id, sha)) = current {
+        if sha == entry.sha256 {
+            return mark(p, entry.id, Outcome::Unchanged(id))
                 .await
-                .map_err(transient)?;
-        }
-        None => {
-            let (acc, e) = (account.name.clone(), entry.path.clone());
-            let current = p
-                .writer
-                .run(move |c| conversations::current(c, &acc, &e))
-                .await
-                .map_err(transient)?;
-            if let Some((id, sha)) = current {
-                if sha == entry.sha256 {
-                    return mark(p, entry.id, Outcome::Unchanged(id))
-                        .await
-                        .map_err(Failure::Transient);
-                }
-            }
+                .map_err(Failure::Transient);
         }
     }
-    let file_name = path.file_name().unwrap_or_default().to_string();
-    let (row, broken) = match &account.metadata_csv {
-        None => (None, None),
-        Some(_) => match metadata_row(p, account, &file_name).await? {
-            Some(row) => (Some(row), None),
-            None => {
-                let (acc, name) = (account.name.clone(), file_name.clone());
-                let broken = p
-                    .writer
-                    .run(move |c| snapshots::row_error(c, &acc, &name))
-                    .await
-                    .map_err(transient)?;
-                (None, broken)
-            }
-        },
-    };
     let crm = match account.metadata_csv.is_none() || row.is_some() {
         true => crm_for(p, account).await?,
         false => None,
