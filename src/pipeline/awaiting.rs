@@ -3,6 +3,7 @@
 //! rejection when the row is unusable.
 
 use super::call::{apply, crm_for, empty_draft};
+use super::commit::{commit, Commit, Committed};
 use super::context::{append_report, today, today_date, Failure, Pipeline};
 use super::evaluate::{evaluate, Deposit, Evaluation, Metadata};
 use super::Rejection;
@@ -110,11 +111,19 @@ async fn reject_awaiting(
         day.clone(),
         p.limits.max_rejections_per_deposit,
     );
-    let recorded = p
+    let committed = p
         .writer
-        .run(move |c| conversations::reject_awaiting(c, &a2, &r2, &day2, cap))
+        .run(move |c| {
+            let what = Commit::AwaitingRejected {
+                awaiting: &a2,
+                rejection: &r2,
+                day: &day2,
+                cap,
+            };
+            commit(c, a2.journal_id, what)
+        })
         .await?;
-    let Some(recorded) = recorded else {
+    let Committed::Rejection(Some(recorded)) = committed else {
         // Its metadata row completed it in the meantime: nothing to reject.
         return Ok(());
     };

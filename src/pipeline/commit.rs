@@ -1,27 +1,109 @@
-//! Writing an audio deposit's conversation: the store's rows and counters,
-//! with the picking decision taken here, between the store's read of the
-//! window's counters and its write of the conversation, all in the one
-//! writer transaction the caller runs this in (so a crash or a re-delivered
-//! journal row never counts a conversation twice).
+//! The one place a deposit's outcome is written: its rows (a conversation
+//! with its advisor and counters, or the deposit's rejection), the events
+//! the store records with those rows, and the journal row's typed outcome,
+//! all in the one writer transaction the caller runs [`commit`] in — so a
+//! crash or a re-delivered journal row never counts a conversation twice
+//! and never leaves a row without its outcome. The picking decision is
+//! taken here, between the store's read of the window's counters and its
+//! write of the conversation.
+//!
+//! CSV deposits are the exception by design: a metadata CSV is stored in
+//! bounded chunks of rows (`pipeline.csv_rows_per_commit`) as it streams,
+//! and its journal row is marked with the last chunk.
 
 use super::picking::{decide, PickingRule};
-use crate::record::AdvisorRef;
-use crate::store::conversations::{self, Decision, Draft, Kept, Prepared, Stored};
+use crate::record::{AdvisorRef, Rejection};
+use crate::store::conversations::{
+    self, Awaiting, Decision, DepositRejections, Draft, Kept, Prepared, Recorded, Stored,
+};
+use crate::store::journal::{self, Outcome};
 use crate::store::Result;
 use rusqlite::Connection;
 
-/// Stores a draft: supersedes its previous version, decides picking (a
-/// call awaiting its metadata is not decided yet), writes the conversation.
+/// What a deposit ends as, ready to be written.
+pub enum Commit<'a> {
+    /// A conversation: complete, or awaiting its metadata CSV row.
+    Conversation(&'a Draft),
+    /// The whole deposit refused.
+    Rejection(DepositRejections<'a>),
+    /// A call that awaited its CSV row refused after all.
+    AwaitingRejected {
+        awaiting: &'a Awaiting,
+        rejection: &'a Rejection,
+        day: &'a str,
+        cap: usize,
+    },
+    /// No rows: ignored, unchanged, superseded.
+    Outcome(Outcome),
+}
+
+/// What [`commit`] wrote.
+pub enum Committed {
+    Conversation(Stored),
+    /// `None`: the awaiting call was completed meanwhile, nothing written.
+    Rejection(Option<Recorded>),
+    Marked,
+}
+
+/// Writes `what` for journal row `journal_id`. Run inside one writer
+/// transaction.
+pub fn commit(conn: &Connection, journal_id: i64, what: Commit<'_>) -> Result<Committed> {
+    let (committed, outcome) = match what {
+        Commit::Conversation(d) => {
+            let (stored, outcome) = conversation(conn, d)?;
+            (Committed::Conversation(stored), outcome)
+        }
+        Commit::Rejection(r) => {
+            let recorded = conversations::reject_deposit(conn, &r)?;
+            let outcome = recorded.outcome();
+            (Committed::Rejection(Some(recorded)), Some(outcome))
+        }
+        Commit::AwaitingRejected {
+            awaiting,
+            rejection,
+            day,
+            cap,
+        } => {
+            let recorded = conversations::reject_awaiting(conn, awaiting, rejection, day, cap)?;
+            let outcome = recorded.as_ref().map(Recorded::outcome);
+            (Committed::Rejection(recorded), outcome)
+        }
+        Commit::Outcome(o) => (Committed::Marked, Some(o)),
+    };
+    if let Some(o) = outcome {
+        journal::mark_done(conn, journal_id, &o)?;
+    }
+    Ok(committed)
+}
+
+/// Stores a draft and marks its journal row: [`commit`] of a conversation.
 pub fn store_conversation(conn: &Connection, d: &Draft) -> Result<Stored> {
+    match commit(conn, d.journal_id, Commit::Conversation(d))? {
+        Committed::Conversation(stored) => Ok(stored),
+        _ => Err(crate::store::StoreError::Commit(
+            "a conversation committed as something else".into(),
+        )),
+    }
+}
+
+/// Supersedes the draft's previous version, decides picking (a call
+/// awaiting its metadata is not decided yet), writes the conversation;
+/// with the outcome its journal row gets.
+fn conversation(conn: &Connection, d: &Draft) -> Result<(Stored, Option<Outcome>)> {
     let kept = match conversations::prepare(conn, d)? {
-        Prepared::Done(stored) => return Ok(stored),
+        Prepared::Done(stored, outcome) => return Ok((stored, outcome)),
         Prepared::Write { kept } => kept,
     };
     let decision = match d.wait_until.is_some() {
         true => None,
         false => Some(decide_for(conn, d, kept)?),
     };
-    conversations::write(conn, d, decision.as_ref())
+    let stored = conversations::write(conn, d, decision.as_ref())?;
+    let outcome = match &stored {
+        Stored::Conversation { id, .. } => Some(Outcome::Conversation(*id)),
+        Stored::Unchanged { .. } => None,
+    };
+    Ok((stored, outcome))
 }
 
 /// Advisor (found or created) and picking decision for a complete call:

@@ -4,13 +4,14 @@
 //! (mark a journal row done, reject a whole deposit, append to the
 //! customer's report).
 
+use super::commit::{commit, Commit, Committed};
 use super::crm::CrmTable;
 use super::Rejection;
 use crate::config::Accounts;
 use crate::config::{Account, PipelineLimits};
 use crate::deposit::Seals;
 use crate::metrics::Metrics;
-use crate::store::conversations::{self, DepositRejections, Recorded, ReportRow};
+use crate::store::conversations::{DepositRejections, Recorded, ReportRow};
 use crate::store::journal::{self, Entry, Outcome};
 use crate::store::Writer;
 use chrono::Utc;
@@ -105,9 +106,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Commits an outcome that writes no rows (ignored, unchanged, superseded).
 pub async fn mark(p: &Pipeline, id: i64, outcome: Outcome) -> anyhow::Result<()> {
     p.writer
-        .run(move |c| journal::mark_done(c, id, &outcome))
+        .run(move |c| commit(c, id, Commit::Outcome(outcome)))
         .await?;
     Ok(())
 }
@@ -144,23 +146,22 @@ pub async fn reject(
     let recorded = p
         .writer
         .run(move |c| {
-            let recorded = conversations::reject_deposit(
-                c,
-                &DepositRejections {
-                    account: &acc,
-                    path: &path,
-                    journal_id: id,
-                    sha256: &sha,
-                    rejections: std::slice::from_ref(&r2),
-                    more: 0,
-                    cap,
-                    day: &day2,
-                },
-            )?;
-            journal::mark_done(c, id, &recorded.outcome())?;
-            Ok(recorded)
+            let what = Commit::Rejection(DepositRejections {
+                account: &acc,
+                path: &path,
+                journal_id: id,
+                sha256: &sha,
+                rejections: std::slice::from_ref(&r2),
+                more: 0,
+                cap,
+                day: &day2,
+            });
+            commit(c, id, what)
         })
         .await?;
+    let Committed::Rejection(Some(recorded)) = recorded else {
+        return Ok(());
+    };
     match recorded {
         Recorded::Unchanged { rejection } => {
             tracing::info!(account = %account.name, path = %entry.path, rejection, "same content as an open rejection of this path; nothing changes");

@@ -4,7 +4,7 @@
 //! stores or counts anything twice. The store offers the counters and the
 //! writes; the picking decision between them is the caller's.
 
-use super::journal::{self, now_rfc3339, Outcome, Redo};
+use super::journal::{now_rfc3339, Outcome, Redo};
 /// The rejection rows, named where callers always found them.
 pub use super::rejections::{
     clear_rejections, clear_rejections_up_to, open_rejections, reject, reject_deposit,
@@ -89,18 +89,17 @@ pub fn current(conn: &Connection, account: &str, path: &str) -> Result<Option<(i
 /// rows to write (after the caller takes the picking decision).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prepared {
-    Done(Stored),
+    /// Nothing to write; the journal row's outcome, if it gets one here.
+    Done(Stored, Option<Outcome>),
     /// Write it; `kept` is a reprocessed conversation's picking decision,
     /// to be counted again as it was.
-    Write {
-        kept: Option<Kept>,
-    },
+    Write { kept: Option<Kept> },
 }
 
 /// The first half of storing a draft: an awaiting conversation that is no
-/// longer awaiting, a stale redo or the same content again end here
-/// (journal row marked); a previous version is superseded (its counts come
-/// out).
+/// longer awaiting, a stale redo or the same content again end here (with
+/// the outcome their journal row is to get); a previous version is
+/// superseded (its counts come out).
 pub fn prepare(conn: &Connection, d: &Draft) -> Result<Prepared> {
     if let Some(id) = d.existing {
         let status: Option<String> = conn
@@ -108,7 +107,7 @@ pub fn prepare(conn: &Connection, d: &Draft) -> Result<Prepared> {
             .query_row([id], |r| r.get(0))
             .optional()?;
         if status.as_deref() != Some("awaiting_metadata") {
-            return Ok(Prepared::Done(Stored::Unchanged { id }));
+            return Ok(Prepared::Done(Stored::Unchanged { id }, None));
         }
         return Ok(Prepared::Write { kept: None });
     }
@@ -125,15 +124,18 @@ pub fn prepare(conn: &Connection, d: &Draft) -> Result<Prepared> {
             supersede(conn, *id)?;
         }
         (Some(redo), _) => {
-            let why = Outcome::StaleRedo(redo.conversation);
-            journal::mark_done(conn, d.journal_id, &why)?;
-            return Ok(Prepared::Done(Stored::Unchanged {
-                id: redo.conversation,
-            }));
+            return Ok(Prepared::Done(
+                Stored::Unchanged {
+                    id: redo.conversation,
+                },
+                Some(Outcome::StaleRedo(redo.conversation)),
+            ));
         }
         (None, Some((id, sha))) if *sha == d.sha256 => {
-            journal::mark_done(conn, d.journal_id, &Outcome::Unchanged(*id))?;
-            return Ok(Prepared::Done(Stored::Unchanged { id: *id }));
+            return Ok(Prepared::Done(
+                Stored::Unchanged { id: *id },
+                Some(Outcome::Unchanged(*id)),
+            ));
         }
         (None, Some((id, _))) => supersede(conn, *id)?,
         (None, None) => {}
@@ -204,7 +206,6 @@ pub fn write(conn: &Connection, d: &Draft, decision: Option<&Decision>) -> Resul
             .execute(params![id, dest.display().to_string()])?;
     }
     clear_rejections(conn, &d.account, &d.path)?;
-    journal::mark_done(conn, d.journal_id, &Outcome::Conversation(id))?;
     if !awaiting {
         events::conversation_created(conn, id)?;
     }
@@ -380,7 +381,6 @@ pub fn reject_awaiting(
             day,
         },
     )?;
-    journal::mark_done(conn, a.journal_id, &recorded.outcome())?;
     Ok(Some(recorded))
 }
 
