@@ -23,7 +23,7 @@
 pub mod hash;
 pub mod names;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -104,6 +104,19 @@ pub struct Deposit {
     pub account: String,
     pub path: String,
 }
+
+impl Deposit {
+    pub fn new(account: &str, path: &str) -> Deposit {
+        Deposit {
+            account: account.to_string(),
+            path: path.to_string(),
+        }
+    }
+}
+
+/// The deposits the pipeline is ingesting right now: the SFTP front
+/// refuses to change them meanwhile.
+pub type Ingesting = Arc<Mutex<HashSet<Deposit>>>;
 
 /// The registry of sealed deposits, shared by the SFTP front and the
 /// pipeline.

@@ -15,7 +15,7 @@ use crate::store::conversations::{DepositRejections, Recorded, ReportRow};
 use crate::store::journal::{self, Entry, Outcome};
 use crate::store::Writer;
 use chrono::Utc;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -29,7 +29,7 @@ pub struct Pipeline {
     pub accounts: watch::Receiver<Accounts>,
     pub writer: Writer,
     pub data_dir: PathBuf,
-    pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+    pub in_flight: crate::deposit::Ingesting,
     /// Deposits acknowledged and not yet archived (shared with the SFTP
     /// front, which refuses to change them).
     pub seals: Arc<Seals>,
@@ -50,7 +50,7 @@ impl Pipeline {
         accounts: watch::Receiver<Accounts>,
         writer: Writer,
         data_dir: PathBuf,
-        in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+        in_flight: crate::deposit::Ingesting,
         metrics: Arc<Metrics>,
         limits: PipelineLimits,
     ) -> Arc<Pipeline> {

@@ -17,6 +17,7 @@ use super::classify::{classify, Kind};
 pub use super::context::Pipeline;
 use super::context::{lock, mark, reject, Failure};
 use crate::config::Account;
+use crate::deposit::Deposit;
 use crate::jail::JailPath;
 use crate::metrics::Metrics;
 use crate::store::journal::{self, Entry, Outcome};
@@ -36,12 +37,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often the wait for metadata rows is checked.
 const TIMER: Duration = Duration::from_millis(500);
 
-type Key = (String, String);
-
 /// Runs until every sender is dropped and the queue is drained.
 pub async fn run(p: Arc<Pipeline>, mut inbox: mpsc::UnboundedReceiver<Entry>) {
-    let mut tasks: JoinSet<Option<Key>> = JoinSet::new();
-    let mut waiting: HashMap<Key, VecDeque<Entry>> = HashMap::new();
+    let mut tasks: JoinSet<Option<Deposit>> = JoinSet::new();
+    let mut waiting: HashMap<Deposit, VecDeque<Entry>> = HashMap::new();
     let mut timer = tokio::time::interval(TIMER);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut open = true;
@@ -50,7 +49,7 @@ pub async fn run(p: Arc<Pipeline>, mut inbox: mpsc::UnboundedReceiver<Entry>) {
         tokio::select! {
             msg = inbox.recv(), if open && tasks.len() < CONCURRENCY => match msg {
                 Some(entry) => {
-                    let key = (entry.account.clone(), entry.path.clone());
+                    let key = Deposit::new(&entry.account, &entry.path);
                     match waiting.get_mut(&key) {
                         Some(queue) => queue.push_back(entry),
                         None => {
@@ -144,7 +143,7 @@ async fn sweep_all(p: &Arc<Pipeline>) {
 }
 
 /// Keeps a deposit marked as being ingested (SFTP refuses to modify it).
-struct InFlight<'a>(&'a Mutex<HashSet<Key>>, Key);
+struct InFlight<'a>(&'a Mutex<HashSet<Deposit>>, Deposit);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -152,8 +151,8 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn process(p: Arc<Pipeline>, entry: Entry) -> Option<Key> {
-    let key = (entry.account.clone(), entry.path.clone());
+async fn process(p: Arc<Pipeline>, entry: Entry) -> Option<Deposit> {
+    let key = Deposit::new(&entry.account, &entry.path);
     lock(&p.in_flight).insert(key.clone());
     let _guard = InFlight(&p.in_flight, key.clone());
     let mut attempt: u32 = 0;

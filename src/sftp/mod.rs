@@ -25,7 +25,7 @@ use crate::store::Writer;
 use anyhow::{Context, Result};
 use auth::{BanList, PasswordChecker};
 use russh::keys::PrivateKey;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,7 +49,7 @@ pub struct Shared {
     pub(crate) passwords: Arc<PasswordChecker>,
     pub metrics: Arc<Metrics>,
     /// Deposits the pipeline is working on: not to be modified meanwhile.
-    pub in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+    pub in_flight: crate::deposit::Ingesting,
     /// Acknowledged deposits not yet archived: no handle may change them.
     pub(crate) seals: Arc<crate::deposit::Seals>,
     /// Logged-in sessions (unauthenticated connections are counted apart).
@@ -73,7 +73,7 @@ impl Shared {
         writer: Writer,
         completions: CompletionSender,
         metrics: Arc<Metrics>,
-        in_flight: Arc<Mutex<HashSet<(String, String)>>>,
+        in_flight: crate::deposit::Ingesting,
         seals: Arc<crate::deposit::Seals>,
     ) -> Result<Arc<Shared>> {
         let handles = Arc::new(budget::Budget::new(&settings.server));

@@ -7,6 +7,7 @@ use super::handles::{FileHandle, HandleTable, OpenHandle};
 use super::reply::{status, Reply};
 use crate::config::Account;
 use crate::deposit::names::{is_rejected_area, REJECTED_DIR};
+use crate::deposit::Deposit;
 use crate::jail::{Jail, JailPath};
 use crate::sftp::budget::HandleSlot;
 use crate::sftp::quota::{Limits, Usage};
@@ -95,7 +96,7 @@ impl SftpSession {
             .in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        set.contains(&(self.account.name.clone(), p.as_str().to_string()))
+        set.contains(&Deposit::new(&self.account.name, p.as_str()))
     }
 
     /// Refuses changes to `/rejected` and to deposits being ingested.
