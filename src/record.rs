@@ -80,7 +80,7 @@ impl AdvisorRef {
     }
 
     /// The key picking caps are counted under.
-    pub fn picking_key(&self) -> Option<String> {
+    pub(crate) fn picking_key(&self) -> Option<String> {
         match self {
             AdvisorRef::Unknown => None,
             AdvisorRef::Named(n) => Some(n.to_lowercase()),

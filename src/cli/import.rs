@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
 mod local;
-pub use local::{run_local, Event, Local, Tally};
+pub(crate) use local::{run_local, Event, Local};
 
 /// One local file and where it goes in the jail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Item {
 
 /// What the import will do, worked out before anything is written.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub items: Vec<Item>,
     /// Local files left out, and why.
     pub left_out: Vec<(PathBuf, String)>,
@@ -41,7 +41,7 @@ pub struct Plan {
 
 /// Lists the files under each PATH (a file stands for itself) with their
 /// destination under `to`. Symbolic links inside a tree are not followed.
-pub fn plan(account: &Account, to: &JailPath, paths: &[PathBuf]) -> Result<Plan> {
+pub(crate) fn plan(account: &Account, to: &JailPath, paths: &[PathBuf]) -> Result<Plan> {
     let mut plan = Plan::default();
     for p in paths {
         let md = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;

@@ -19,7 +19,7 @@ const APOSTROPHES: [char; 4] = ['\'', '’', '‘', 'ʼ'];
 /// Lowercases, strips accents (NFD then drops combining marks), removes
 /// whitespace and apostrophes; keeps hyphens. Letters that NFD does not
 /// decompose but that French names use (Lætitia, Cœur) are spelled out.
-pub fn normalise_part(s: &str) -> String {
+pub(crate) fn normalise_part(s: &str) -> String {
     let lower = s.to_lowercase();
     let mut out = String::with_capacity(lower.len());
     for c in lower.nfd() {
@@ -50,7 +50,7 @@ fn spelled_out(c: char) -> Option<&'static str> {
 
 /// Builds the advisor's address from the account's format; the error is the
 /// rejection reason.
-pub fn build_email(
+pub(crate) fn build_email(
     format: &str,
     firstname: &str,
     lastname: &str,
@@ -99,7 +99,7 @@ fn placeholder_value(label: &str, raw: Option<&str>, from_call: bool) -> Result<
 }
 
 /// Config-time check of `advisors.email`, independent of the domain.
-pub fn validate_format(format: &str) -> Result<(), String> {
+pub(crate) fn validate_format(format: &str) -> Result<(), String> {
     let segments = segments(format);
     let mut names = Vec::new();
     let mut has_at = false;
@@ -126,7 +126,7 @@ pub fn validate_format(format: &str) -> Result<(), String> {
 
 /// Config-time check of the format together with the account's domain, so a
 /// domain that can never give a valid address is refused before any upload.
-pub fn validate_settings(format: &str, domain: &str) -> Result<(), String> {
+pub(crate) fn validate_settings(format: &str, domain: &str) -> Result<(), String> {
     validate_format(format)?;
     build_email(format, "a", "b", domain, Some("1"))
         .map(|_| ())

@@ -11,7 +11,7 @@
 //! not-audio upload as an error.
 
 use super::Rejection;
-pub use crate::record::AudioInfo;
+pub(crate) use crate::record::AudioInfo;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use symphonia::core::codecs::{
@@ -62,7 +62,7 @@ fn sniff(head: &[u8]) -> Sniffed {
 
 /// The flag a conversation carries when its extension names another
 /// format than its bytes (`extension_mismatch (.mp3 holds wav)`).
-pub fn extension_flag(info: &AudioInfo, file_name: &str) -> Option<String> {
+pub(crate) fn extension_flag(info: &AudioInfo, file_name: &str) -> Option<String> {
     let ext = file_name
         .rsplit_once('.')
         .map(|(_, e)| e)?

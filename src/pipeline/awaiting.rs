@@ -25,7 +25,7 @@ async fn awaiting(p: &Pipeline, id: i64) -> anyhow::Result<Option<Awaiting>> {
 
 /// Completes an awaiting conversation with its CSV row, or (`row = None`)
 /// as its wait ran out, per `on_timeout`.
-pub async fn complete_awaiting(
+pub(crate) async fn complete_awaiting(
     p: &Pipeline,
     account: &Account,
     id: i64,
@@ -86,7 +86,7 @@ pub async fn complete_awaiting(
 }
 
 /// Rejects the awaiting conversation `id` (if it still awaits).
-pub async fn reject_awaiting_id(
+pub(crate) async fn reject_awaiting_id(
     p: &Pipeline,
     account: &Account,
     id: i64,
@@ -141,7 +141,7 @@ async fn reject_awaiting(
 }
 
 /// Applies `on_timeout` to every conversation whose wait has run out.
-pub async fn expire_waits(p: &Pipeline) -> anyhow::Result<()> {
+pub(crate) async fn expire_waits(p: &Pipeline) -> anyhow::Result<()> {
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let due = p
         .writer

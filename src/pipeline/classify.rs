@@ -10,7 +10,7 @@ use crate::jail::JailPath;
 use chrono::NaiveDate;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Audio; `deposit_date` is the date of its date directory, if any.
     Audio {
         deposit_date: Option<NaiveDate>,
@@ -30,10 +30,10 @@ fn extension(name: &str) -> Option<String> {
 
 /// Why a system or editor file (`Thumbs.db`, `.DS_Store`...) is not
 /// ingested; the worker counts these.
-pub const SYSTEM_FILE: &str = "system file";
+pub(crate) const SYSTEM_FILE: &str = "system file";
 
 /// Classifies `path`; an audio file in the wrong place is a rejection.
-pub fn classify(account: &Account, path: &JailPath) -> Result<Kind, Rejection> {
+pub(crate) fn classify(account: &Account, path: &JailPath) -> Result<Kind, Rejection> {
     let Some(name) = path.file_name() else {
         return Ok(Kind::Ignored("not a file"));
     };

@@ -21,7 +21,7 @@ use crate::store::Result;
 use rusqlite::Connection;
 
 /// What a deposit ends as, ready to be written.
-pub enum Commit<'a> {
+pub(crate) enum Commit<'a> {
     /// A conversation: complete, or awaiting its metadata CSV row.
     Conversation(&'a Draft),
     /// The whole deposit refused.
@@ -47,7 +47,7 @@ pub enum Committed {
 
 /// Writes `what` for journal row `journal_id`. Run inside one writer
 /// transaction.
-pub fn commit(conn: &Connection, journal_id: i64, what: Commit<'_>) -> Result<Committed> {
+pub(crate) fn commit(conn: &Connection, journal_id: i64, what: Commit<'_>) -> Result<Committed> {
     let (committed, outcome) = match what {
         Commit::Conversation(d) => {
             let (stored, outcome) = conversation(conn, d)?;
@@ -77,7 +77,7 @@ pub fn commit(conn: &Connection, journal_id: i64, what: Commit<'_>) -> Result<Co
 }
 
 /// Stores a draft and marks its journal row: [`commit`] of a conversation.
-pub fn store_conversation(conn: &Connection, d: &Draft) -> Result<Stored> {
+pub(crate) fn store_conversation(conn: &Connection, d: &Draft) -> Result<Stored> {
     match commit(conn, d.journal_id, Commit::Conversation(d))? {
         Committed::Conversation(stored) => Ok(stored),
         _ => Err(crate::store::StoreError::Commit(

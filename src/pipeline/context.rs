@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// The latest CRM snapshot per account, loaded once, swapped whole.
-pub type CrmCache = Mutex<HashMap<String, Option<(i64, Arc<CrmTable>)>>>;
+pub(crate) type CrmCache = Mutex<HashMap<String, Option<(i64, Arc<CrmTable>)>>>;
 
 /// What the worker needs from the rest of depot.
 pub struct Pipeline {
@@ -74,11 +74,11 @@ impl Pipeline {
         self.accounts.borrow().get(name).cloned()
     }
 
-    pub fn jail_root(&self, account: &str) -> PathBuf {
+    pub(crate) fn jail_root(&self, account: &str) -> PathBuf {
         crate::deposit::Layout::new(&self.data_dir).jail(account)
     }
 
-    pub fn archive_root(&self, account: &str) -> PathBuf {
+    pub(crate) fn archive_root(&self, account: &str) -> PathBuf {
         crate::deposit::Layout::new(&self.data_dir).archive(account)
     }
 }
@@ -97,7 +97,7 @@ impl From<Rejection> for Failure {
 }
 
 /// Turns any error into a transient failure: `.map_err(transient)`.
-pub fn transient<E: Into<anyhow::Error>>(e: E) -> Failure {
+pub(crate) fn transient<E: Into<anyhow::Error>>(e: E) -> Failure {
     Failure::Transient(e.into())
 }
 
@@ -107,7 +107,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Commits an outcome that writes no rows (ignored, unchanged, superseded).
-pub async fn mark(p: &Pipeline, id: i64, outcome: Outcome) -> anyhow::Result<()> {
+pub(crate) async fn mark(p: &Pipeline, id: i64, outcome: Outcome) -> anyhow::Result<()> {
     p.writer
         .run(move |c| commit(c, id, Commit::Outcome(outcome)))
         .await?;
@@ -120,7 +120,7 @@ pub fn today(account: &Account) -> String {
 }
 
 /// Today in the account's timezone.
-pub fn today_date(account: &Account) -> chrono::NaiveDate {
+pub(crate) fn today_date(account: &Account) -> chrono::NaiveDate {
     Utc::now().with_timezone(&account.timezone).date_naive()
 }
 
@@ -178,7 +178,7 @@ pub async fn reject(
 /// Appends rejections already committed to the customer's report. A
 /// failure here is logged, never retried as the deposit's failure: the
 /// rejections are recorded (`depot rejections` lists them).
-pub async fn append_report_logged(
+pub(crate) async fn append_report_logged(
     p: &Pipeline,
     account: &Account,
     day: String,
@@ -191,7 +191,7 @@ pub async fn append_report_logged(
 
 /// Appends `rows` to the customer's report for `day`, on a blocking thread
 /// (never the database writer's).
-pub async fn append_report(
+pub(crate) async fn append_report(
     p: &Pipeline,
     account: &Account,
     day: String,

@@ -75,7 +75,7 @@ pub fn load(bytes: &[u8], dialect: &CsvDialect, key: &str) -> Result<CrmTable, S
 /// Loads a CRM file from `input`, one record at a time: memory is the
 /// table itself (about the file's size, plus the index) and one bounded
 /// record. `size_hint` is the file's size.
-pub fn load_from<R: Read>(
+pub(crate) fn load_from<R: Read>(
     input: R,
     size_hint: usize,
     dialect: &CsvDialect,

@@ -16,7 +16,11 @@ use anyhow::anyhow;
 use std::path::Path;
 use std::sync::Arc;
 
-pub async fn crm_csv(p: &Pipeline, account: &Arc<Account>, entry: &Entry) -> Result<(), Failure> {
+pub(crate) async fn crm_csv(
+    p: &Pipeline,
+    account: &Arc<Account>,
+    entry: &Entry,
+) -> Result<(), Failure> {
     let Some(settings) = &account.crm else {
         return Err(transient(anyhow!("account has no [crm]")));
     };
@@ -117,7 +121,7 @@ type LoadFile =
 
 /// The account's latest CRM snapshot, loaded from its archived file the
 /// first time it is needed after a start.
-pub async fn latest_crm(
+pub(crate) async fn latest_crm(
     p: &Pipeline,
     account: &Account,
 ) -> anyhow::Result<Option<(i64, Arc<CrmTable>)>> {

@@ -4,11 +4,11 @@
 
 use super::crm::CrmTable;
 use crate::config::{CrmSettings, OnConflict};
-pub use crate::record::{CrmOutcome, CrmStatus};
+pub(crate) use crate::record::{CrmOutcome, CrmStatus};
 use std::collections::BTreeMap;
 
 /// The additional metadata for a call and what the join found.
-pub fn enrich(
+pub(crate) fn enrich(
     settings: &CrmSettings,
     latest: Option<(i64, &CrmTable)>,
     metadata: &BTreeMap<String, String>,

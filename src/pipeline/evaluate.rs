@@ -36,7 +36,7 @@ pub enum Metadata<'a> {
 
 /// Everything an audio deposit is evaluated from.
 #[derive(Debug, Clone, Copy)]
-pub struct Deposit<'a> {
+pub(crate) struct Deposit<'a> {
     pub account: &'a Account,
     pub file_name: &'a str,
     /// The date of its date directory, if any.
@@ -67,14 +67,14 @@ pub struct Call {
 
 /// What an audio deposit becomes.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Evaluation {
+pub(crate) enum Evaluation {
     Complete(Call),
     /// Stored, waiting for its metadata CSV row (no advisor, no picking yet).
     Awaiting(Call),
     Rejected(Rejection),
 }
 
-pub fn evaluate(d: &Deposit<'_>) -> Evaluation {
+pub(crate) fn evaluate(d: &Deposit<'_>) -> Evaluation {
     match evaluated(d) {
         Ok(e) => e,
         Err(r) => Evaluation::Rejected(r),

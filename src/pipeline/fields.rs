@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use unicode_normalization::{is_nfc, UnicodeNormalization};
 
 /// `s` in the account's Unicode form.
-pub fn normalise(mode: Normalize, s: &str) -> String {
+pub(crate) fn normalise(mode: Normalize, s: &str) -> String {
     match mode {
         Normalize::Nfc if !is_nfc(s) => s.nfc().collect(),
         _ => s.to_string(),

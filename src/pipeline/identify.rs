@@ -11,13 +11,13 @@
 use super::advisor::build_email;
 use super::Rejection;
 use crate::config::{AdvisorSettings, OnInvalid};
-pub use crate::record::{AdvisorRef, NewAdvisor};
+pub(crate) use crate::record::{AdvisorRef, NewAdvisor};
 use std::collections::BTreeMap;
 
 /// The flag a conversation carries when its advisor could not be resolved.
-pub const UNRESOLVED: &str = "advisor_unresolved";
+pub(crate) const UNRESOLVED: &str = "advisor_unresolved";
 
-pub fn identify(
+pub(crate) fn identify(
     settings: Option<&AdvisorSettings>,
     metadata: &BTreeMap<String, String>,
     flags: &mut Vec<String>,

@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 
 /// What a file name says about a call.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct CallInfo {
+pub(crate) struct CallInfo {
     pub metadata: BTreeMap<String, String>,
     pub started_at: Option<DateTime<FixedOffset>>,
     pub flags: Vec<String>,
 }
 
-pub fn from_file_name(
+pub(crate) fn from_file_name(
     account: &Account,
     file_name: &str,
     deposit_date: Option<NaiveDate>,

@@ -7,11 +7,11 @@
 //! arrivals exactly floor(n × percent / 100) are picked; an advisor cap can
 //! only delay a pick to the next eligible call, never add one.
 
-pub use crate::record::{PickingRule, WindowCounts};
+pub(crate) use crate::record::{PickingRule, WindowCounts};
 
 /// Why a conversation was stored with `picked = false`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PickReason {
+pub(crate) enum PickReason {
     OverPercent,
     AdvisorCap,
 }
@@ -28,7 +28,7 @@ impl PickReason {
 
 /// `Ok(())` when the conversation is picked. The percentage is checked first,
 /// so a call that the quota would not take anyway is not blamed on its advisor.
-pub fn decide(rule: &PickingRule, c: &WindowCounts) -> Result<(), PickReason> {
+pub(crate) fn decide(rule: &PickingRule, c: &WindowCounts) -> Result<(), PickReason> {
     if let Some(percent) = rule.percent {
         if c.picked >= quota(c.arrivals_before, percent) {
             return Err(PickReason::OverPercent);

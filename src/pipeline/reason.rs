@@ -5,8 +5,8 @@ use super::Rejection;
 use crate::config::{ContactReasons, OnUnknown};
 use std::collections::BTreeMap;
 
-pub const KEY: &str = "contact_reason";
-pub const LABEL_KEY: &str = "contact_reason_label";
+pub(crate) const KEY: &str = "contact_reason";
+pub(crate) const LABEL_KEY: &str = "contact_reason_label";
 
 /// Adds `contact_reason_label` to `metadata` when the id is known. An
 /// unknown id is kept and flagged, or rejected, as the account says; an

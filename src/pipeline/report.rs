@@ -32,9 +32,9 @@ use std::sync::Mutex;
 pub const HEADER: [&str; 4] = ["time", "file", "checked", "reason"];
 
 /// Longest path a report line shows; longer ones keep their start and end.
-pub const MAX_PATH_CHARS: usize = 200;
+pub(crate) const MAX_PATH_CHARS: usize = 200;
 /// Longest reason a report line shows (a reason may quote a long name).
-pub const MAX_REASON_CHARS: usize = 300;
+pub(crate) const MAX_REASON_CHARS: usize = 300;
 
 /// The UTF-8 byte order mark spreadsheet programs need to read UTF-8.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -78,7 +78,7 @@ pub fn checked(stage: &str, line: Option<i64>) -> String {
 }
 
 /// `at` (RFC 3339, UTC) in `tz`, to the second, with the offset.
-pub fn local_time(at: &str, tz: chrono_tz::Tz) -> String {
+pub(crate) fn local_time(at: &str, tz: chrono_tz::Tz) -> String {
     match chrono::DateTime::parse_from_rfc3339(at) {
         Ok(t) => t
             .with_timezone(&tz)
@@ -89,7 +89,7 @@ pub fn local_time(at: &str, tz: chrono_tz::Tz) -> String {
 }
 
 /// `s` cut to at most `max` characters by replacing its middle with `…`.
-pub fn shorten_middle(s: &str, max: usize) -> String {
+pub(crate) fn shorten_middle(s: &str, max: usize) -> String {
     let n = s.chars().count();
     if n <= max || max < 3 {
         return s.to_owned();
@@ -107,7 +107,7 @@ pub fn shorten_middle(s: &str, max: usize) -> String {
 static WRITING: Mutex<()> = Mutex::new(());
 
 /// The CSV lines of `rows`, with the BOM and header first when `header`.
-pub fn render(rows: &[ReportRow], header: bool, style: Style) -> Result<Vec<u8>> {
+pub(crate) fn render(rows: &[ReportRow], header: bool, style: Style) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     if header {
         out.extend_from_slice(BOM);

@@ -21,7 +21,7 @@ use std::path::Path;
 const BATCH: usize = 256;
 
 /// The jail paths of every deposit-shaped file in `account`'s jail, sorted.
-pub fn candidates(jail: &Jail, account: &Account) -> Vec<JailPath> {
+pub(crate) fn candidates(jail: &Jail, account: &Account) -> Vec<JailPath> {
     let mut roots: Vec<JailPath> = account.ingest_dirs().into_iter().cloned().collect();
     if roots.is_empty() {
         roots.push(JailPath::root());
@@ -142,7 +142,10 @@ pub fn scan(data_dir: &Path, accounts: &Accounts, writer: &Writer) -> store::Res
 
 /// Inserts the rows whose deposit still has no journal row (another
 /// process may have journaled one since the scan looked).
-pub fn insert_new(conn: &rusqlite::Connection, rows: &[NewEntry]) -> store::Result<Vec<Entry>> {
+pub(crate) fn insert_new(
+    conn: &rusqlite::Connection,
+    rows: &[NewEntry],
+) -> store::Result<Vec<Entry>> {
     let mut out = Vec::new();
     for r in rows {
         if !journal::has_path(conn, &r.account, &r.path)? {

@@ -20,7 +20,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `audio.sweep_after` for accounts without `[audio]`.
-pub const DEFAULT_SWEEP_AFTER: Duration = Duration::from_secs(7 * 86400);
+pub(crate) const DEFAULT_SWEEP_AFTER: Duration = Duration::from_secs(7 * 86400);
 
 /// How long `account`'s stale uploads are kept.
 pub fn sweep_after(account: &Account) -> Duration {
@@ -33,7 +33,7 @@ pub fn sweep_after(account: &Account) -> Duration {
 /// How often the sweep runs for accounts keeping stale uploads `after`:
 /// often enough to remove them soon after they are due, rarely enough that
 /// walking the jails costs nothing noticeable.
-pub fn period(after: Duration) -> Duration {
+pub(crate) fn period(after: Duration) -> Duration {
     (after / 4).clamp(Duration::from_secs(1), Duration::from_secs(15 * 60))
 }
 

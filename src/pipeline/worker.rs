@@ -14,7 +14,7 @@
 
 use super::classify::{classify, Kind};
 /// The context [`run`] is started with.
-pub use super::context::Pipeline;
+pub(crate) use super::context::Pipeline;
 use super::context::{lock, mark, reject, Failure};
 use crate::config::Account;
 use crate::deposit::Deposit;

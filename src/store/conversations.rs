@@ -6,9 +6,9 @@
 
 use super::journal::{now_rfc3339, Outcome, Redo};
 /// The rejection rows, named where callers always found them.
-pub use super::rejections::{
-    clear_rejections, clear_rejections_up_to, open_rejections, reject, reject_deposit,
-    reject_refused, replace_rejections, report, DepositRejections, Recorded, Rejected, ReportRow,
+pub(crate) use super::rejections::{
+    clear_rejections, clear_rejections_up_to, open_rejections, reject_deposit, reject_refused,
+    replace_rejections, DepositRejections, Recorded, Rejected, ReportRow,
 };
 use super::{events, Result, StoreError};
 use crate::record::{
@@ -216,7 +216,7 @@ pub fn write(conn: &Connection, d: &Draft, decision: Option<&Decision>) -> Resul
 }
 
 /// A picking decision already taken: picked, and why not.
-pub type Kept = (bool, Option<String>);
+pub(crate) type Kept = (bool, Option<String>);
 
 /// The picking decision of an ingested conversation (one still awaiting its
 /// metadata has none, and was never counted).
@@ -231,7 +231,7 @@ fn decision(conn: &Connection, id: i64) -> Result<Option<Kept>> {
 
 /// What `depot reprocess ID` needs of a conversation.
 #[derive(Debug, Clone)]
-pub struct Redoable {
+pub(crate) struct Redoable {
     pub account: String,
     pub path: String,
     pub size: u64,
@@ -243,7 +243,7 @@ pub struct Redoable {
     pub archive_path: Option<String>,
 }
 
-pub fn redoable(conn: &Connection, id: i64) -> Result<Option<Redoable>> {
+pub(crate) fn redoable(conn: &Connection, id: i64) -> Result<Option<Redoable>> {
     Ok(conn
         .prepare_cached(
             "SELECT account, path, size, sha256, status, received_at, archive_path
@@ -315,7 +315,7 @@ impl JsonColumns {
 
 /// The parts of an awaiting conversation needed to complete it.
 #[derive(Debug, Clone)]
-pub struct Awaiting {
+pub(crate) struct Awaiting {
     pub id: i64,
     pub account: String,
     pub path: String,
@@ -328,7 +328,7 @@ pub struct Awaiting {
     pub archive_path: Option<String>,
 }
 
-pub fn awaiting(conn: &Connection, id: i64) -> Result<Option<Awaiting>> {
+pub(crate) fn awaiting(conn: &Connection, id: i64) -> Result<Option<Awaiting>> {
     Ok(conn
         .prepare_cached(
             "SELECT id, account, path, journal_id, size, sha256, received_at, deposit_date, audio, archive_path
@@ -355,7 +355,7 @@ pub fn awaiting(conn: &Connection, id: i64) -> Result<Option<Awaiting>> {
 /// the account says `on_timeout = "reject"`, or its metadata is unusable).
 /// `None` when it is no longer awaiting (its row arrived and completed it
 /// meanwhile): nothing is recorded, and its archive copy must stay.
-pub fn reject_awaiting(
+pub(crate) fn reject_awaiting(
     conn: &Connection,
     a: &Awaiting,
     r: &Rejection,

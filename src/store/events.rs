@@ -15,11 +15,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub const CONVERSATION_CREATED: &str = "conversation.created";
-pub const CONVERSATION_SUPERSEDED: &str = "conversation.superseded";
-pub const REJECTION_CREATED: &str = "rejection.created";
-pub const REJECTION_CLOSED: &str = "rejection.closed";
-pub const CRM_SNAPSHOT_CREATED: &str = "crm.snapshot.created";
+pub(crate) const CONVERSATION_CREATED: &str = "conversation.created";
+pub(crate) const CONVERSATION_SUPERSEDED: &str = "conversation.superseded";
+pub(crate) const REJECTION_CREATED: &str = "rejection.created";
+pub(crate) const REJECTION_CLOSED: &str = "rejection.closed";
+pub(crate) const CRM_SNAPSHOT_CREATED: &str = "crm.snapshot.created";
 
 /// One event as the feed hands it on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -52,7 +52,7 @@ pub fn record(conn: &Connection, kind: &str, account: &str, data: Json) -> Resul
 }
 
 /// `conversation.created` for conversation `id`, as now stored.
-pub fn conversation_created(conn: &Connection, id: i64) -> Result<i64> {
+pub(crate) fn conversation_created(conn: &Connection, id: i64) -> Result<i64> {
     let (account, data): (String, Json) = conn
         .prepare_cached(
             "SELECT account, path, status, sha256, size, received_at, picked FROM conversations WHERE id = ?1",
@@ -71,7 +71,7 @@ pub fn conversation_created(conn: &Connection, id: i64) -> Result<i64> {
 }
 
 /// `rejection.created` for rejection `id`.
-pub fn rejection_created(conn: &Connection, id: i64) -> Result<i64> {
+pub(crate) fn rejection_created(conn: &Connection, id: i64) -> Result<i64> {
     let (account, data): (String, Json) = conn
         .prepare_cached("SELECT account, path, stage, reason, line FROM rejections WHERE id = ?1")?
         .query_row([id], |r| {
@@ -87,7 +87,12 @@ pub fn rejection_created(conn: &Connection, id: i64) -> Result<i64> {
 }
 
 /// `rejection.closed` for each of `ids` (a re-upload of `path` succeeded).
-pub fn rejections_closed(conn: &Connection, account: &str, path: &str, ids: &[i64]) -> Result<()> {
+pub(crate) fn rejections_closed(
+    conn: &Connection,
+    account: &str,
+    path: &str,
+    ids: &[i64],
+) -> Result<()> {
     for id in ids {
         record(
             conn,
@@ -125,14 +130,14 @@ pub fn after(
 }
 
 /// The event `seq`, if still kept.
-pub fn by_seq(conn: &Connection, seq: i64) -> Result<Option<Event>> {
+pub(crate) fn by_seq(conn: &Connection, seq: i64) -> Result<Option<Event>> {
     Ok(after(conn, seq - 1, None, 1)?
         .into_iter()
         .find(|e| e.seq == seq))
 }
 
 /// Deletes events recorded before `before` (RFC 3339); returns how many.
-pub fn prune(conn: &Connection, before: &str) -> Result<usize> {
+pub(crate) fn prune(conn: &Connection, before: &str) -> Result<usize> {
     Ok(conn
         .prepare_cached("DELETE FROM events WHERE at < ?1")?
         .execute([before])?)
@@ -143,7 +148,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Deletes events older than `retention` now and then every hour, until
 /// `shutdown` turns true.
-pub fn spawn_pruner(
+pub(crate) fn spawn_pruner(
     writer: Writer,
     retention: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -199,7 +204,8 @@ mod tests {
     #[test]
     fn outcome_and_event_commit_or_roll_back_together() {
         use crate::record::Rejection;
-        use crate::store::conversations::{clear_rejections, reject};
+        use crate::store::conversations::clear_rejections;
+        use crate::store::rejections::reject;
         let dir = tempfile::tempdir().unwrap();
         let c = crate::store::open(&dir.path().join("t.db")).unwrap();
         let r = Rejection::new("audio", "the file is empty");

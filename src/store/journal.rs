@@ -3,7 +3,7 @@
 //! turned it into a conversation or a rejection (or decided to ignore it);
 //! pending rows are handed to the pipeline again after a restart.
 
-pub use super::states::{Outcome, State};
+pub(crate) use super::states::{Outcome, State};
 use super::Result;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -64,7 +64,7 @@ pub struct NewEntry {
     pub source: Source,
 }
 
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -73,7 +73,7 @@ pub fn insert(conn: &Connection, e: &NewEntry) -> Result<Entry> {
 }
 
 /// [`insert`], for a row that may redo a conversation.
-pub fn insert_redo(conn: &Connection, e: &NewEntry, redo: Option<Redo>) -> Result<Entry> {
+pub(crate) fn insert_redo(conn: &Connection, e: &NewEntry, redo: Option<Redo>) -> Result<Entry> {
     let completed_at = now_rfc3339();
     conn.prepare_cached(
         "INSERT INTO journal (account, path, size, sha256, completed_at, source, redo_of, repick)
@@ -114,7 +114,7 @@ impl Entry {
 }
 
 /// Marks a row done with its outcome. Idempotent.
-pub fn mark_done(conn: &Connection, id: i64, outcome: &Outcome) -> Result<()> {
+pub(crate) fn mark_done(conn: &Connection, id: i64, outcome: &Outcome) -> Result<()> {
     conn.prepare_cached(
         "UPDATE journal SET state = 'done', outcome = ?2, done_at = ?3 WHERE id = ?1",
     )?
@@ -123,7 +123,7 @@ pub fn mark_done(conn: &Connection, id: i64, outcome: &Outcome) -> Result<()> {
 }
 
 /// Counts a failed attempt of a row that stays pending, with its cause.
-pub fn record_failure(conn: &Connection, id: i64, error: &str) -> Result<()> {
+pub(crate) fn record_failure(conn: &Connection, id: i64, error: &str) -> Result<()> {
     conn.prepare_cached(
         "UPDATE journal SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'",
     )?
@@ -175,7 +175,7 @@ const COLUMNS: &str =
     "id, account, path, size, sha256, completed_at, source, state, outcome, redo_of, repick";
 
 /// Is a journal row of this deposit still waiting for the pipeline?
-pub fn is_pending(conn: &Connection, account: &str, path: &str) -> Result<bool> {
+pub(crate) fn is_pending(conn: &Connection, account: &str, path: &str) -> Result<bool> {
     Ok(conn
         .prepare_cached(
             "SELECT 1 FROM journal WHERE account = ?1 AND path = ?2 AND state = 'pending' LIMIT 1",
@@ -210,7 +210,7 @@ pub fn for_account(conn: &Connection, account: &str) -> Result<Vec<Entry>> {
 }
 
 /// Is there any journal row for this deposit? (start-up scan)
-pub fn has_path(conn: &Connection, account: &str, path: &str) -> Result<bool> {
+pub(crate) fn has_path(conn: &Connection, account: &str, path: &str) -> Result<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM journal WHERE account = ?1 AND path = ?2 LIMIT 1")?
         .query_row([account, path], |_| Ok(()))
@@ -219,7 +219,7 @@ pub fn has_path(conn: &Connection, account: &str, path: &str) -> Result<bool> {
 }
 
 /// Has the deposit a completion journaled after row `id`?
-pub fn newer_exists(conn: &Connection, account: &str, path: &str, id: i64) -> Result<bool> {
+pub(crate) fn newer_exists(conn: &Connection, account: &str, path: &str, id: i64) -> Result<bool> {
     Ok(conn
         .prepare_cached(
             "SELECT 1 FROM journal WHERE account = ?1 AND path = ?2 AND id > ?3 LIMIT 1",
@@ -230,7 +230,11 @@ pub fn newer_exists(conn: &Connection, account: &str, path: &str, id: i64) -> Re
 }
 
 /// The newest row of one deposit, if any (import's idempotence check).
-pub fn latest_for_path(conn: &Connection, account: &str, path: &str) -> Result<Option<Entry>> {
+pub(crate) fn latest_for_path(
+    conn: &Connection,
+    account: &str,
+    path: &str,
+) -> Result<Option<Entry>> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM journal WHERE account = ?1 AND path = ?2 ORDER BY id DESC LIMIT 1"
@@ -241,7 +245,7 @@ pub fn latest_for_path(conn: &Connection, account: &str, path: &str) -> Result<O
 
 /// State and outcome of the rows with ids in `[from, to]` (progress of a
 /// batch the caller journaled).
-pub fn states_between(
+pub(crate) fn states_between(
     conn: &Connection,
     from: i64,
     to: i64,

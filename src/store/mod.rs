@@ -156,7 +156,7 @@ impl Writer {
     }
 
     /// [`Writer::run`] for synchronous callers (CLI commands, blocking threads).
-    pub fn run_blocking<T, F>(&self, f: F) -> Result<T>
+    pub(crate) fn run_blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 /// below the directory `from`. A current conversation at the file `to`
 /// (replaced by the rename) is superseded. Returns how many conversations
 /// moved.
-pub fn move_deposits(
+pub(crate) fn move_deposits(
     conn: &Connection,
     account: &str,
     from: &str,
@@ -59,7 +59,7 @@ pub fn move_deposits(
 /// A current conversation of `account` with these bytes, wherever its file
 /// is now: (id, path). The start-up scan does not ingest such a file again
 /// (a rename whose record was not updated, a copy made by hand).
-pub fn ingested_sha(
+pub(crate) fn ingested_sha(
     conn: &Connection,
     account: &str,
     sha256: &str,

@@ -90,7 +90,7 @@ pub fn conversations(conn: &Connection, f: &ConversationFilter) -> Result<Vec<Js
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub fn conversation_by_id(conn: &Connection, id: i64) -> Result<Option<Json>> {
+pub(crate) fn conversation_by_id(conn: &Connection, id: i64) -> Result<Option<Json>> {
     Ok(conn
         .prepare(&format!("{CONVERSATION_SELECT} WHERE c.id = ?1"))?
         .query_row([id], conversation)

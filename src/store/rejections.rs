@@ -43,7 +43,7 @@ pub fn reject(
 /// Records an upload refused at OPEN or RENAME (no deposit, no journal
 /// row). A client retrying the same refused name every night adds nothing
 /// while the same refusal of that path is open: `None` then.
-pub fn reject_refused(
+pub(crate) fn reject_refused(
     conn: &Connection,
     account: &str,
     path: &str,
@@ -89,7 +89,7 @@ pub enum Recorded {
 /// counted without keeping) become one summary row. A CSV of a million
 /// bad rows then costs a thousand rows, not a million.
 #[derive(Debug, Clone)]
-pub struct DepositRejections<'a> {
+pub(crate) struct DepositRejections<'a> {
     pub account: &'a str,
     pub path: &'a str,
     pub journal_id: i64,
@@ -106,7 +106,7 @@ pub struct DepositRejections<'a> {
 /// path again with the same content while its rejection is open changes
 /// nothing ([`Recorded::Unchanged`]): a batch client retrying the same
 /// files every night must not grow the list.
-pub fn reject_deposit(conn: &Connection, d: &DepositRejections<'_>) -> Result<Recorded> {
+pub(crate) fn reject_deposit(conn: &Connection, d: &DepositRejections<'_>) -> Result<Recorded> {
     if let Some(rejection) = open_rejection_of_content(conn, d)? {
         return Ok(Recorded::Unchanged { rejection });
     }
@@ -117,7 +117,7 @@ pub fn reject_deposit(conn: &Connection, d: &DepositRejections<'_>) -> Result<Re
 /// metadata CSV with bad rows): the path's earlier open rejections are
 /// closed first, this version's recorded — unless they are this same
 /// content's, which stay as they are.
-pub fn replace_rejections(conn: &Connection, d: &DepositRejections<'_>) -> Result<Recorded> {
+pub(crate) fn replace_rejections(conn: &Connection, d: &DepositRejections<'_>) -> Result<Recorded> {
     if let Some(rejection) = open_rejection_of_content(conn, d)? {
         return Ok(Recorded::Unchanged { rejection });
     }
@@ -181,7 +181,7 @@ fn open_rejection_of_content(conn: &Connection, d: &DepositRejections<'_>) -> Re
 
 /// Closes the open rejections of a deposit: it was re-uploaded and this
 /// version was accepted. The day's report keeps them.
-pub fn clear_rejections(conn: &Connection, account: &str, path: &str) -> Result<()> {
+pub(crate) fn clear_rejections(conn: &Connection, account: &str, path: &str) -> Result<()> {
     let closed = conn
         .prepare_cached(
             "UPDATE rejections SET cleared_at = ?3 WHERE account = ?1 AND path = ?2 AND cleared_at IS NULL
@@ -196,7 +196,7 @@ pub fn clear_rejections(conn: &Connection, account: &str, path: &str) -> Result<
 /// Closes the open rejections of `path` up to rejection `up_to`: that
 /// deposit was run again and has a new outcome (which may be a newer
 /// rejection, left open).
-pub fn clear_rejections_up_to(
+pub(crate) fn clear_rejections_up_to(
     conn: &Connection,
     account: &str,
     path: &str,
@@ -276,7 +276,7 @@ impl Recorded {
     }
 
     /// The report lines to append.
-    pub fn new_rows(self) -> Vec<ReportRow> {
+    pub(crate) fn new_rows(self) -> Vec<ReportRow> {
         match self {
             Recorded::New(rows) => rows,
             Recorded::Unchanged { .. } => Vec::new(),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 /// The form file names are matched in: a Mac sends NFD, a spreadsheet
 /// holds NFC, and both name the same file.
-pub fn match_form(name: &str) -> String {
+pub(crate) fn match_form(name: &str) -> String {
     use unicode_normalization::{is_nfc, UnicodeNormalization};
     match is_nfc(name) {
         true => name.to_owned(),
@@ -20,7 +20,7 @@ pub fn match_form(name: &str) -> String {
 
 /// Upserts a metadata row: a later row for the same file replaces it (and
 /// a broken row recorded for that file before).
-pub fn put_metadata_row(
+pub(crate) fn put_metadata_row(
     conn: &Connection,
     account: &str,
     file_name: &str,
@@ -45,7 +45,7 @@ pub fn put_metadata_row(
 /// Records that a metadata CSV row naming `file_name` could not be read
 /// (`reason` cites the CSV and line), unless a valid row for that file is
 /// stored: audio of that name is then rejected with it, at once.
-pub fn put_row_error(
+pub(crate) fn put_row_error(
     conn: &Connection,
     account: &str,
     file_name: &str,
@@ -64,7 +64,11 @@ pub fn put_row_error(
 
 /// Why the metadata CSV row naming `file_name` could not be read, if one
 /// was recorded and no valid row replaced it.
-pub fn row_error(conn: &Connection, account: &str, file_name: &str) -> Result<Option<String>> {
+pub(crate) fn row_error(
+    conn: &Connection,
+    account: &str,
+    file_name: &str,
+) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached(
             "SELECT reason FROM metadata_row_errors WHERE account = ?1 AND file_name IN (?2, ?3)",
@@ -77,7 +81,7 @@ pub fn row_error(conn: &Connection, account: &str, file_name: &str) -> Result<Op
 
 /// The metadata row for `file_name`, matched in NFC form (rows stored by
 /// older versions under another form are found by their bytes).
-pub fn metadata_row(
+pub(crate) fn metadata_row(
     conn: &Connection,
     account: &str,
     file_name: &str,
@@ -97,7 +101,10 @@ pub fn metadata_row(
 /// Audio of `account` rejected for a missing or unreadable metadata CSV
 /// row (still open) whose row is now stored: (journal id, path, newest
 /// such rejection id).
-pub fn rejected_with_rows(conn: &Connection, account: &str) -> Result<Vec<(i64, String, i64)>> {
+pub(crate) fn rejected_with_rows(
+    conn: &Connection,
+    account: &str,
+) -> Result<Vec<(i64, String, i64)>> {
     let mut st = conn.prepare_cached(
         "SELECT r.journal_id, r.path, max(r.id) FROM rejections r
          WHERE r.account = ?1 AND r.stage = 'metadata_csv' AND r.cleared_at IS NULL
@@ -139,7 +146,10 @@ fn awaiting_paths(conn: &Connection, account: &str) -> Result<Vec<(i64, String)>
 
 /// Conversations of `account` waiting for their metadata row whose row
 /// could not be read, with the reason.
-pub fn awaiting_with_row_errors(conn: &Connection, account: &str) -> Result<Vec<(i64, String)>> {
+pub(crate) fn awaiting_with_row_errors(
+    conn: &Connection,
+    account: &str,
+) -> Result<Vec<(i64, String)>> {
     let mut out = Vec::new();
     for (id, path) in awaiting_paths(conn, account)? {
         let file_name = path.rsplit('/').next().unwrap_or(&path);
@@ -163,7 +173,7 @@ pub struct Snapshot {
 }
 
 /// Records a new snapshot and makes it the account's latest, atomically.
-pub fn add_snapshot(
+pub(crate) fn add_snapshot(
     conn: &Connection,
     account: &str,
     path: &str,
@@ -191,7 +201,7 @@ pub fn add_snapshot(
     Ok(id)
 }
 
-pub fn set_snapshot_file(conn: &Connection, id: i64, file: &str) -> Result<()> {
+pub(crate) fn set_snapshot_file(conn: &Connection, id: i64, file: &str) -> Result<()> {
     conn.prepare_cached("UPDATE crm_snapshots SET file = ?2 WHERE id = ?1")?
         .execute(params![id, file])?;
     Ok(())
@@ -232,7 +242,7 @@ pub fn snapshots(conn: &Connection, account: Option<&str>) -> Result<Vec<Snapsho
 
 /// Conversations of `account` waiting for their metadata row whose row is
 /// now stored, with that row: a metadata CSV just stored completes them.
-pub fn awaiting_with_rows(
+pub(crate) fn awaiting_with_rows(
     conn: &Connection,
     account: &str,
 ) -> Result<Vec<(i64, BTreeMap<String, String>)>> {
@@ -247,7 +257,7 @@ pub fn awaiting_with_rows(
 }
 
 /// Awaiting conversations whose wait has run out at `now` (RFC 3339).
-pub fn awaiting_due(conn: &Connection, now: &str) -> Result<Vec<i64>> {
+pub(crate) fn awaiting_due(conn: &Connection, now: &str) -> Result<Vec<i64>> {
     let mut st = conn.prepare_cached(
         "SELECT id FROM conversations WHERE status = 'awaiting_metadata' AND wait_until <= ?1 ORDER BY id",
     )?;

@@ -83,7 +83,7 @@ pub fn failed(conn: &Connection, name: &str, next_at: &str, error: &str) -> Resu
 }
 
 /// Gives up on `seq` for this endpoint: parked, and delivery goes on.
-pub fn park(conn: &Connection, name: &str, seq: i64, error: &str) -> Result<()> {
+pub(crate) fn park(conn: &Connection, name: &str, seq: i64, error: &str) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO webhook_parked (name, seq, parked_at, error, retry) VALUES (?1, ?2, ?3, ?4, 0)",
     )?
@@ -94,14 +94,14 @@ pub fn park(conn: &Connection, name: &str, seq: i64, error: &str) -> Result<()> 
 }
 
 /// Marks every parked event of `name` for delivery again; returns how many.
-pub fn retry_parked(conn: &Connection, name: &str) -> Result<usize> {
+pub(crate) fn retry_parked(conn: &Connection, name: &str) -> Result<usize> {
     Ok(conn
         .prepare_cached("UPDATE webhook_parked SET retry = 1 WHERE name = ?1")?
         .execute([name])?)
 }
 
 /// The oldest parked event of `name` marked for retry.
-pub fn next_retry(conn: &Connection, name: &str) -> Result<Option<i64>> {
+pub(crate) fn next_retry(conn: &Connection, name: &str) -> Result<Option<i64>> {
     Ok(conn
         .prepare_cached("SELECT min(seq) FROM webhook_parked WHERE name = ?1 AND retry = 1")?
         .query_row([name], |r| r.get(0))
@@ -130,7 +130,7 @@ pub fn retried(conn: &Connection, name: &str, seq: i64, ok: bool, error: &str) -
 }
 
 /// Forgets a parked event that is no longer kept (past `events.retention`).
-pub fn drop_parked(conn: &Connection, name: &str, seq: i64) -> Result<()> {
+pub(crate) fn drop_parked(conn: &Connection, name: &str, seq: i64) -> Result<()> {
     conn.prepare_cached("DELETE FROM webhook_parked WHERE name = ?1 AND seq = ?2")?
         .execute(params![name, seq])?;
     Ok(())

@@ -60,7 +60,7 @@ impl Tally {
 }
 
 /// Everything a local pipeline run needs.
-pub struct Local {
+pub(crate) struct Local {
     pub settings: Settings,
     pub accounts: Accounts,
 }
@@ -94,7 +94,7 @@ impl Local {
         })
     }
 
-    pub fn jail_root(&self, account: &str) -> PathBuf {
+    pub(crate) fn jail_root(&self, account: &str) -> PathBuf {
         crate::deposit::Layout::new(&self.settings.server.data_dir).jail(account)
     }
 }
@@ -103,7 +103,7 @@ impl Local {
 /// runs on a blocking thread and reports through the sender), shows
 /// progress for `total` deposits, and returns the tally once every
 /// journaled entry has been ingested.
-pub async fn run_local<F>(local: &Local, total: usize, feed: F) -> Result<Tally>
+pub(crate) async fn run_local<F>(local: &Local, total: usize, feed: F) -> Result<Tally>
 where
     F: FnOnce(Writer, mpsc::UnboundedSender<Event>) -> Result<()> + Send + 'static,
 {

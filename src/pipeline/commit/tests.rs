@@ -2,6 +2,7 @@ use super::store_conversation as store;
 use crate::record::{AdvisorRef, NewAdvisor, PickingRule, Rejection};
 use crate::store::conversations::*;
 use crate::store::journal::{insert, NewEntry, Redo, Source};
+use crate::store::rejections::{reject, report};
 use rusqlite::Connection;
 use std::collections::BTreeMap;
 

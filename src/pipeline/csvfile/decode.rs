@@ -1,23 +1,28 @@
 //! Decoding a CSV file's bytes to UTF-8: whole files in memory, or as they
 //! are read, in bounded windows, for the streaming reader.
 
+#[cfg(test)]
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::Read;
 
 use thiserror::Error;
 
-use super::{CsvError, Encoding};
+#[cfg(test)]
+use super::CsvError;
+use super::Encoding;
 
 pub(super) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
+#[cfg(test)]
 /// Decodes a whole file. A UTF-8 BOM is stripped and then means UTF-8 whatever
 /// the configured encoding (those three bytes never start a real Windows-1252
 /// CSV, and re-reading UTF-8 as Windows-1252 would garble every accent).
-pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, CsvError> {
+pub(crate) fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, CsvError> {
     decode_borrowed(bytes, encoding).map(Cow::into_owned)
 }
 
+#[cfg(test)]
 fn decode_borrowed(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, CsvError> {
     if let Some(rest) = bytes.strip_prefix(UTF8_BOM) {
         return decode_utf8(rest, UTF8_BOM.len());
@@ -34,6 +39,7 @@ fn decode_borrowed(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, Csv
     }
 }
 
+#[cfg(test)]
 /// `base` is how many bytes were stripped before `bytes`, so the offset in the
 /// message is the one in the customer's file.
 fn decode_utf8(bytes: &[u8], base: usize) -> Result<Cow<'_, str>, CsvError> {

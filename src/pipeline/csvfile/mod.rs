@@ -35,7 +35,8 @@ mod records;
 #[cfg(test)]
 mod tests;
 
-pub use decode::decode;
+#[cfg(test)]
+pub(crate) use decode::decode;
 pub(crate) use layout::column_keys;
 use layout::{build_row, header_keys, named_file, too_many_columns};
 pub(crate) use records::Records;
@@ -99,7 +100,7 @@ pub enum CsvError {
 /// How large one CSV file's records may be. Parsing is streaming, so these
 /// bound its memory whatever the file's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     pub max_columns: usize,
     /// Bytes of one record, quoted line breaks included.
     pub max_record_bytes: usize,
@@ -108,7 +109,7 @@ pub struct Bounds {
 impl Bounds {
     /// For a file accepted earlier (a CRM snapshot reloaded after a
     /// restart): whatever the limits say now, it is not judged again.
-    pub const ACCEPTED: Bounds = Bounds {
+    pub(crate) const ACCEPTED: Bounds = Bounds {
         max_columns: usize::MAX,
         max_record_bytes: u32::MAX as usize,
     };

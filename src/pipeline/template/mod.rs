@@ -86,7 +86,7 @@ pub struct Parsed {
 }
 
 /// A DST change the datetime met, and the naive local time as written.
-pub type Clock = (ClockChange, NaiveDateTime);
+pub(crate) type Clock = (ClockChange, NaiveDateTime);
 
 /// How a wall-clock time related to a daylight-saving change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
