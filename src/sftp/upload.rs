@@ -106,6 +106,17 @@ impl Upload {
         }
     }
 
+    /// True when [`Upload::written`] for a write at `offset` may wait: for
+    /// room in the hashing thread's queue, or to hash an existing prefix
+    /// from disk. Conservative for an append, whose offset is the real end.
+    pub(crate) fn written_may_wait(&self, offset: u64, append: bool) -> bool {
+        match self.hashing {
+            Hashing::Thread { .. } => true,
+            Hashing::Abandoned => false,
+            Hashing::Inline(_) => self.len > self.hashed && (append || offset > self.hashed),
+        }
+    }
+
     /// Adds `piece` to the running hash; false (and hashing abandoned) when
     /// that failed.
     fn feed(&mut self, file: &Arc<File>, piece: Piece) -> bool {
@@ -173,6 +184,13 @@ impl Upload {
     }
 }
 
+/// True when the file's bytes are in memory only (tmpfs): writing or
+/// flushing them never waits for a disk.
+pub(crate) fn in_memory(file: &File) -> bool {
+    const TMPFS_MAGIC: u32 = 0x0102_1994;
+    rustix::fs::fstatfs(file).is_ok_and(|s| s.f_type as u32 == TMPFS_MAGIC)
+}
+
 fn add(h: &mut Sha256, file: &File, piece: &Piece, cancel: &Cancel) -> bool {
     match piece {
         Piece::Bytes(b) => {
@@ -181,6 +199,36 @@ fn add(h: &mut Sha256, file: &File, piece: &Piece, cancel: &Cancel) -> bool {
         }
         Piece::FromFile(from, to) => hash_range(file, *from, *to, h, cancel).is_ok(),
     }
+}
+
+/// The final digest of `upload` (or of the whole file, with no upload),
+/// and the data fsync when configured, on the blocking pool.
+async fn finish_blocking(
+    file: Arc<File>,
+    upload: Option<Upload>,
+    cancel: Cancel,
+    fsync: bool,
+) -> std::io::Result<(u64, String)> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
+        let digest = match upload {
+            Some(u) => u.finish(&file)?,
+            None => {
+                let f = file.try_clone()?;
+                hash_file_until(&f, &cancel)?
+            }
+        };
+        if fsync {
+            // The file's data. Its directory entry is not flushed here: the
+            // journal commit that follows fsyncs SQLite's WAL, which on a
+            // journaling file system (ext4, xfs, btrfs) commits the log
+            // holding the earlier create or rename too — one flush saved on
+            // every upload, the same durability.
+            file.sync_data()?;
+        }
+        Ok(digest)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Makes a completed deposit durable and journaled; returns the entry after
@@ -203,25 +251,7 @@ pub(crate) async fn complete(
     };
     // Dropped with this future (the session ended): the hashing stops.
     let guard = CancelOnDrop::new(cancel.clone());
-    let (size, sha256) = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
-        let digest = match upload {
-            Some(u) => u.finish(&file)?,
-            None => {
-                let f = file.try_clone()?;
-                hash_file_until(&f, &cancel)?
-            }
-        };
-        if fsync {
-            // The file's data. Its directory entry is not flushed here: the
-            // journal commit that follows fsyncs SQLite's WAL, which on a
-            // journaling file system (ext4, xfs, btrfs) commits the log
-            // holding the earlier create or rename too — one flush saved on
-            // every upload, the same durability.
-            file.sync_data()?;
-        }
-        Ok(digest)
-    })
-    .await??;
+    let (size, sha256) = finish_blocking(file, upload, cancel, fsync).await?;
     guard.done();
     let new = NewEntry {
         account: account.to_string(),
