@@ -165,6 +165,23 @@ impl Upload {
         self.hashing = Hashing::Abandoned;
     }
 
+    /// [`Upload::finish`] when the running hash covers the whole file and
+    /// nothing waits (no thread to join, nothing to read from disk);
+    /// `None` when `finish` is needed, off the async threads.
+    pub(crate) fn finish_now(&mut self, file: &File) -> Option<std::io::Result<(u64, String)>> {
+        let size = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => return Some(Err(e)),
+        };
+        if self.hashed != size || !matches!(self.hashing, Hashing::Inline(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut self.hashing, Hashing::Abandoned) {
+            Hashing::Inline(h) => Some(Ok((size, hex::encode(h.finalize())))),
+            _ => None,
+        }
+    }
+
     /// The final (size, sha256): from the running hash when it covers the
     /// whole file, else from disk. Blocks until a hashing thread is done.
     pub(crate) fn finish(self, file: &File) -> std::io::Result<(u64, String)> {
@@ -251,7 +268,24 @@ pub(crate) async fn complete(
     };
     // Dropped with this future (the session ended): the hashing stops.
     let guard = CancelOnDrop::new(cancel.clone());
-    let (size, sha256) = finish_blocking(file, upload, cancel, fsync).await?;
+    // A small upload hashed as it arrived has nothing left to read: its
+    // digest and, on tmpfs, its (memory-only) flush are taken right here,
+    // without two thread hand-offs through the blocking pool.
+    let mut upload = upload;
+    let now = match upload.as_mut() {
+        Some(u) if !fsync || in_memory(&file) => u.finish_now(&file),
+        _ => None,
+    };
+    let (size, sha256) = match now {
+        Some(digest) => {
+            let digest = digest?;
+            if fsync {
+                file.sync_data()?;
+            }
+            digest
+        }
+        None => finish_blocking(file, upload, cancel, fsync).await?,
+    };
     guard.done();
     let new = NewEntry {
         account: account.to_string(),
@@ -335,6 +369,40 @@ mod tests {
         f.write_all_at(b"HELLO", 0).unwrap();
         up.written(&f, 0, b"HELLO".to_vec());
         let expected = hex::encode(Sha256::digest(b"HELLO world"));
+        assert_eq!(up.finish(&f).unwrap(), (11, expected));
+    }
+
+    #[test]
+    fn finish_now_only_when_the_running_hash_covers_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let f = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap(),
+        );
+        let mut up = Upload::new(0, true, Cancel::default());
+        f.write_all_at(b"hello", 0).unwrap();
+        up.written(&f, 0, b"hello".to_vec());
+        let expected = hex::encode(Sha256::digest(b"hello"));
+        assert_eq!(up.finish_now(&f).unwrap().unwrap(), (5, expected));
+        // Bytes the running hash never saw (another handle's): from disk.
+        let mut up = Upload::new(5, false, Cancel::default());
+        f.write_all_at(b" world", 5).unwrap();
+        assert!(up.finish_now(&f).is_none());
+        let expected = hex::encode(Sha256::digest(b"hello world"));
+        assert_eq!(up.finish(&f).unwrap(), (11, expected.clone()));
+        // Out of order: from disk too (hashing from disk reads through the
+        // descriptor's offset, which the first one left at the end).
+        std::io::Seek::rewind(&mut &*f).unwrap();
+        let mut up = Upload::new(11, false, Cancel::default());
+        f.write_all_at(b"w", 6).unwrap();
+        up.written(&f, 6, b"w".to_vec());
+        assert!(up.finish_now(&f).is_none());
         assert_eq!(up.finish(&f).unwrap(), (11, expected));
     }
 
