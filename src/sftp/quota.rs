@@ -42,6 +42,24 @@ impl Usage {
         *bytes = bytes.saturating_add_signed(delta);
         Ok(out)
     }
+
+    /// [`Usage::change`] when the count is free right now; `None` when
+    /// another change holds it (which may be waiting for a disk), so that an
+    /// async caller never waits for the lock.
+    pub(crate) fn try_change<T, E>(
+        &self,
+        op: impl FnOnce(u64) -> Result<(T, i64), E>,
+    ) -> Option<Result<T, E>> {
+        let mut bytes = match self.bytes.try_lock() {
+            Ok(b) => b,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(op(*bytes).map(|(out, delta)| {
+            *bytes = bytes.saturating_add_signed(delta);
+            out
+        }))
+    }
 }
 
 /// How far one account's files may grow.
@@ -105,6 +123,19 @@ pub(crate) fn dir_size(dir: &std::path::Path) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn try_change_never_waits_for_a_change_in_progress() {
+        let usage = Usage::new(7);
+        usage
+            .change(|_| {
+                assert!(usage.try_change(|_| Ok::<_, ()>(((), 1))).is_none());
+                Ok::<_, ()>(((), 2))
+            })
+            .unwrap();
+        assert_eq!(usage.try_change(|u| Ok::<_, ()>((u, 3))), Some(Ok(9)));
+        assert_eq!(usage.current(), 12);
+    }
+
     use super::*;
 
     const MIB: u64 = 1 << 20;

@@ -106,6 +106,17 @@ impl Upload {
         }
     }
 
+    /// True when [`Upload::written`] for a write at `offset` may wait: for
+    /// room in the hashing thread's queue, or to hash an existing prefix
+    /// from disk. Conservative for an append, whose offset is the real end.
+    pub(crate) fn written_may_wait(&self, offset: u64, append: bool) -> bool {
+        match self.hashing {
+            Hashing::Thread { .. } => true,
+            Hashing::Abandoned => false,
+            Hashing::Inline(_) => self.len > self.hashed && (append || offset > self.hashed),
+        }
+    }
+
     /// Adds `piece` to the running hash; false (and hashing abandoned) when
     /// that failed.
     fn feed(&mut self, file: &Arc<File>, piece: Piece) -> bool {
@@ -154,6 +165,23 @@ impl Upload {
         self.hashing = Hashing::Abandoned;
     }
 
+    /// [`Upload::finish`] when the running hash covers the whole file and
+    /// nothing waits (no thread to join, nothing to read from disk);
+    /// `None` when `finish` is needed, off the async threads.
+    pub(crate) fn finish_now(&mut self, file: &File) -> Option<std::io::Result<(u64, String)>> {
+        let size = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => return Some(Err(e)),
+        };
+        if self.hashed != size || !matches!(self.hashing, Hashing::Inline(_)) {
+            return None;
+        }
+        match std::mem::replace(&mut self.hashing, Hashing::Abandoned) {
+            Hashing::Inline(h) => Some(Ok((size, hex::encode(h.finalize())))),
+            _ => None,
+        }
+    }
+
     /// The final (size, sha256): from the running hash when it covers the
     /// whole file, else from disk. Blocks until a hashing thread is done.
     pub(crate) fn finish(self, file: &File) -> std::io::Result<(u64, String)> {
@@ -173,6 +201,13 @@ impl Upload {
     }
 }
 
+/// True when the file's bytes are in memory only (tmpfs): writing or
+/// flushing them never waits for a disk.
+pub(crate) fn in_memory(file: &File) -> bool {
+    const TMPFS_MAGIC: u32 = 0x0102_1994;
+    rustix::fs::fstatfs(file).is_ok_and(|s| s.f_type as u32 == TMPFS_MAGIC)
+}
+
 fn add(h: &mut Sha256, file: &File, piece: &Piece, cancel: &Cancel) -> bool {
     match piece {
         Piece::Bytes(b) => {
@@ -181,6 +216,36 @@ fn add(h: &mut Sha256, file: &File, piece: &Piece, cancel: &Cancel) -> bool {
         }
         Piece::FromFile(from, to) => hash_range(file, *from, *to, h, cancel).is_ok(),
     }
+}
+
+/// The final digest of `upload` (or of the whole file, with no upload),
+/// and the data fsync when configured, on the blocking pool.
+async fn finish_blocking(
+    file: Arc<File>,
+    upload: Option<Upload>,
+    cancel: Cancel,
+    fsync: bool,
+) -> std::io::Result<(u64, String)> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
+        let digest = match upload {
+            Some(u) => u.finish(&file)?,
+            None => {
+                let f = file.try_clone()?;
+                hash_file_until(&f, &cancel)?
+            }
+        };
+        if fsync {
+            // The file's data. Its directory entry is not flushed here: the
+            // journal commit that follows fsyncs SQLite's WAL, which on a
+            // journaling file system (ext4, xfs, btrfs) commits the log
+            // holding the earlier create or rename too — one flush saved on
+            // every upload, the same durability.
+            file.sync_data()?;
+        }
+        Ok(digest)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Makes a completed deposit durable and journaled; returns the entry after
@@ -203,25 +268,24 @@ pub(crate) async fn complete(
     };
     // Dropped with this future (the session ended): the hashing stops.
     let guard = CancelOnDrop::new(cancel.clone());
-    let (size, sha256) = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
-        let digest = match upload {
-            Some(u) => u.finish(&file)?,
-            None => {
-                let f = file.try_clone()?;
-                hash_file_until(&f, &cancel)?
+    // A small upload hashed as it arrived has nothing left to read: its
+    // digest and, on tmpfs, its (memory-only) flush are taken right here,
+    // without two thread hand-offs through the blocking pool.
+    let mut upload = upload;
+    let now = match upload.as_mut() {
+        Some(u) if !fsync || in_memory(&file) => u.finish_now(&file),
+        _ => None,
+    };
+    let (size, sha256) = match now {
+        Some(digest) => {
+            let digest = digest?;
+            if fsync {
+                file.sync_data()?;
             }
-        };
-        if fsync {
-            // The file's data. Its directory entry is not flushed here: the
-            // journal commit that follows fsyncs SQLite's WAL, which on a
-            // journaling file system (ext4, xfs, btrfs) commits the log
-            // holding the earlier create or rename too — one flush saved on
-            // every upload, the same durability.
-            file.sync_data()?;
+            digest
         }
-        Ok(digest)
-    })
-    .await??;
+        None => finish_blocking(file, upload, cancel, fsync).await?,
+    };
     guard.done();
     let new = NewEntry {
         account: account.to_string(),
@@ -305,6 +369,40 @@ mod tests {
         f.write_all_at(b"HELLO", 0).unwrap();
         up.written(&f, 0, b"HELLO".to_vec());
         let expected = hex::encode(Sha256::digest(b"HELLO world"));
+        assert_eq!(up.finish(&f).unwrap(), (11, expected));
+    }
+
+    #[test]
+    fn finish_now_only_when_the_running_hash_covers_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let f = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap(),
+        );
+        let mut up = Upload::new(0, true, Cancel::default());
+        f.write_all_at(b"hello", 0).unwrap();
+        up.written(&f, 0, b"hello".to_vec());
+        let expected = hex::encode(Sha256::digest(b"hello"));
+        assert_eq!(up.finish_now(&f).unwrap().unwrap(), (5, expected));
+        // Bytes the running hash never saw (another handle's): from disk.
+        let mut up = Upload::new(5, false, Cancel::default());
+        f.write_all_at(b" world", 5).unwrap();
+        assert!(up.finish_now(&f).is_none());
+        let expected = hex::encode(Sha256::digest(b"hello world"));
+        assert_eq!(up.finish(&f).unwrap(), (11, expected.clone()));
+        // Out of order: from disk too (hashing from disk reads through the
+        // descriptor's offset, which the first one left at the end).
+        std::io::Seek::rewind(&mut &*f).unwrap();
+        let mut up = Upload::new(11, false, Cancel::default());
+        f.write_all_at(b"w", 6).unwrap();
+        up.written(&f, 6, b"w".to_vec());
+        assert!(up.finish_now(&f).is_none());
         assert_eq!(up.finish(&f).unwrap(), (11, expected));
     }
 

@@ -14,10 +14,11 @@ use crate::jail::{Jail, JailPath, OpenOptions};
 use crate::metrics::Metrics;
 use crate::sftp::policy::{customer_mode, refuse_final_name};
 use crate::sftp::quota::{growth_refusal, Limits};
-use crate::sftp::upload::{complete, Upload};
+use crate::sftp::upload::{complete, in_memory, Upload};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use russh_sftp::server::StatusReply;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use rustix::io::Errno;
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 /// Marks a write refused because the file became an archived deposit.
@@ -30,11 +31,49 @@ enum WriteError {
     Io(std::io::Error),
 }
 
+/// How far a WRITE went.
+enum Progress {
+    /// All of it, at this offset.
+    Done(u64),
+    /// The file system would have made the session wait: the first
+    /// `written` bytes are at `at`, the rest is for the blocking pool.
+    Blocked { at: u64, written: usize },
+}
+
+/// Writes `data` at `at`. With `nowait`, only as far as the file system
+/// takes bytes without waiting for the disk (`RWF_NOWAIT`), stopping at
+/// `EAGAIN` or `EOPNOTSUPP` (a file system without it). Returns the bytes
+/// written and the error that stopped it, if any.
+fn write_at(file: &std::fs::File, data: &[u8], at: u64, nowait: bool) -> (usize, Option<Errno>) {
+    use rustix::io::ReadWriteFlags;
+    let mut done = 0;
+    while done < data.len() {
+        let pos = at + done as u64;
+        let wrote = match nowait {
+            true => {
+                let slice = [std::io::IoSlice::new(&data[done..])];
+                rustix::io::pwritev2(file, &slice, pos, ReadWriteFlags::NOWAIT)
+            }
+            false => rustix::io::pwrite(file, &data[done..], pos),
+        };
+        match wrote {
+            // A file system that takes nothing would loop forever.
+            Ok(0) => return (done, Some(Errno::NOSPC)),
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
+}
+
 /// One WRITE, with the account's count locked by the caller: the file is
 /// measured, the write checked against the limits, done, and measured
 /// again (also after a failed write: part of it may be on disk). Returns
 /// where the bytes went (an append goes to the real end, whatever offset
 /// the client gave) or the write's error, with the change in stored bytes.
+/// With `nowait` it stops where the file system would wait, as
+/// [`Progress::Blocked`].
 fn write_measured(
     file: &std::fs::File,
     limits: &Limits,
@@ -42,7 +81,8 @@ fn write_measured(
     append: bool,
     offset: u64,
     data: &[u8],
-) -> Result<(Result<u64, WriteError>, i64), WriteError> {
+    nowait: bool,
+) -> Result<(Result<Progress, WriteError>, i64), WriteError> {
     let m = file.metadata().map_err(WriteError::Io)?;
     let size = m.len();
     let at = if append { size } else { offset };
@@ -51,9 +91,24 @@ fn write_measured(
     if let Some(msg) = growth_refusal(limits, used, size, allocated, end, data.len() as u64) {
         return Err(WriteError::Refused(msg));
     }
-    let res = file.write_all_at(data, at).map(|_| at);
+    let res = match write_at(file, data, at, nowait) {
+        (_, None) => Ok(Progress::Done(at)),
+        (written, Some(Errno::AGAIN | Errno::OPNOTSUPP)) if nowait => {
+            Ok(Progress::Blocked { at, written })
+        }
+        (_, Some(e)) => Err(WriteError::Io(e.into())),
+    };
     let after = file.metadata().map_or(end.max(size), |m| m.len());
-    Ok((res.map_err(WriteError::Io), after as i64 - size as i64))
+    Ok((res, after as i64 - size as i64))
+}
+
+/// Another handle's CLOSE or RENAME may have completed this file
+/// meanwhile: its acknowledged bytes are sealed until archived (and an
+/// archive written by an older version may share the inode). Writing
+/// through this descriptor would change them.
+fn sealed(file: &std::fs::File, seals: &crate::deposit::Seals) -> bool {
+    file.metadata()
+        .is_ok_and(|m| m.nlink() > 1 || seals.is_sealed(&m))
 }
 
 impl SftpSession {
@@ -272,32 +327,82 @@ impl SftpSession {
         };
         let (file, append) = (fh.file.clone(), fh.append);
         let n = data.len();
-        let cancel = up.cancel_on_drop();
         let seals = self.shared.seals.clone();
-        let (up, res) = tokio::task::spawn_blocking(move || {
-            // Another handle's CLOSE or RENAME may have completed this file
-            // meanwhile: its acknowledged bytes are sealed until archived
-            // (and an archive written by an older version may share the
-            // inode). Writing through this descriptor would change them.
-            if file
-                .metadata()
-                .is_ok_and(|m| m.nlink() > 1 || seals.is_sealed(&m))
-            {
-                return (up, Err(WriteError::Io(std::io::Error::other(ARCHIVED))));
+        // Written right here when that cannot wait for a disk (tmpfs, or
+        // what `RWF_NOWAIT` takes), and when no other session of the account
+        // holds its count: each trip through the blocking pool costs two
+        // thread hand-offs, which on a busy machine each wait for a core.
+        // Not when the running hash itself may wait (a large upload's
+        // hashing thread, an existing prefix to hash from disk).
+        let nowait = !in_memory(&file);
+        let inline = match sealed(&file, &seals) {
+            _ if up.written_may_wait(offset, append) => None,
+            true => Some(Err(WriteError::Io(std::io::Error::other(ARCHIVED)))),
+            false => usage
+                .try_change(|used| {
+                    write_measured(&file, &limits, used, append, offset, &data, nowait)
+                })
+                .map(|r| r.and_then(|r| r)),
+        };
+        let (up, res) = match inline {
+            Some(Ok(Progress::Done(at))) => {
+                up.written(&file, at, data);
+                (up, Ok(at))
             }
-            let res = usage
-                .change(|used| write_measured(&file, &limits, used, append, offset, &data))
-                .and_then(|r| r);
-            match &res {
-                Ok(at) => up.written(&file, *at, data),
-                Err(WriteError::Io(_)) => up.invalidate(),
-                Err(WriteError::Refused(_)) => {}
+            Some(Err(e)) => {
+                if matches!(e, WriteError::Io(_)) {
+                    up.invalidate();
+                }
+                (up, Err(e))
             }
-            (up, res)
-        })
-        .await
-        .map_err(|_| status(StatusCode::Failure, "Operation failed"))?;
-        cancel.done();
+            // The rest (or all of it, when the count was busy or the first
+            // byte would have waited) goes to the blocking pool.
+            blocked => {
+                let from = match blocked {
+                    Some(Ok(Progress::Blocked { at, written })) if written > 0 => {
+                        Some((at, written))
+                    }
+                    _ => None,
+                };
+                let cancel = up.cancel_on_drop();
+                let done = tokio::task::spawn_blocking(move || {
+                    if sealed(&file, &seals) {
+                        return (up, Err(WriteError::Io(std::io::Error::other(ARCHIVED))));
+                    }
+                    let (append, offset, skip) = match from {
+                        Some((at, written)) => (false, at + written as u64, written),
+                        None => (append, offset, 0),
+                    };
+                    let res = usage
+                        .change(|used| {
+                            write_measured(
+                                &file,
+                                &limits,
+                                used,
+                                append,
+                                offset,
+                                &data[skip..],
+                                false,
+                            )
+                        })
+                        .and_then(|r| r)
+                        .map(|p| match (p, from) {
+                            (_, Some((at, _))) | (Progress::Done(at), None) => at,
+                            (Progress::Blocked { at, .. }, None) => at,
+                        });
+                    match &res {
+                        Ok(at) => up.written(&file, *at, data),
+                        Err(WriteError::Io(_)) => up.invalidate(),
+                        Err(WriteError::Refused(_)) => {}
+                    }
+                    (up, res)
+                })
+                .await
+                .map_err(|_| status(StatusCode::Failure, "Operation failed"))?;
+                cancel.done();
+                done
+            }
+        };
         let fh = self.file_handle(handle)?;
         fh.upload = Some(up);
         match res {
@@ -325,5 +430,86 @@ impl SftpSession {
     pub(super) async fn do_fsync(&mut self, handle: &str) -> Reply<()> {
         let file = self.file_handle(handle)?.file.clone();
         blocking(move || file.sync_all().map_err(|e| io_fail(&e))).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPEN: Limits = Limits {
+        max_file_size: None,
+        quota: None,
+        max_hole: 0,
+    };
+
+    fn rw(path: &std::path::Path) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap()
+    }
+
+    /// What the session's task writes without waiting, plus what the pool
+    /// writes after it, is exactly the client's bytes, measured once each.
+    fn write_in_two_steps(file: &std::fs::File) {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let (first, delta) = match write_measured(file, &OPEN, 0, false, 0, &data, true) {
+            Ok((res, delta)) => (res, delta),
+            Err(_) => panic!("refused"),
+        };
+        let rest = match first {
+            Ok(Progress::Done(0)) => 0,
+            Ok(Progress::Blocked { at: 0, written }) => {
+                let (res, d) = match write_measured(
+                    file,
+                    &OPEN,
+                    0,
+                    false,
+                    written as u64,
+                    &data[written..],
+                    false,
+                ) {
+                    Ok(r) => r,
+                    Err(_) => panic!("refused"),
+                };
+                assert!(matches!(res, Ok(Progress::Done(at)) if at == written as u64));
+                d
+            }
+            _ => panic!("the write failed"),
+        };
+        assert_eq!(delta + rest, data.len() as i64);
+        let mut got = vec![0u8; data.len()];
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut got, 0).unwrap();
+        assert_eq!(got, data);
+    }
+
+    #[test]
+    fn a_write_without_waiting_then_on_the_pool_puts_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        write_in_two_steps(&rw(&dir.path().join("f")));
+        // tmpfs, where the session's task writes everything itself.
+        if let Ok(dir) = tempfile::tempdir_in("/dev/shm") {
+            let file = rw(&dir.path().join("f"));
+            if in_memory(&file) {
+                write_in_two_steps(&file);
+            }
+        }
+    }
+
+    #[test]
+    fn a_write_over_the_quota_writes_nothing_without_waiting_either() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = rw(&dir.path().join("f"));
+        let limits = Limits {
+            quota: Some(10),
+            ..OPEN
+        };
+        let res = write_measured(&file, &limits, 5, false, 0, &[1u8; 6], true);
+        assert!(matches!(res, Err(WriteError::Refused(m)) if m.contains("Quota")));
+        assert_eq!(file.metadata().unwrap().len(), 0);
     }
 }
