@@ -165,7 +165,7 @@ pub async fn start(settings: Settings) -> Result<Running> {
     let pending = {
         let w = writer.clone();
         tokio::task::spawn_blocking(move || -> store::Result<Vec<journal::Entry>> {
-            journal::pending(&store::open_read(w.path())?)
+            journal::pending(&store::open(w.path())?)
         })
         .await??
     };

@@ -206,7 +206,7 @@ fn feed_import(
     writer: Writer,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<()> {
-    let reader = store::open_read(writer.path())?;
+    let reader = store::open(writer.path())?;
     let mut batch: Vec<NewEntry> = Vec::new();
     let mut made = HashSet::new();
     let flush = |batch: &mut Vec<NewEntry>| -> Result<()> {

@@ -15,7 +15,7 @@ fn open(config: &Path) -> Result<rusqlite::Connection> {
             db.display()
         );
     }
-    Ok(crate::store::open_read(&db)?)
+    Ok(crate::store::open(&db)?)
 }
 
 pub fn conversations(config: &Path, filter: &ConversationFilter, format: Format) -> Result<()> {

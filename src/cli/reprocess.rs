@@ -39,7 +39,7 @@ fn feed_rejected(
     writer: Writer,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<()> {
-    let reader = store::open_read(writer.path())?;
+    let reader = store::open(writer.path())?;
     let read = OpenOptions {
         read: true,
         ..Default::default()
@@ -99,7 +99,7 @@ fn feed_ids(
     writer: Writer,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<()> {
-    let reader = store::open_read(writer.path())?;
+    let reader = store::open(writer.path())?;
     for (id, c) in todo {
         if journal::is_pending(&reader, &c.account, &c.path)? {
             let _ = events.send(Event::Skipped {
@@ -193,7 +193,7 @@ pub fn run(
             db.display()
         );
     }
-    let reader = store::open_read(&db)?;
+    let reader = store::open(&db)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

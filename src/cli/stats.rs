@@ -65,7 +65,7 @@ pub fn run(config: &Path, json: bool) -> Result<()> {
             db.display()
         );
     }
-    let stats = collect(&store::open_read(&db)?)?;
+    let stats = collect(&store::open(&db)?)?;
     match json {
         true => println!("{}", serde_json::to_string_pretty(&stats)?),
         false => print_human(&stats),

@@ -121,7 +121,7 @@ impl State {
                 .pop();
             let conn = match pooled {
                 Some(c) => c,
-                None => store::open_read(&state.db_path)?,
+                None => store::open(&state.db_path)?,
             };
             let out = f(&conn);
             let mut readers = state.readers.lock().unwrap_or_else(|p| p.into_inner());

@@ -67,7 +67,7 @@ fn walk(jail: &Jail, account: &Account, dir: &JailPath, out: &mut Vec<JailPath>)
 /// Journals every unjournaled deposit of every account; returns the new
 /// entries, oldest first, for the pipeline.
 pub fn scan(data_dir: &Path, accounts: &Accounts, writer: &Writer) -> store::Result<Vec<Entry>> {
-    let conn = store::open_read(writer.path())?;
+    let conn = store::open(writer.path())?;
     let mut out = Vec::new();
     for account in accounts.values() {
         let root = crate::deposit::Layout::new(data_dir).jail(&account.name);

@@ -6,7 +6,7 @@
 //! transaction — so concurrent upload completions share one commit (one
 //! fsync) instead of queueing for the write lock. A job's caller hears back
 //! only after the batch is durably committed. Readers open their own
-//! connections with [`open_read`].
+//! connections with [`open`].
 
 pub mod api;
 pub mod conversations;
@@ -92,11 +92,6 @@ fn make_private(path: &Path) {
             }
         }
     }
-}
-
-/// A connection for reading (CLI listings, start-up scans).
-pub fn open_read(path: &Path) -> Result<Connection> {
-    open(path)
 }
 
 type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
@@ -270,7 +265,7 @@ mod tests {
         assert_eq!(ok, 40);
         drop(w);
         handle.join().unwrap();
-        let c = open_read(&db).unwrap();
+        let c = open(&db).unwrap();
         let n: i64 = c
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();

@@ -125,7 +125,7 @@ where
     let w = writer.clone();
     let mut feeder = tokio::task::spawn_blocking(move || feed(w, ev_tx));
     drop(writer);
-    let reader = store::open_read(&db)?;
+    let reader = store::open(&db)?;
     let mut progress = Progress::new(total);
     let mut waiting: BTreeMap<i64, (String, String)> = BTreeMap::new();
     let mut tally = Tally::default();

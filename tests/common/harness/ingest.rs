@@ -93,7 +93,7 @@ pub async fn upload(
 
 /// A connection to the database at `path`, for reading what was committed.
 pub fn open_db(path: &Path) -> TestResult<rusqlite::Connection> {
-    Ok(depot::store::open_read(path)?)
+    Ok(depot::store::open(path)?)
 }
 
 fn db(server: &TestServer) -> TestResult<rusqlite::Connection> {
