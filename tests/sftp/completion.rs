@@ -356,3 +356,37 @@ async fn write_through_a_stale_handle_never_changes_the_archive() -> TestResult 
     client.cut().await;
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_read_by_its_path_cannot_be_overwritten_while_it_is_ingested() -> TestResult {
+    let mut server = TestServer::start().await?;
+    let path = format!("{DIR}/busy.mp3");
+    std::fs::create_dir_all(server.jail("acme").join(&DIR[1..]))?;
+    // The pipeline reads an unsealed deposit (one resumed after a restart)
+    // by its path: while it does, an upload may not replace the bytes.
+    let in_flight = server.running().shared.in_flight.clone();
+    let key = depot::deposit::Deposit::new("acme", &path);
+    in_flight
+        .lock()
+        .map_err(|_| "in-flight set poisoned")?
+        .insert(key.clone());
+    let client = server.raw_sftp("acme").await?;
+    let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+    let refused = client
+        .sftp
+        .open(&path, flags, FileAttributes::default())
+        .await;
+    let message = format!("{:?}", refused.err().ok_or("the upload was not refused")?);
+    assert!(message.contains("being ingested"), "{message}");
+    in_flight
+        .lock()
+        .map_err(|_| "in-flight set poisoned")?
+        .remove(&key);
+    let opened = client
+        .sftp
+        .open(&path, flags, FileAttributes::default())
+        .await?;
+    client.sftp.close(&opened.handle).await?;
+    client.cut().await;
+    server.stop().await
+}

@@ -111,6 +111,26 @@ impl SftpSession {
         Ok(())
     }
 
+    /// [`Self::check_modifiable`] for an OPEN for writing: a deposit being
+    /// ingested whose bytes are sealed may be uploaded again at once (its
+    /// name gets a fresh inode first, the new upload queues behind it);
+    /// one the pipeline reads by its path (after a restart) may not.
+    pub(super) fn check_replaceable(&self, p: &JailPath) -> Reply<()> {
+        self.check_area(p)?;
+        let sealed = || {
+            self.jail
+                .stat(p)
+                .is_ok_and(|m| m.is_file() && self.shared.seals.is_sealed(&m))
+        };
+        if self.in_flight(p) && !sealed() {
+            return Err(status(
+                StatusCode::Failure,
+                "The file is being ingested; retry in a moment",
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses changes to the jail's root and to `/rejected`.
     pub(super) fn check_area(&self, p: &JailPath) -> Reply<()> {
         if p.is_root() {

@@ -175,7 +175,7 @@ impl SftpSession {
     }
 
     fn check_upload_allowed(&self, p: &JailPath, attrs: &FileAttributes) -> Reply<()> {
-        self.check_modifiable(p)?;
+        self.check_replaceable(p)?;
         if let (Some(max), Some(size)) = (self.account.max_file_size, attrs.size) {
             if size > max {
                 return Err(status(
@@ -204,7 +204,7 @@ impl SftpSession {
             OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE,
         );
         if write {
-            self.check_modifiable(&path)?;
+            self.check_replaceable(&path)?;
             if let Some(msg) = refuse_final_name(&self.account, &path) {
                 return Err(self.refuse_unwanted(&path, None, msg).await);
             }
