@@ -5,6 +5,7 @@ use super::handles::{DirHandle, OpenHandle};
 use super::reply::{attrs_of, blocking, fail, io_fail, metadata, parse, status, Reply, MAX_IO};
 use super::session::SftpSession;
 use crate::metrics::Metrics;
+use crate::sftp::upload::in_memory;
 use russh_sftp::extensions::Statvfs;
 use russh_sftp::protocol::{File, FileAttributes, StatusCode};
 
@@ -17,8 +18,7 @@ const READDIR_CHUNK: usize = 128;
 /// as `RWF_NOWAIT` finds it) and gives `None` when the disk would be read.
 fn read_at(file: &std::fs::File, offset: u64, len: usize, wait: bool) -> Option<Reply<Vec<u8>>> {
     use rustix::io::{Errno, ReadWriteFlags};
-    const TMPFS_MAGIC: u32 = 0x0102_1994;
-    let memory = wait || rustix::fs::fstatfs(file).is_ok_and(|s| s.f_type as u32 == TMPFS_MAGIC);
+    let memory = wait || in_memory(file);
     let mut buf = Vec::with_capacity(len);
     while buf.len() < len {
         let (start, at) = (buf.len(), offset + buf.len() as u64);
