@@ -39,6 +39,11 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Opens (creating if needed) the database at `path` with depot's pragmas and
 /// brings its schema up to date.
+///
+/// `temp_store = MEMORY`: each writer job runs in a savepoint, whose undo
+/// pages SQLite otherwise keeps in a temporary file it creates and unlinks
+/// in the temporary directory for every batch (on a disk, a journaled
+/// create and unlink per commit). They are the pages one batch changes.
 pub fn open(path: &Path) -> Result<Connection> {
     create_private(path);
     let conn = Connection::open(path)?;
@@ -46,7 +51,8 @@ pub fn open(path: &Path) -> Result<Connection> {
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 10000;",
+         PRAGMA busy_timeout = 10000;
+         PRAGMA temp_store = MEMORY;",
     )?;
     migrations::migrate(&conn)?;
     make_private(path);
