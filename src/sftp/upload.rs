@@ -11,9 +11,9 @@
 //! at WRITE and SETSTAT) and cancellable: a session that ends, or a server
 //! shutting down, stops it within one read of 256 KiB.
 //!
-//! Completion = fsync file data when configured,
-//! commit the journal row, hand the entry to the pipeline. Only after that
-//! does the client get OK.
+//! Completion = fsync file data when configured while the journal row is
+//! committed, hand the entry to the pipeline. Only after both does the
+//! client get OK.
 
 use super::Shared;
 use crate::deposit::hash::{clear_partial, hash_file_until, hash_range, Cancel, CancelOnDrop};
@@ -218,38 +218,49 @@ fn add(h: &mut Sha256, file: &File, piece: &Piece, cancel: &Cancel) -> bool {
     }
 }
 
-/// The final digest of `upload` (or of the whole file, with no upload),
-/// and the data fsync when configured, on the blocking pool.
-async fn finish_blocking(
+/// The final digest of `upload` (or of the whole file, with no upload), on
+/// the blocking pool.
+async fn hash_blocking(
     file: Arc<File>,
     upload: Option<Upload>,
     cancel: Cancel,
-    fsync: bool,
 ) -> std::io::Result<(u64, String)> {
-    tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
-        let digest = match upload {
-            Some(u) => u.finish(&file)?,
-            None => {
-                let f = file.try_clone()?;
-                hash_file_until(&f, &cancel)?
-            }
-        };
-        if fsync {
-            // The file's data. Its directory entry is not flushed here: the
-            // journal commit that follows fsyncs SQLite's WAL, which on a
-            // journaling file system (ext4, xfs, btrfs) commits the log
-            // holding the earlier create or rename too — one flush saved on
-            // every upload, the same durability.
-            file.sync_data()?;
-        }
-        Ok(digest)
+    tokio::task::spawn_blocking(move || match upload {
+        Some(u) => u.finish(&file),
+        None => hash_file_until(&file.try_clone()?, &cancel),
     })
     .await
     .map_err(std::io::Error::other)?
 }
 
+/// The file's data made durable (when configured): inline on tmpfs, where
+/// it never waits for a disk, else on the blocking pool.
+///
+/// The file's directory entry is not flushed here: the journal commit
+/// fsyncs SQLite's WAL, which on a journaling file system (ext4, xfs,
+/// btrfs) commits the log holding the earlier create or rename too — one
+/// flush saved on every upload, the same durability.
+async fn flush(file: Arc<File>, fsync: bool) -> std::io::Result<()> {
+    if !fsync {
+        return Ok(());
+    }
+    if in_memory(&file) {
+        return file.sync_data();
+    }
+    tokio::task::spawn_blocking(move || file.sync_data())
+        .await
+        .map_err(std::io::Error::other)?
+}
+
 /// Makes a completed deposit durable and journaled; returns the entry after
 /// it has been committed and handed to the pipeline.
+///
+/// The data flush and the journal commit run at the same time (on a disk,
+/// two fsyncs that would otherwise queue one behind the other); the client
+/// hears OK only after both. A crash between the two can leave a journal
+/// row for an upload that was never acknowledged: the pipeline treats it
+/// like any other (bytes that did not survive are a rejection saying so,
+/// and the client's retry of the unacknowledged upload supersedes it).
 pub(crate) async fn complete(
     shared: &Arc<Shared>,
     account: &str,
@@ -268,23 +279,12 @@ pub(crate) async fn complete(
     };
     // Dropped with this future (the session ended): the hashing stops.
     let guard = CancelOnDrop::new(cancel.clone());
-    // A small upload hashed as it arrived has nothing left to read: its
-    // digest and, on tmpfs, its (memory-only) flush are taken right here,
-    // without two thread hand-offs through the blocking pool.
+    // An upload hashed inline as it arrived has nothing left to read: its
+    // digest is taken right here, without a hand-off to the blocking pool.
     let mut upload = upload;
-    let now = match upload.as_mut() {
-        Some(u) if !fsync || in_memory(&file) => u.finish_now(&file),
-        _ => None,
-    };
-    let (size, sha256) = match now {
-        Some(digest) => {
-            let digest = digest?;
-            if fsync {
-                file.sync_data()?;
-            }
-            digest
-        }
-        None => finish_blocking(file, upload, cancel, fsync).await?,
+    let (size, sha256) = match upload.as_mut().and_then(|u| u.finish_now(&file)) {
+        Some(digest) => digest?,
+        None => hash_blocking(file.clone(), upload, cancel).await?,
     };
     guard.done();
     let new = NewEntry {
@@ -294,7 +294,11 @@ pub(crate) async fn complete(
         sha256,
         source: Source::Sftp,
     };
-    let entry = shared.writer.run(move |c| journal::insert(c, &new)).await?;
+    let (flushed, entry) = tokio::join!(
+        flush(file, fsync),
+        shared.writer.run(move |c| journal::insert(c, &new))
+    );
+    let entry = entry?;
     shared.seals.bind(
         entry.id,
         crate::deposit::Deposit {
@@ -318,6 +322,13 @@ pub(crate) async fn complete(
     // The pipeline may be gone at shutdown: the row stays pending and is
     // picked up again at the next start.
     let _ = shared.completions.send(entry.clone());
+    // Journaled, but not durable: the client must not hear OK (the row is
+    // ingested all the same, from the bytes that are there).
+    if let Err(e) = flushed {
+        tracing::error!(account, path = %entry.path, journal_id = entry.id, error = %e,
+            "cannot flush a completed upload to disk; the client is told it failed: check the file system");
+        return Err(e.into());
+    }
     Ok(entry)
 }
 
