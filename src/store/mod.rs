@@ -101,7 +101,10 @@ fn make_private(path: &Path) {
 }
 
 type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+/// A job runs with `alone` true when it is its batch's only job: it needs no
+/// savepoint then, its failure rolls the whole transaction back. It returns
+/// whether it succeeded, and what tells its caller once the batch is done.
+type Job = Box<dyn FnOnce(&Connection, bool) -> (bool, Finish) + Send>;
 
 /// Handle to the single writer thread. Cheap to clone.
 #[derive(Clone)]
@@ -172,30 +175,41 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let outcome = in_savepoint(conn, f);
-            Box::new(move |commit| {
+        let job: Job = Box::new(move |conn, alone| {
+            let outcome = match alone {
+                true => f(conn),
+                false => in_savepoint(conn, f),
+            };
+            let ok = outcome.is_ok();
+            let finish: Finish = Box::new(move |commit| {
                 let r = match commit {
                     Ok(()) => outcome,
                     Err(e) => Err(StoreError::Commit(e)),
                 };
                 let _ = tx.send(r);
-            })
+            });
+            (ok, finish)
         });
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }
 }
 
+/// Runs one of the statements that frame jobs and batches, parsed once.
+fn framing(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-    conn.execute_batch("SAVEPOINT job")?;
+    framing(conn, "SAVEPOINT job")?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE job")?;
+            framing(conn, "RELEASE job")?;
             Ok(v)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            framing(conn, "ROLLBACK TO job")?;
+            framing(conn, "RELEASE job")?;
             Err(e)
         }
     }
@@ -214,7 +228,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = framing(&conn, "BEGIN IMMEDIATE") {
             let msg = e.to_string();
             tracing::error!(error = %msg, "cannot begin a database transaction");
             for job in batch {
@@ -224,10 +238,23 @@ fn writer_loop(
             continue;
         }
         let changes_before = conn.total_changes();
-        let finishers: Vec<Finish> = batch.into_iter().map(|job| job(&conn)).collect();
+        let alone = batch.len() == 1;
+        let (oks, finishers): (Vec<bool>, Vec<Finish>) =
+            batch.into_iter().map(|job| job(&conn, alone)).unzip();
+        if alone && !oks[0] {
+            // The only job failed without a savepoint: undo what it did.
+            // Its caller hears its own error.
+            if let Err(e) = framing(&conn, "ROLLBACK") {
+                tracing::error!(error = %e, "cannot roll back a failed database job");
+            }
+            for finish in finishers {
+                finish(Ok(()));
+            }
+            continue;
+        }
         let changed = conn.total_changes() != changes_before;
-        let commit = conn.execute_batch("COMMIT").map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
+        let commit = framing(&conn, "COMMIT").map_err(|e| {
+            let _ = framing(&conn, "ROLLBACK");
             tracing::error!(error = %e, "database commit failed; the batch was rolled back");
             e.to_string()
         });
@@ -276,6 +303,38 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 40);
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_alone_in_its_batch_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let (w, handle) = Writer::start(&db).unwrap();
+        w.run(|c| Ok(c.execute_batch("CREATE TABLE t(x INTEGER UNIQUE)")?))
+            .await
+            .unwrap();
+        let failed = w
+            .run(|c| {
+                c.execute("INSERT INTO t VALUES (1)", [])?;
+                c.execute("INSERT INTO t VALUES (1)", [])?;
+                Ok(())
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Sqlite(_))), "{failed:?}");
+        w.run(|c| Ok(c.execute("INSERT INTO t VALUES (2)", [])?))
+            .await
+            .unwrap();
+        drop(w);
+        handle.join().unwrap();
+        let c = open(&db).unwrap();
+        let xs: Vec<i64> = c
+            .prepare("SELECT x FROM t")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(xs, vec![2]);
     }
 
     #[tokio::test]
