@@ -2,11 +2,12 @@
 //! under `data/archive/<account>/`.
 //!
 //! An archived object shares nothing with the customer's file: it is a copy
-//! (a reflink where the file system has one, else `copy_file_range`), so
+//! (a reflink where the file system has one, else a copy through a buffer), so
 //! nothing done through SFTP — any handle, any SETSTAT, a rename or a
 //! removal — reaches it. An object is first *staged*: copied under a
-//! private temporary name, checked against the journaled sha256, made
-//! read-only (0440) and fsynced. The store then *puts* it under its final
+//! private temporary name, checked against the journaled sha256 (the bytes
+//! are hashed as they are copied, in one pass), made read-only (0440) and
+//! fsynced. The store then *puts* it under its final
 //! name (rename, directory fsync) in the transaction that records it.
 //! Directories are 0750.
 //!
@@ -97,10 +98,8 @@ pub fn stage(src: &Source<'_>, tmp: &Path, sha256: &str) -> io::Result<Staged> {
             .create_new(true)
             .mode(0o600)
             .open(tmp)?;
-        copy(&from, &mut out)?;
-        // The copy is what the archive holds: hash it, not the source.
-        io::Seek::seek(&mut out, io::SeekFrom::Start(0))?;
-        let (_, now) = crate::deposit::hash::hash_file(&out)?;
+        // The copy is what the archive holds: its hash, not the source's.
+        let now = copy(&from, &mut out)?;
         out.set_permissions(std::fs::Permissions::from_mode(OBJECT_MODE))?;
         out.sync_all()?;
         Ok(now)
@@ -118,19 +117,38 @@ pub fn stage(src: &Source<'_>, tmp: &Path, sha256: &str) -> io::Result<Staged> {
     }
 }
 
+/// Copies `from` into the empty `out`; returns the sha256 of what `out`
+/// now holds.
+///
 /// A reflink where the file system shares extents copy-on-write (btrfs,
-/// xfs), else an in-kernel copy (`std::io::copy` between files uses
-/// `copy_file_range`).
-fn copy(from: &File, out: &mut File) -> io::Result<()> {
+/// xfs; the clone is then read back to hash it). Else the bytes go through
+/// one buffer, hashed on the way: the hash is of exactly what was written,
+/// and nothing is read twice (an in-kernel `copy_file_range` followed by a
+/// read-back cost more CPU on tmpfs and ext4, which copy through the page
+/// cache either way).
+fn copy(from: &File, out: &mut File) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
     if rustix::fs::ioctl_ficlone(&*out, from).is_ok() {
-        return Ok(());
+        return crate::deposit::hash::hash_file(out).map(|(_, sha)| sha);
     }
-    let mut reader = from;
-    // Positional reads elsewhere: the shared offset is ours to move, but
-    // start from the beginning whatever it was.
-    io::Seek::seek(&mut reader, io::SeekFrom::Start(0))?;
-    io::copy(&mut reader, out)?;
-    Ok(())
+    let mut h = Sha256::new();
+    let len = from.metadata()?.len();
+    let mut buf = vec![0u8; crate::deposit::hash::read_buffer_len(len)];
+    let mut at = 0u64;
+    loop {
+        let n = match from.read_at(&mut buf, at) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        at += n as u64;
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 /// Puts a staged object under its final name `dest`, durably.
