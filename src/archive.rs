@@ -6,8 +6,9 @@
 //! nothing done through SFTP — any handle, any SETSTAT, a rename or a
 //! removal — reaches it. An object is first *staged*: copied under a
 //! private temporary name, checked against the journaled sha256 (the bytes
-//! are hashed as they are copied, in one pass), made read-only (0440) and
-//! fsynced. The store then *puts* it under its final
+//! are hashed as they are copied, in one pass — or not at all when that
+//! sha256 was taken from the upload's own WRITEs through the only handle
+//! that ever changed the sealed file), made read-only (0440) and fsynced. The store then *puts* it under its final
 //! name (rename, directory fsync) in the transaction that records it.
 //! Directories are 0750.
 //!
@@ -26,8 +27,10 @@ const DIR_MODE: u32 = 0o750;
 
 /// Where a deposit's bytes are read from.
 pub enum Source<'a> {
-    /// The descriptor sealed at its completion (this process acknowledged it).
-    Descriptor(&'a File),
+    /// The descriptor sealed at its completion (this process acknowledged
+    /// it). `as_written`: its journaled sha256 is known to be that of the
+    /// bytes it reads (`deposit::Sealed`), so the copy is not hashed again.
+    Descriptor { file: &'a File, as_written: bool },
     /// The deposit's path in its jail (after a restart, or `depot import`).
     Jail { root: &'a Path, path: &'a JailPath },
     /// An object already archived (a reprocessed conversation).
@@ -54,7 +57,7 @@ pub(crate) fn create_dirs(dir: &Path) -> io::Result<()> {
 
 fn open_source(src: &Source<'_>) -> io::Result<Option<File>> {
     let opened = match src {
-        Source::Descriptor(f) => f.try_clone(),
+        Source::Descriptor { file, .. } => file.try_clone(),
         Source::Jail { root, path } => Jail::open(root)
             .map_err(io::Error::other)?
             .open_file(
@@ -98,8 +101,16 @@ pub fn stage(src: &Source<'_>, tmp: &Path, sha256: &str) -> io::Result<Staged> {
             .create_new(true)
             .mode(0o600)
             .open(tmp)?;
-        // The copy is what the archive holds: its hash, not the source's.
-        let now = copy(&from, &mut out)?;
+        // The copy is what the archive holds: its hash, not the source's
+        // (unless the journaled one is known to be the source's).
+        let hash = !matches!(
+            src,
+            Source::Descriptor {
+                as_written: true,
+                ..
+            }
+        );
+        let now = copy(&from, &mut out, hash)?.unwrap_or_else(|| sha256.to_string());
         out.set_permissions(std::fs::Permissions::from_mode(OBJECT_MODE))?;
         out.sync_all()?;
         Ok(now)
@@ -117,8 +128,8 @@ pub fn stage(src: &Source<'_>, tmp: &Path, sha256: &str) -> io::Result<Staged> {
     }
 }
 
-/// Copies `from` into the empty `out`; returns the sha256 of what `out`
-/// now holds.
+/// Copies `from` into the empty `out`; with `hash`, returns the sha256 of
+/// what `out` now holds.
 ///
 /// A reflink where the file system shares extents copy-on-write (btrfs,
 /// xfs; the clone is then read back to hash it). Else the bytes go through
@@ -126,14 +137,17 @@ pub fn stage(src: &Source<'_>, tmp: &Path, sha256: &str) -> io::Result<Staged> {
 /// and nothing is read twice (an in-kernel `copy_file_range` followed by a
 /// read-back cost more CPU on tmpfs and ext4, which copy through the page
 /// cache either way).
-fn copy(from: &File, out: &mut File) -> io::Result<String> {
+fn copy(from: &File, out: &mut File, hash: bool) -> io::Result<Option<String>> {
     use sha2::{Digest, Sha256};
     use std::io::Write;
     use std::os::unix::fs::FileExt;
     if rustix::fs::ioctl_ficlone(&*out, from).is_ok() {
-        return crate::deposit::hash::hash_file(out).map(|(_, sha)| sha);
+        return match hash {
+            true => crate::deposit::hash::hash_file(out).map(|(_, sha)| Some(sha)),
+            false => Ok(None),
+        };
     }
-    let mut h = Sha256::new();
+    let mut h = hash.then(Sha256::new);
     let len = from.metadata()?.len();
     let mut buf = vec![0u8; crate::deposit::hash::read_buffer_len(len)];
     let mut at = 0u64;
@@ -144,11 +158,13 @@ fn copy(from: &File, out: &mut File) -> io::Result<String> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        h.update(&buf[..n]);
+        if let Some(h) = h.as_mut() {
+            h.update(&buf[..n]);
+        }
         out.write_all(&buf[..n])?;
         at += n as u64;
     }
-    Ok(hex::encode(h.finalize()))
+    Ok(h.map(|h| hex::encode(h.finalize())))
 }
 
 /// Puts a staged object under its final name `dest`, durably.
@@ -247,9 +263,15 @@ mod tests {
         std::fs::write(&src, b"recording").unwrap();
         let f = File::open(&src).unwrap();
         let tmp = dir.path().join("archive/.incoming/j1.wav");
-        let Staged::Ready(staged) =
-            stage(&Source::Descriptor(&f), &tmp, &sha(b"recording")).unwrap()
-        else {
+        let Staged::Ready(staged) = stage(
+            &Source::Descriptor {
+                file: &f,
+                as_written: false,
+            },
+            &tmp,
+            &sha(b"recording"),
+        )
+        .unwrap() else {
             panic!("not staged");
         };
         let dest = dir.path().join("archive/2026/01/02/1.wav");
@@ -269,6 +291,35 @@ mod tests {
             .write_all(b"x")
             .unwrap();
         assert!(check(&dest, &sha(b"recording")).unwrap());
+    }
+
+    #[test]
+    fn a_descriptor_hashed_as_written_is_copied_without_a_second_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a.wav");
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&src, &bytes).unwrap();
+        let f = File::open(&src).unwrap();
+        for as_written in [false, true] {
+            let tmp = dir.path().join(format!("t/j{as_written}.wav"));
+            let from = Source::Descriptor {
+                file: &f,
+                as_written,
+            };
+            let Staged::Ready(staged) = stage(&from, &tmp, &sha(&bytes)).unwrap() else {
+                panic!("not staged");
+            };
+            assert_eq!(std::fs::read(&staged).unwrap(), bytes);
+        }
+        // Not hashed as written: the copy's own hash is the judge.
+        let from = Source::Descriptor {
+            file: &f,
+            as_written: false,
+        };
+        let tmp = dir.path().join("t/j3.wav");
+        let got = stage(&from, &tmp, &sha(b"other")).unwrap();
+        assert!(matches!(got, Staged::Changed { sha256 } if sha256 == sha(&bytes)));
+        assert!(!tmp.exists());
     }
 
     #[test]

@@ -134,6 +134,24 @@ pub struct Seal {
     seals: Arc<Seals>,
     inode: Inode,
     file: Arc<File>,
+    as_written: bool,
+}
+
+/// A sealed deposit's descriptor, as the pipeline copies it.
+pub struct Sealed {
+    pub file: Arc<File>,
+    /// The journaled sha256 was computed from the bytes as they were
+    /// written, through the only handle that ever changed the file: it is
+    /// the sha256 of what the descriptor reads, without hashing it again.
+    pub as_written: bool,
+}
+
+impl Seal {
+    /// See [`Sealed::as_written`]: said only by the completion that took the
+    /// digest from the WRITEs of an undisturbed handle, after sealing.
+    pub(crate) fn hashed_as_written(&mut self) {
+        self.as_written = true;
+    }
 }
 
 impl Drop for Seal {
@@ -162,6 +180,7 @@ impl Seals {
             seals: self.clone(),
             inode,
             file: file.clone(),
+            as_written: false,
         })
     }
 
@@ -187,11 +206,11 @@ impl Seals {
 
     /// The sealed descriptor of a journal row, if its completion happened
     /// in this process.
-    pub fn source(&self, journal_id: i64) -> Option<Arc<File>> {
-        self.lock()
-            .rows
-            .get(&journal_id)
-            .map(|(_, s)| s.file.clone())
+    pub fn source(&self, journal_id: i64) -> Option<Sealed> {
+        self.lock().rows.get(&journal_id).map(|(_, s)| Sealed {
+            file: s.file.clone(),
+            as_written: s.as_written,
+        })
     }
 
     /// Journal row `journal_id` has its outcome: its inode may change again.
@@ -212,6 +231,44 @@ mod tests {
         assert_eq!(l.archive("acme"), Path::new("/srv/data/archive/acme"));
         assert_eq!(l.database(), Path::new("/srv/data/depot.db"));
         assert_eq!(l.lock(), Path::new("/srv/data/depot.lock"));
+    }
+
+    #[test]
+    fn an_upload_handle_is_undisturbed_only_while_nothing_else_touches_its_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.wav"), dir.path().join("b.wav"));
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        let (ma, mb) = (
+            std::fs::metadata(&a).unwrap(),
+            std::fs::metadata(&b).unwrap(),
+        );
+        let files = Arc::new(OpenFiles::default());
+        let alone = files.hold(&ma);
+        assert!(alone.undisturbed());
+        // Another file's handles and changes are no concern of it.
+        let other = files.hold(&mb);
+        files.will_change(&mb);
+        assert!(alone.undisturbed());
+        drop(other);
+        // A second handle on the inode, even one already closed again.
+        let second = files.hold(&ma);
+        assert!(!alone.undisturbed() && !second.undisturbed());
+        drop(second);
+        assert!(!alone.undisturbed());
+        drop(alone);
+        // A change by path while held.
+        let again = files.hold(&ma);
+        assert!(again.undisturbed());
+        files.will_change(&ma);
+        assert!(!again.undisturbed());
+        drop(again);
+        assert!(!files.is_open(&ma));
+        // A handle opened while another still holds the inode never is.
+        let first = files.hold(&ma);
+        let late = files.hold(&ma);
+        drop(first);
+        assert!(!late.undisturbed());
     }
 
     #[test]
@@ -250,13 +307,26 @@ mod tests {
 /// open handle). Only the process serving SFTP knows them: it marks the
 /// registry as tracked, and the sweep of stale uploads runs only where it
 /// is (never in `depot import`, which cannot see a server's handles).
+///
+/// It also tells an upload whether anything but its own handle may have
+/// changed its file while it was open: another handle on the inode (held
+/// before it can write), or a change by path (announced before it is made,
+/// see [`OpenFiles::will_change`]). Only when nothing did is the sha256
+/// computed from the WRITEs as they arrived the sha256 of the file.
 #[derive(Default)]
 pub struct OpenFiles {
-    inodes: Mutex<HashMap<Inode, usize>>,
+    inodes: Mutex<HashMap<Inode, Held>>,
     tracked: std::sync::atomic::AtomicBool,
     /// Told (account, bytes) for each file the sweep removed: the SFTP
     /// front's running count of what an account stores follows.
     on_removed: std::sync::OnceLock<RemovedHook>,
+}
+
+#[derive(Default)]
+struct Held {
+    handles: usize,
+    /// Bumped by every hold, and by every change by path, while held.
+    disturbances: u64,
 }
 
 type RemovedHook = Box<dyn Fn(&str, u64) + Send + Sync>;
@@ -284,18 +354,35 @@ impl OpenFiles {
         self.tracked.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Inode, usize>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Inode, Held>> {
         self.inodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Registers an open handle of the file `m` describes, until the
-    /// returned guard is dropped.
+    /// returned guard is dropped. Call it before the handle can write.
     pub fn hold(self: &Arc<Self>, m: &Metadata) -> OpenFile {
         let inode = Inode::of(m);
-        *self.lock().entry(inode).or_default() += 1;
+        let mut map = self.lock();
+        let held = map.entry(inode).or_default();
+        let alone = held.handles == 0;
+        held.handles += 1;
+        held.disturbances += 1;
+        let seen = held.disturbances;
+        drop(map);
         OpenFile {
             files: self.clone(),
             inode,
+            alone,
+            seen,
+        }
+    }
+
+    /// The file `m` describes is about to be changed by path, not through
+    /// a handle (truncated at OPEN, resized by SETSTAT): the handles
+    /// holding it count that as a disturbance. Call it before the change.
+    pub(crate) fn will_change(&self, m: &Metadata) {
+        if let Some(held) = self.lock().get_mut(&Inode::of(m)) {
+            held.disturbances += 1;
         }
     }
 
@@ -308,14 +395,33 @@ impl OpenFiles {
 pub struct OpenFile {
     files: Arc<OpenFiles>,
     inode: Inode,
+    /// No other handle held the inode when this one was registered.
+    alone: bool,
+    /// The inode's disturbances right after this registration.
+    seen: u64,
+}
+
+impl OpenFile {
+    /// Nothing but this handle can have changed the file since it was
+    /// registered: no other handle held it then or since, and no change by
+    /// path was announced. Conclusive once the inode is sealed (from then
+    /// on no handle writes it and no change by path is made).
+    pub(crate) fn undisturbed(&self) -> bool {
+        self.alone
+            && self
+                .files
+                .lock()
+                .get(&self.inode)
+                .is_some_and(|h| h.disturbances == self.seen)
+    }
 }
 
 impl Drop for OpenFile {
     fn drop(&mut self) {
         let mut map = self.files.lock();
-        if let Some(n) = map.get_mut(&self.inode) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(held) = map.get_mut(&self.inode) {
+            held.handles -= 1;
+            if held.handles == 0 {
                 map.remove(&self.inode);
             }
         }

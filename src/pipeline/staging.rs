@@ -31,7 +31,10 @@ pub(super) async fn stage(
     let t = dest.clone();
     let staged = tokio::task::spawn_blocking(move || {
         let from = match &sealed {
-            Some(f) => Source::Descriptor(f),
+            Some(f) => Source::Descriptor {
+                file: &f.file,
+                as_written: f.as_written,
+            },
             None => Source::Jail {
                 root: &root,
                 path: &jp,

@@ -168,7 +168,7 @@ impl Upload {
     /// [`Upload::finish`] when the running hash covers the whole file and
     /// nothing waits (no thread to join, nothing to read from disk);
     /// `None` when `finish` is needed, off the async threads.
-    pub(crate) fn finish_now(&mut self, file: &File) -> Option<std::io::Result<(u64, String)>> {
+    pub(crate) fn finish_now(&mut self, file: &File) -> Option<std::io::Result<Digested>> {
         let size = match file.metadata() {
             Ok(m) => m.len(),
             Err(e) => return Some(Err(e)),
@@ -177,14 +177,14 @@ impl Upload {
             return None;
         }
         match std::mem::replace(&mut self.hashing, Hashing::Abandoned) {
-            Hashing::Inline(h) => Some(Ok((size, hex::encode(h.finalize())))),
+            Hashing::Inline(h) => Some(Ok(Digested::running(size, h))),
             _ => None,
         }
     }
 
-    /// The final (size, sha256): from the running hash when it covers the
-    /// whole file, else from disk. Blocks until a hashing thread is done.
-    pub(crate) fn finish(self, file: &File) -> std::io::Result<(u64, String)> {
+    /// The final digest: from the running hash when it covers the whole
+    /// file, else from disk. Blocks until a hashing thread is done.
+    pub(crate) fn finish(self, file: &File) -> std::io::Result<Digested> {
         let size = file.metadata()?.len();
         let running = match self.hashing {
             Hashing::Inline(h) => Some(h),
@@ -195,9 +195,38 @@ impl Upload {
             Hashing::Abandoned => None,
         };
         match running {
-            Some(h) if self.hashed == size => Ok((size, hex::encode(h.finalize()))),
-            _ => hash_file_until(file, &self.cancel),
+            Some(h) if self.hashed == size => Ok(Digested::running(size, h)),
+            _ => Digested::from_disk(file, &self.cancel),
         }
+    }
+}
+
+/// A completed upload's size and sha256.
+#[derive(Debug)]
+pub(crate) struct Digested {
+    pub size: u64,
+    pub sha256: String,
+    /// Taken from the running hash, i.e. from the WRITEs of this upload's
+    /// handle as they arrived, not from the file.
+    pub running: bool,
+}
+
+impl Digested {
+    fn running(size: u64, h: Sha256) -> Digested {
+        Digested {
+            size,
+            sha256: hex::encode(h.finalize()),
+            running: true,
+        }
+    }
+
+    fn from_disk(file: &File, cancel: &Cancel) -> std::io::Result<Digested> {
+        let (size, sha256) = hash_file_until(file, cancel)?;
+        Ok(Digested {
+            size,
+            sha256,
+            running: false,
+        })
     }
 }
 
@@ -224,10 +253,10 @@ async fn hash_blocking(
     file: Arc<File>,
     upload: Option<Upload>,
     cancel: Cancel,
-) -> std::io::Result<(u64, String)> {
+) -> std::io::Result<Digested> {
     tokio::task::spawn_blocking(move || match upload {
         Some(u) => u.finish(&file),
-        None => hash_file_until(&file.try_clone()?, &cancel),
+        None => Digested::from_disk(&file.try_clone()?, &cancel),
     })
     .await
     .map_err(std::io::Error::other)?
@@ -253,7 +282,8 @@ async fn flush(file: Arc<File>, fsync: bool) -> std::io::Result<()> {
 }
 
 /// Makes a completed deposit durable and journaled; returns the entry after
-/// it has been committed and handed to the pipeline.
+/// it has been committed and handed to the pipeline. `held` is the upload
+/// handle's registration among the open files (none for a rename).
 ///
 /// The data flush and the journal commit run at the same time (on a disk,
 /// two fsyncs that would otherwise queue one behind the other); the client
@@ -267,12 +297,13 @@ pub(crate) async fn complete(
     path: &JailPath,
     file: Arc<File>,
     upload: Option<Upload>,
+    held: Option<crate::deposit::OpenFile>,
 ) -> anyhow::Result<Entry> {
     let fsync = shared.settings.server.fsync;
     let marked = file.clone();
     // Sealed before it is hashed: from here on no handle of any session can
     // change the bytes the journal row is about to name.
-    let seal = shared.seals.seal(&file)?;
+    let mut seal = shared.seals.seal(&file)?;
     let cancel = match &upload {
         Some(u) => u.cancel.clone(),
         None => Cancel::new(shared.stop_hashing.clone()),
@@ -282,16 +313,23 @@ pub(crate) async fn complete(
     // An upload hashed inline as it arrived has nothing left to read: its
     // digest is taken right here, without a hand-off to the blocking pool.
     let mut upload = upload;
-    let (size, sha256) = match upload.as_mut().and_then(|u| u.finish_now(&file)) {
+    let digest = match upload.as_mut().and_then(|u| u.finish_now(&file)) {
         Some(digest) => digest?,
         None => hash_blocking(file.clone(), upload, cancel).await?,
     };
     guard.done();
+    // Asked after sealing, when nothing can disturb the file any more: a
+    // digest of the WRITEs of the only handle that changed it is the digest
+    // of its bytes, and the archive copy need not be hashed again.
+    if digest.running && held.as_ref().is_some_and(|h| h.undisturbed()) {
+        seal.hashed_as_written();
+    }
+    drop(held);
     let new = NewEntry {
         account: account.to_string(),
         path: path.as_str().to_string(),
-        size,
-        sha256,
+        size: digest.size,
+        sha256: digest.sha256,
         source: Source::Sftp,
     };
     let (flushed, entry) = tokio::join!(
@@ -338,6 +376,10 @@ mod tests {
     use std::os::unix::fs::FileExt;
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    fn pair(d: Digested) -> (u64, String) {
+        (d.size, d.sha256)
+    }
+
     #[test]
     fn a_cancelled_upload_stops_hashing_from_disk() {
         let dir = tempfile::tempdir().unwrap();
@@ -375,12 +417,18 @@ mod tests {
         f.write_all_at(b"world", 6).unwrap();
         up.written(&f, 6, b"world".to_vec());
         let expected = hex::encode(Sha256::digest(b"hello world"));
-        assert_eq!(up.finish(&f).unwrap(), (11, expected.clone()));
+        let d = up.finish(&f).unwrap();
+        // The existing prefix was read by this handle as it resumed: still
+        // the digest of what it wrote onto that prefix.
+        assert!(d.running);
+        assert_eq!(pair(d), (11, expected.clone()));
         let mut up = Upload::new(11, false, Cancel::default());
         f.write_all_at(b"HELLO", 0).unwrap();
         up.written(&f, 0, b"HELLO".to_vec());
         let expected = hex::encode(Sha256::digest(b"HELLO world"));
-        assert_eq!(up.finish(&f).unwrap(), (11, expected));
+        let d = up.finish(&f).unwrap();
+        assert!(!d.running, "the unwritten tail came from disk");
+        assert_eq!(pair(d), (11, expected));
     }
 
     #[test]
@@ -400,13 +448,15 @@ mod tests {
         f.write_all_at(b"hello", 0).unwrap();
         up.written(&f, 0, b"hello".to_vec());
         let expected = hex::encode(Sha256::digest(b"hello"));
-        assert_eq!(up.finish_now(&f).unwrap().unwrap(), (5, expected));
+        let d = up.finish_now(&f).unwrap().unwrap();
+        assert!(d.running);
+        assert_eq!(pair(d), (5, expected));
         // Bytes the running hash never saw (another handle's): from disk.
         let mut up = Upload::new(5, false, Cancel::default());
         f.write_all_at(b" world", 5).unwrap();
         assert!(up.finish_now(&f).is_none());
         let expected = hex::encode(Sha256::digest(b"hello world"));
-        assert_eq!(up.finish(&f).unwrap(), (11, expected.clone()));
+        assert_eq!(pair(up.finish(&f).unwrap()), (11, expected.clone()));
         // Out of order: from disk too (hashing from disk reads through the
         // descriptor's offset, which the first one left at the end).
         std::io::Seek::rewind(&mut &*f).unwrap();
@@ -414,7 +464,7 @@ mod tests {
         f.write_all_at(b"w", 6).unwrap();
         up.written(&f, 6, b"w".to_vec());
         assert!(up.finish_now(&f).is_none());
-        assert_eq!(up.finish(&f).unwrap(), (11, expected));
+        assert_eq!(pair(up.finish(&f).unwrap()), (11, expected));
     }
 
     #[test]
@@ -441,7 +491,7 @@ mod tests {
         }
         assert!(matches!(up.hashing, Hashing::Thread { .. }));
         let expected = hex::encode(Sha256::digest(&data));
-        assert_eq!(up.finish(&f).unwrap(), (data.len() as u64, expected));
+        assert_eq!(pair(up.finish(&f).unwrap()), (data.len() as u64, expected));
     }
 
     #[test]
@@ -467,6 +517,6 @@ mod tests {
         up.written(&f, 10, b"zz".to_vec());
         assert!(matches!(up.hashing, Hashing::Abandoned));
         let expected = hex::encode(Sha256::digest(std::fs::read(&path).unwrap()));
-        assert_eq!(up.finish(&f).unwrap(), (3 * THREAD_AFTER, expected));
+        assert_eq!(pair(up.finish(&f).unwrap()), (3 * THREAD_AFTER, expected));
     }
 }

@@ -390,3 +390,86 @@ async fn a_deposit_read_by_its_path_cannot_be_overwritten_while_it_is_ingested()
     client.cut().await;
     server.stop().await
 }
+
+/// Every archived object holds exactly the bytes its conversation names.
+fn archives_match_their_rows(db: &std::path::Path) -> TestResult {
+    let conn = open_db(db)?;
+    let mut stmt = conn
+        .prepare("SELECT archive_path, sha256 FROM conversations WHERE archive_path IS NOT NULL")?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (path, sha) in rows {
+        assert_eq!(sha256_hex(&std::fs::read(&path)?), sha, "{path}");
+    }
+    Ok(())
+}
+
+/// The archive copy of an upload is not hashed again only when its own
+/// handle was the only one on the file. Here a second handle writes into
+/// the same file while the first uploads: the first upload's digest (of
+/// what it sent) is not what the file holds, and the archive must never
+/// pair those bytes with that digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_on_an_uploading_file_never_mislabels_the_archive() -> TestResult {
+    let mut server = TestServer::start().await?;
+    let client = server.raw_sftp("acme").await?;
+    client.sftp.mkdir(DIR, FileAttributes::default()).await?;
+    let path = format!("{DIR}/shared.wav");
+    let wav = sine_wav(0.2, 8000);
+    let half = wav.len() / 2;
+    let first = client
+        .sftp
+        .open(
+            &path,
+            OpenFlags::WRITE | OpenFlags::CREATE,
+            FileAttributes::default(),
+        )
+        .await?
+        .handle;
+    client.sftp.write(&first, 0, wav[..half].to_vec()).await?;
+    let second = client
+        .sftp
+        .open(&path, OpenFlags::WRITE, FileAttributes::default())
+        .await?
+        .handle;
+    // Inside the WAV data, so the file stays a recording.
+    client.sftp.write(&second, 100, vec![0x55; 64]).await?;
+    client
+        .sftp
+        .write(&first, half as u64, wav[half..].to_vec())
+        .await?;
+    client.sftp.close(&first).await?;
+    let _ = client.sftp.close(&second).await;
+    let db = server.db_path();
+    let probe = db.clone();
+    eventually(
+        Duration::from_secs(20),
+        "every completion of the file to have its outcome",
+        move || {
+            open_db(&probe)
+                .and_then(|c| {
+                    c.query_row(
+                        "SELECT count(*) FROM journal WHERE state = 'pending'",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map_err(Into::into)
+                })
+                .is_ok_and(|n| n == 0)
+        },
+    )
+    .await?;
+    archives_match_their_rows(&db)?;
+    // The first upload's digest is of the bytes it sent: no conversation
+    // may claim them, since the file never held them.
+    let conn = open_db(&db)?;
+    let claimed: i64 = conn.query_row(
+        "SELECT count(*) FROM conversations WHERE sha256 = ?1 AND status = 'ingested'",
+        [sha256_hex(&wav)],
+        |r| r.get(0),
+    )?;
+    assert_eq!(claimed, 0);
+    client.cut().await;
+    server.stop().await
+}

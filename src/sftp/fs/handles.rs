@@ -19,7 +19,7 @@ pub(super) struct FileHandle {
     /// The descriptor's place in the session, account and server budgets.
     pub(super) _slot: HandleSlot,
     /// Keeps the sweep of stale uploads away from this file.
-    pub(super) _open: Option<crate::deposit::OpenFile>,
+    pub(super) open: Option<crate::deposit::OpenFile>,
     pub(super) append: bool,
     /// Present when opened for writing.
     pub(super) upload: Option<Upload>,

@@ -97,8 +97,19 @@ impl SftpSession {
             let (limits, usage) = (self.limits(), self.quota_used.clone());
             // The copy made just before replaced the file the count knew.
             let known = copied.then_some(old);
+            let seals = self.shared.seals.clone();
             blocking(move || {
                 let file = j.open_file(&p, &opts).map_err(fail)?;
+                // Announced to the handles holding the inode before the
+                // change; a deposit sealed since the check above is refused.
+                let m = file.metadata().map_err(|e| io_fail(&e))?;
+                seals.open.will_change(&m);
+                if seals.is_sealed(&m) {
+                    return Err(status(
+                        StatusCode::Failure,
+                        "The file was completed meanwhile and is being ingested; retry in a moment",
+                    ));
+                }
                 usage.change(|used| set_len_measured(&file, &limits, used, size, known))
             })
             .await?;
@@ -230,7 +241,7 @@ impl SftpSession {
             return Ok(());
         }
         let Some(file) = file else { return Ok(()) };
-        complete(&self.shared, &account.name, &to, Arc::new(file), None)
+        complete(&self.shared, &account.name, &to, Arc::new(file), None, None)
             .await
             .map(|_| ())
             .map_err(|e| {

@@ -237,8 +237,29 @@ impl SftpSession {
             copied = true;
         }
         let open_path = path.clone();
+        let seals = self.shared.seals.clone();
         let open = move |jail: &Jail| -> Reply<(std::fs::File, u64)> {
-            let file = jail.open_file(&open_path, &opts).map_err(fail)?;
+            // Truncated after opening, on the inode actually opened: the
+            // handles holding it hear of it first, and a deposit sealed
+            // since the check above is refused rather than cut.
+            let untruncated = OpenOptions {
+                truncate: false,
+                ..opts
+            };
+            let file = jail.open_file(&open_path, &untruncated).map_err(fail)?;
+            if opts.truncate {
+                let m = file.metadata().map_err(|e| io_fail(&e))?;
+                if m.len() > 0 {
+                    seals.open.will_change(&m);
+                    if seals.is_sealed(&m) {
+                        return Err(status(
+                            StatusCode::Failure,
+                            "The file was completed meanwhile and is being ingested; retry in a moment",
+                        ));
+                    }
+                    file.set_len(0).map_err(|e| io_fail(&e))?;
+                }
+            }
             if mark {
                 crate::deposit::hash::mark_partial(&file);
             }
@@ -276,7 +297,7 @@ impl SftpSession {
             path,
             file: Arc::new(file),
             _slot: slot,
-            _open: open,
+            open,
             write_failed: false,
             append: opts.append,
             upload,
@@ -307,7 +328,7 @@ impl SftpSession {
             }
             return Ok(());
         }
-        complete(&self.shared, &self.account.name, &fh.path, fh.file, Some(upload))
+        complete(&self.shared, &self.account.name, &fh.path, fh.file, Some(upload), fh.open)
             .await
             .map(|_| ())
             .map_err(|e| {
