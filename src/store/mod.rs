@@ -273,14 +273,20 @@ fn writer_loop(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn batched_jobs_commit_and_failures_roll_back_alone() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A writer on a new database holding `t(x INTEGER UNIQUE)`.
+    async fn with_table(dir: &tempfile::TempDir) -> (PathBuf, Writer, std::thread::JoinHandle<()>) {
         let db = dir.path().join("t.db");
         let (w, handle) = Writer::start(&db).unwrap();
         w.run(|c| Ok(c.execute_batch("CREATE TABLE t(x INTEGER UNIQUE)")?))
             .await
             .unwrap();
+        (db, w, handle)
+    }
+
+    #[tokio::test]
+    async fn batched_jobs_commit_and_failures_roll_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, w, handle) = with_table(&dir).await;
         let mut tasks = Vec::new();
         for i in 0..50 {
             let w = w.clone();
@@ -308,11 +314,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_job_alone_in_its_batch_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("t.db");
-        let (w, handle) = Writer::start(&db).unwrap();
-        w.run(|c| Ok(c.execute_batch("CREATE TABLE t(x INTEGER UNIQUE)")?))
-            .await
-            .unwrap();
+        let (db, w, handle) = with_table(&dir).await;
         let failed = w
             .run(|c| {
                 c.execute("INSERT INTO t VALUES (1)", [])?;

@@ -441,25 +441,8 @@ async fn a_second_writer_on_an_uploading_file_never_mislabels_the_archive() -> T
         .await?;
     client.sftp.close(&first).await?;
     let _ = client.sftp.close(&second).await;
+    settled(&server, "acme").await?;
     let db = server.db_path();
-    let probe = db.clone();
-    eventually(
-        Duration::from_secs(20),
-        "every completion of the file to have its outcome",
-        move || {
-            open_db(&probe)
-                .and_then(|c| {
-                    c.query_row(
-                        "SELECT count(*) FROM journal WHERE state = 'pending'",
-                        [],
-                        |r| r.get::<_, i64>(0),
-                    )
-                    .map_err(Into::into)
-                })
-                .is_ok_and(|n| n == 0)
-        },
-    )
-    .await?;
     archives_match_their_rows(&db)?;
     // The first upload's digest is of the bytes it sent: no conversation
     // may claim them, since the file never held them.
