@@ -159,6 +159,12 @@ impl Jail {
         Ok(rustix::fs::syncfs(&fd)?)
     }
 
+    /// Makes the directory `p`'s entries durable (fsync of the directory).
+    pub(crate) fn sync_dir(&self, p: &JailPath) -> Result<(), JailError> {
+        let fd = self.resolve(p, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())?;
+        Ok(rustix::fs::fsync(&fd)?)
+    }
+
     /// lstat semantics: a symlink entry is described, never followed.
     pub(crate) fn stat(&self, p: &JailPath) -> Result<Metadata, JailError> {
         let fd = self.resolve(p, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())?;

@@ -681,3 +681,18 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn sync_dir_flushes_directories_inside_the_jail_only() {
+    let f = fixture();
+    fs::create_dir(f.root.join("audio")).unwrap();
+    fs::write(f.root.join("audio/a.wav"), b"x").unwrap();
+    f.jail.sync_dir(&jp("/audio")).unwrap();
+    f.jail.sync_dir(&JailPath::root()).unwrap();
+    assert!(
+        f.jail.sync_dir(&jp("/audio/a.wav")).is_err(),
+        "a file is no directory"
+    );
+    symlink(&f.canary, f.root.join("esc")).unwrap();
+    assert_denied(f.jail.sync_dir(&jp("/esc")));
+}

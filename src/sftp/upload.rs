@@ -11,13 +11,13 @@
 //! at WRITE and SETSTAT) and cancellable: a session that ends, or a server
 //! shutting down, stops it within one read of 256 KiB.
 //!
-//! Completion = fsync file data when configured while the journal row is
-//! committed, hand the entry to the pipeline. Only after both does the
-//! client get OK.
+//! Completion = fsync the file's data and its directory when configured
+//! while the journal row is committed, hand the entry to the pipeline. Only
+//! after all of them does the client get OK.
 
 use super::Shared;
 use crate::deposit::hash::{clear_partial, hash_file_until, hash_range, Cancel, CancelOnDrop};
-use crate::jail::JailPath;
+use crate::jail::{Jail, JailPath};
 use crate::metrics::Metrics;
 use crate::store::journal::{self, Entry, NewEntry, Source};
 use sha2::{Digest, Sha256};
@@ -264,11 +264,6 @@ async fn hash_blocking(
 
 /// The file's data made durable (when configured): inline on tmpfs, where
 /// it never waits for a disk, else on the blocking pool.
-///
-/// The file's directory entry is not flushed here: the journal commit
-/// fsyncs SQLite's WAL, which on a journaling file system (ext4, xfs,
-/// btrfs) commits the log holding the earlier create or rename too — one
-/// flush saved on every upload, the same durability.
 async fn flush(file: Arc<File>, fsync: bool) -> std::io::Result<()> {
     if !fsync {
         return Ok(());
@@ -281,18 +276,33 @@ async fn flush(file: Arc<File>, fsync: bool) -> std::io::Result<()> {
         .map_err(std::io::Error::other)?
 }
 
+/// The name of the completed file made durable (when configured, and not
+/// on tmpfs): its directory is flushed. The file's own fdatasync does not
+/// cover its name on a file system without a journal (ext2, ext4 made
+/// without one), nor a rename that gave it its final name.
+async fn flush_name(jail: Arc<Jail>, path: &JailPath, flush: bool) -> std::io::Result<()> {
+    let Some(dir) = path.parent().filter(|_| flush) else {
+        return Ok(());
+    };
+    tokio::task::spawn_blocking(move || jail.sync_dir(&dir))
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(|e| std::io::Error::other(e.to_string()))
+}
+
 /// Makes a completed deposit durable and journaled; returns the entry after
 /// it has been committed and handed to the pipeline. `held` is the upload
 /// handle's registration among the open files (none for a rename).
 ///
-/// The data flush and the journal commit run at the same time (on a disk,
-/// two fsyncs that would otherwise queue one behind the other); the client
-/// hears OK only after both. A crash between the two can leave a journal
+/// The data flush, the flush of its directory and the journal commit run
+/// at the same time (on a disk, fsyncs that would otherwise queue one
+/// behind the other); the client hears OK only after all three. A crash between the two can leave a journal
 /// row for an upload that was never acknowledged: the pipeline treats it
 /// like any other (bytes that did not survive are a rejection saying so,
 /// and the client's retry of the unacknowledged upload supersedes it).
 pub(crate) async fn complete(
     shared: &Arc<Shared>,
+    jail: &Arc<Jail>,
     account: &str,
     path: &JailPath,
     file: Arc<File>,
@@ -332,10 +342,13 @@ pub(crate) async fn complete(
         sha256: digest.sha256,
         source: Source::Sftp,
     };
-    let (flushed, entry) = tokio::join!(
+    let on_disk = fsync && !in_memory(&file);
+    let (flushed, named, entry) = tokio::join!(
         flush(file, fsync),
+        flush_name(jail.clone(), path, on_disk),
         shared.writer.run(move |c| journal::insert(c, &new))
     );
+    let flushed = flushed.and(named);
     let entry = entry?;
     shared.seals.bind(
         entry.id,

@@ -241,7 +241,15 @@ impl SftpSession {
             return Ok(());
         }
         let Some(file) = file else { return Ok(()) };
-        complete(&self.shared, &account.name, &to, Arc::new(file), None, None)
+        complete(
+            &self.shared,
+            &self.jail,
+            &account.name,
+            &to,
+            Arc::new(file),
+            None,
+            None,
+        )
             .await
             .map(|_| ())
             .map_err(|e| {

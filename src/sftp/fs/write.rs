@@ -328,7 +328,15 @@ impl SftpSession {
             }
             return Ok(());
         }
-        complete(&self.shared, &self.account.name, &fh.path, fh.file, Some(upload), fh.open)
+        complete(
+            &self.shared,
+            &self.jail,
+            &self.account.name,
+            &fh.path,
+            fh.file,
+            Some(upload),
+            fh.open,
+        )
             .await
             .map(|_| ())
             .map_err(|e| {
