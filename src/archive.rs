@@ -2,14 +2,15 @@
 //! under `data/archive/<account>/`.
 //!
 //! An archived object shares nothing with the customer's file: it is a copy
-//! (a reflink where the file system has one, else a copy through a buffer), so
-//! nothing done through SFTP — any handle, any SETSTAT, a rename or a
+//! (a reflink where the file system has one, else a copy through a
+//! buffer), so nothing done through SFTP — any handle, any SETSTAT, a rename or a
 //! removal — reaches it. An object is first *staged*: copied under a
 //! private temporary name, checked against the journaled sha256 (the bytes
 //! are hashed as they are copied, in one pass — or not at all when that
 //! sha256 was taken from the upload's own WRITEs through the only handle
-//! that ever changed the sealed file), made read-only (0440) and fsynced. The store then *puts* it under its final
-//! name (rename, directory fsync) in the transaction that records it.
+//! that ever changed the sealed file), made read-only (0440) and fsynced.
+//! The store then *puts* it under its final name (rename, directory fsync)
+//! in the transaction that records it.
 //! Directories are 0750.
 //!
 //! The interface is deliberately narrow (stage, put, open, check) so that
@@ -35,6 +36,16 @@ pub enum Source<'a> {
     Jail { root: &'a Path, path: &'a JailPath },
     /// An object already archived (a reprocessed conversation).
     Archived(&'a Path),
+}
+
+impl<'a> Source<'a> {
+    /// The sealed descriptor the SFTP front handed over.
+    pub fn sealed(s: &'a crate::deposit::Sealed) -> Source<'a> {
+        Source::Descriptor {
+            file: &s.file,
+            as_written: s.as_written,
+        }
+    }
 }
 
 /// What staging found.

@@ -168,10 +168,7 @@ pub async fn audio(
     let probed = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
         use crate::archive::{stage, Source};
         let from_deposit = match &sealed {
-            Some(f) => Source::Descriptor {
-                file: &f.file,
-                as_written: f.as_written,
-            },
+            Some(f) => Source::sealed(f),
             None => Source::Jail {
                 root: &root,
                 path: &jp,

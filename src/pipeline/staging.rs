@@ -31,10 +31,7 @@ pub(super) async fn stage(
     let t = dest.clone();
     let staged = tokio::task::spawn_blocking(move || {
         let from = match &sealed {
-            Some(f) => Source::Descriptor {
-                file: &f.file,
-                as_written: f.as_written,
-            },
+            Some(f) => Source::sealed(f),
             None => Source::Jail {
                 root: &root,
                 path: &jp,

@@ -262,44 +262,48 @@ async fn hash_blocking(
     .map_err(std::io::Error::other)?
 }
 
-/// The file's data made durable (when configured): inline on tmpfs, where
-/// it never waits for a disk, else on the blocking pool.
-async fn flush(file: Arc<File>, fsync: bool) -> std::io::Result<()> {
+/// The completed file made durable (when configured): its data, and its
+/// name by a flush of its directory — the file's own fdatasync does not
+/// cover its name on a file system without a journal (ext2, ext4 made
+/// without one), nor a rename that gave it its final name. On tmpfs, where
+/// nothing waits for a disk, the data flush is taken inline and the name
+/// needs none; elsewhere both run on the blocking pool, at the same time.
+async fn flush(
+    jail: Arc<Jail>,
+    path: &JailPath,
+    file: Arc<File>,
+    fsync: bool,
+) -> std::io::Result<()> {
     if !fsync {
         return Ok(());
     }
     if in_memory(&file) {
         return file.sync_data();
     }
-    tokio::task::spawn_blocking(move || file.sync_data())
-        .await
-        .map_err(std::io::Error::other)?
-}
-
-/// The name of the completed file made durable (when configured, and not
-/// on tmpfs): its directory is flushed. The file's own fdatasync does not
-/// cover its name on a file system without a journal (ext2, ext4 made
-/// without one), nor a rename that gave it its final name.
-async fn flush_name(jail: Arc<Jail>, path: &JailPath, flush: bool) -> std::io::Result<()> {
-    let Some(dir) = path.parent().filter(|_| flush) else {
-        return Ok(());
-    };
-    tokio::task::spawn_blocking(move || jail.sync_dir(&dir))
-        .await
-        .map_err(std::io::Error::other)?
-        .map_err(|e| std::io::Error::other(e.to_string()))
+    let data = tokio::task::spawn_blocking(move || file.sync_data());
+    let dir = path.parent();
+    let name = tokio::task::spawn_blocking(move || match dir {
+        Some(dir) => jail
+            .sync_dir(&dir)
+            .map_err(|e| std::io::Error::other(e.to_string())),
+        None => Ok(()),
+    });
+    let (data, name) = tokio::join!(data, name);
+    data.map_err(std::io::Error::other)??;
+    name.map_err(std::io::Error::other)?
 }
 
 /// Makes a completed deposit durable and journaled; returns the entry after
 /// it has been committed and handed to the pipeline. `held` is the upload
 /// handle's registration among the open files (none for a rename).
 ///
-/// The data flush, the flush of its directory and the journal commit run
-/// at the same time (on a disk, fsyncs that would otherwise queue one
-/// behind the other); the client hears OK only after all three. A crash between the two can leave a journal
-/// row for an upload that was never acknowledged: the pipeline treats it
-/// like any other (bytes that did not survive are a rejection saying so,
-/// and the client's retry of the unacknowledged upload supersedes it).
+/// The flushes of its data and directory and the journal commit run at the
+/// same time (on a disk, fsyncs that would otherwise queue one behind the
+/// other); the client hears OK only after all of them. A crash in between
+/// can leave a journal row for an upload that was never acknowledged: the
+/// pipeline treats it like any other (bytes that did not survive are a
+/// rejection saying so, and the client's retry of the unacknowledged upload
+/// supersedes it).
 pub(crate) async fn complete(
     shared: &Arc<Shared>,
     jail: &Arc<Jail>,
@@ -342,13 +346,10 @@ pub(crate) async fn complete(
         sha256: digest.sha256,
         source: Source::Sftp,
     };
-    let on_disk = fsync && !in_memory(&file);
-    let (flushed, named, entry) = tokio::join!(
-        flush(file, fsync),
-        flush_name(jail.clone(), path, on_disk),
+    let (flushed, entry) = tokio::join!(
+        flush(jail.clone(), path, file, fsync),
         shared.writer.run(move |c| journal::insert(c, &new))
     );
-    let flushed = flushed.and(named);
     let entry = entry?;
     shared.seals.bind(
         entry.id,

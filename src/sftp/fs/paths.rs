@@ -5,7 +5,7 @@
 
 use super::links::break_link;
 use super::reply::{blocking, fail, io_fail, metadata, parse, status, Reply};
-use super::session::SftpSession;
+use super::session::{before_change_by_path, SftpSession};
 use crate::deposit::names::is_final;
 use crate::jail::{Jail, JailPath, OpenOptions};
 use crate::sftp::policy::{customer_mode, refuse_final_name};
@@ -100,16 +100,8 @@ impl SftpSession {
             let seals = self.shared.seals.clone();
             blocking(move || {
                 let file = j.open_file(&p, &opts).map_err(fail)?;
-                // Announced to the handles holding the inode before the
-                // change; a deposit sealed since the check above is refused.
                 let m = file.metadata().map_err(|e| io_fail(&e))?;
-                seals.open.will_change(&m);
-                if seals.is_sealed(&m) {
-                    return Err(status(
-                        StatusCode::Failure,
-                        "The file was completed meanwhile and is being ingested; retry in a moment",
-                    ));
-                }
+                before_change_by_path(&seals, &m)?;
                 usage.change(|used| set_len_measured(&file, &limits, used, size, known))
             })
             .await?;

@@ -166,3 +166,21 @@ impl Drop for SftpSession {
         }
     }
 }
+
+/// Before a file is changed by path (truncated at OPEN, resized by
+/// SETSTAT) through the descriptor `m` describes: the handles holding its
+/// inode hear of it first, and a deposit sealed since the caller's earlier
+/// check is refused rather than cut.
+pub(super) fn before_change_by_path(
+    seals: &crate::deposit::Seals,
+    m: &std::fs::Metadata,
+) -> Reply<()> {
+    seals.open.will_change(m);
+    if seals.is_sealed(m) {
+        return Err(status(
+            StatusCode::Failure,
+            "The file was completed meanwhile and is being ingested; retry in a moment",
+        ));
+    }
+    Ok(())
+}

@@ -7,7 +7,7 @@
 use super::handles::{FileHandle, OpenHandle};
 use super::links::break_link;
 use super::reply::{blocking, fail, io_fail, metadata, parse, status, Reply};
-use super::session::SftpSession;
+use super::session::{before_change_by_path, SftpSession};
 use crate::deposit::hash::Cancel;
 use crate::deposit::names::{is_final, is_system_file};
 use crate::jail::{Jail, JailPath, OpenOptions};
@@ -239,9 +239,7 @@ impl SftpSession {
         let open_path = path.clone();
         let seals = self.shared.seals.clone();
         let open = move |jail: &Jail| -> Reply<(std::fs::File, u64)> {
-            // Truncated after opening, on the inode actually opened: the
-            // handles holding it hear of it first, and a deposit sealed
-            // since the check above is refused rather than cut.
+            // Truncated after opening, on the inode actually opened.
             let untruncated = OpenOptions {
                 truncate: false,
                 ..opts
@@ -250,13 +248,7 @@ impl SftpSession {
             if opts.truncate {
                 let m = file.metadata().map_err(|e| io_fail(&e))?;
                 if m.len() > 0 {
-                    seals.open.will_change(&m);
-                    if seals.is_sealed(&m) {
-                        return Err(status(
-                            StatusCode::Failure,
-                            "The file was completed meanwhile and is being ingested; retry in a moment",
-                        ));
-                    }
+                    before_change_by_path(&seals, &m)?;
                     file.set_len(0).map_err(|e| io_fail(&e))?;
                 }
             }
