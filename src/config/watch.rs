@@ -166,28 +166,56 @@ fn stamp(file: &Path, refs: &[PathBuf]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The directories to watch: the accounts directory, the directories of
-/// the files its symlinked account files point to (an edit there changes
-/// nothing in the accounts directory itself), and the parents of every
-/// referenced file that exist.
-fn wanted_dirs(dir: &Path, accounts: &BTreeMap<String, Arc<Account>>) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::from([dir.to_path_buf()]);
-    for file in account_files(dir).unwrap_or_default() {
-        let linked = std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink());
-        if let Some(target) = linked.then(|| std::fs::canonicalize(&file).ok()).flatten() {
-            if let Some(p) = target.parent().filter(|p| p.is_dir()) {
-                out.insert(p.to_path_buf());
+/// What the watcher listens to: the accounts directory, the directories
+/// of the files its symlinked account files point to (an edit there
+/// changes nothing in the accounts directory itself), and the parents of
+/// every referenced file that exist. Outside the accounts directory only
+/// events about those files count: a key file's directory may be a busy
+/// one (a home directory, a directory of logs), and every write there
+/// would otherwise wake a reload pass.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Interest {
+    accounts_dir: PathBuf,
+    dirs: BTreeSet<PathBuf>,
+    files: BTreeSet<PathBuf>,
+}
+
+impl Interest {
+    fn of(dir: &Path, accounts: &BTreeMap<String, Arc<Account>>) -> Interest {
+        let mut dirs = BTreeSet::from([dir.to_path_buf()]);
+        let mut files = BTreeSet::new();
+        for file in account_files(dir).unwrap_or_default() {
+            let linked = std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink());
+            if let Some(target) = linked.then(|| std::fs::canonicalize(&file).ok()).flatten() {
+                if let Some(p) = target.parent().filter(|p| p.is_dir()) {
+                    dirs.insert(p.to_path_buf());
+                    files.insert(target.clone());
+                }
             }
         }
-    }
-    for a in accounts.values() {
-        for f in &a.referenced_files {
-            if let Some(p) = f.parent().filter(|p| p.is_dir()) {
-                out.insert(p.to_path_buf());
+        for a in accounts.values() {
+            for f in &a.referenced_files {
+                if let Some(p) = f.parent().filter(|p| p.is_dir()) {
+                    dirs.insert(p.to_path_buf());
+                    files.insert(f.clone());
+                }
             }
         }
+        Interest {
+            accounts_dir: dir.to_path_buf(),
+            dirs,
+            files,
+        }
     }
-    out
+
+    /// True when an event about `paths` may change an account (an event
+    /// that names no path, such as the kernel's queue overflowing, may).
+    fn counts(&self, paths: &[PathBuf]) -> bool {
+        paths.is_empty()
+            || paths
+                .iter()
+                .any(|p| p.parent() == Some(&self.accounts_dir) || self.files.contains(p))
+    }
 }
 
 /// Our own reads of the files show up as access events: only writes count.
@@ -223,17 +251,30 @@ pub fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     let (ev_tx, mut events) = mpsc::unbounded_channel::<()>();
+    let initial = tx.borrow().clone();
+    let interest = Arc::new(Mutex::new(Interest::of(&dir, &initial)));
+    let heard = interest.clone();
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-            Ok(ev) if relevant(&ev.kind) => {
+            Ok(ev)
+                if relevant(&ev.kind)
+                    && heard
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .counts(&ev.paths) =>
+            {
                 let _ = ev_tx.send(());
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "account file watcher error"),
         })?;
     let mut watched = BTreeSet::new();
-    let initial = tx.borrow().clone();
-    sync_watches(&mut watcher, &mut watched, wanted_dirs(&dir, &initial));
+    let wanted = interest
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .dirs
+        .clone();
+    sync_watches(&mut watcher, &mut watched, wanted);
     let reloader = Arc::new(Mutex::new(Reloader::new(&dir, &initial)));
     Ok(tokio::spawn(async move {
         let mut rescan = tokio::time::interval(RESCAN);
@@ -263,7 +304,10 @@ pub fn spawn(
             };
             log(&changes);
             if let Some(next) = next {
-                sync_watches(&mut watcher, &mut watched, wanted_dirs(&dir, &next));
+                let next_interest = Interest::of(&dir, &next);
+                let wanted = next_interest.dirs.clone();
+                *interest.lock().unwrap_or_else(|p| p.into_inner()) = next_interest;
+                sync_watches(&mut watcher, &mut watched, wanted);
                 tx.send_replace(Arc::new(next));
             }
         }
@@ -393,11 +437,36 @@ mod tests {
         write(&managed, "a.toml", &account(""));
         std::os::unix::fs::symlink(managed.join("a.toml"), dir.join("a.toml")).unwrap();
         let current = super::super::load_accounts(&dir, false).accounts;
-        let dirs = wanted_dirs(&dir, &current);
-        assert!(
-            dirs.contains(&std::fs::canonicalize(&managed).unwrap()),
-            "{dirs:?}"
-        );
+        let interest = Interest::of(&dir, &current);
+        let managed = std::fs::canonicalize(&managed).unwrap();
+        assert!(interest.dirs.contains(&managed), "{interest:?}");
+        assert!(interest.counts(&[managed.join("a.toml")]));
+        assert!(!interest.counts(&[managed.join("other.toml")]));
+    }
+
+    /// A key file's directory is watched, but only the key file's own
+    /// events count there: writes to its neighbours (logs beside it) do
+    /// not wake a reload pass. Anything in the accounts directory does.
+    #[test]
+    fn only_the_referenced_file_counts_in_its_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, keys) = (tmp.path().join("accounts"), tmp.path().join("keys"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&keys).unwrap();
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl a@b\n";
+        write(&keys, "a.pub", key);
+        let file = format!("authorized_keys_file = {:?}\n", keys.join("a.pub"));
+        write(&dir, "a.toml", &file);
+        let current = super::super::load_accounts(&dir, false).accounts;
+        assert!(current.contains_key("a"), "the test account loads");
+        let interest = Interest::of(&dir, &current);
+        assert!(interest.dirs.contains(&keys), "{interest:?}");
+        assert!(interest.counts(&[keys.join("a.pub")]));
+        assert!(!interest.counts(&[keys.join("server.log")]));
+        assert!(interest.counts(&[dir.join("new.toml")]));
+        // A rename names both ends: the key file replaced by an editor.
+        assert!(interest.counts(&[keys.join(".a.pub.swp"), keys.join("a.pub")]));
+        assert!(interest.counts(&[]), "an event without a path (overflow)");
     }
 
     #[test]
