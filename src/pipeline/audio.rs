@@ -125,6 +125,11 @@ pub fn probe(file: File, extension: &str) -> Result<AudioInfo, Rejection> {
         if packet.track_id() != track.id {
             continue;
         }
+        // A container that states its length (WAV) needs no count of the
+        // packets: once enough are decoded, the rest is not read.
+        if decoded >= PACKETS_TO_DECODE && params.n_frames.is_some() {
+            break;
+        }
         frames += packet.dur;
         if decoded < PACKETS_TO_DECODE {
             match decoder.decode(&packet) {
