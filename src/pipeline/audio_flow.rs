@@ -4,7 +4,7 @@
 //! then one stored conversation.
 
 use super::call::{apply, crm_for, empty_draft};
-use super::context::{mark, not_as_acknowledged, today_date, transient, Failure, Pipeline};
+use super::context::{mark, not_as_acknowledged, settle, today_date, transient, Failure, Pipeline};
 use super::evaluate::{evaluate, Deposit, Evaluation, Metadata};
 use super::{audio, fields};
 use crate::archive::Staged;
@@ -93,7 +93,7 @@ pub async fn audio(
     } = known(p, account, entry, &file_name).await?;
     if let Some((id, sha)) = current {
         if sha == entry.sha256 {
-            return mark(p, entry.id, Outcome::Unchanged(id))
+            return mark(p, entry, Outcome::Unchanged(id))
                 .await
                 .map_err(Failure::Transient);
         }
@@ -215,10 +215,10 @@ pub async fn audio(
         ext,
     });
     let awaiting = draft.wait_until.is_some();
-    match p
-        .writer
-        .run(move |c| super::commit::store_conversation(c, &draft))
-        .await
+    match settle(p, entry, move |c| {
+        super::commit::store_conversation(c, &draft)
+    })
+    .await
     {
         Ok(Stored::Conversation { id, picked }) => {
             // A call waiting for its CSV row is counted when it completes

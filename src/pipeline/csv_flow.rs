@@ -70,7 +70,7 @@ pub async fn metadata_csv(
             .join(".incoming")
             .join(format!("j{id}.csv"));
         let Some(staged) = stage(p, account, entry, dest).await? else {
-            return mark(p, entry.id, Outcome::StaleUpload)
+            return mark(p, entry, Outcome::StaleUpload)
                 .await
                 .map_err(Failure::Transient);
         };

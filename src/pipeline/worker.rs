@@ -209,7 +209,7 @@ async fn ingest(p: &Pipeline, entry: &Entry) -> anyhow::Result<()> {
     let Some(account) = p.account(&entry.account) else {
         return mark(
             p,
-            entry.id,
+            entry,
             Outcome::Ignored("account no longer configured".into()),
         )
         .await;
@@ -222,7 +222,7 @@ async fn ingest(p: &Pipeline, entry: &Entry) -> anyhow::Result<()> {
                 Metrics::add(&p.metrics.system_files_ignored, 1);
                 tracing::debug!(account = %account.name, path = %entry.path, "system file stored, not ingested");
             }
-            return mark(p, entry.id, Outcome::Ignored(why.to_string())).await;
+            return mark(p, entry, Outcome::Ignored(why.to_string())).await;
         }
         Ok(Kind::MetadataCsv) => super::csv_flow::metadata_csv(p, &account, entry).await,
         Ok(Kind::CrmCsv) => super::crm_flow::crm_csv(p, &account, entry).await,

@@ -7,6 +7,13 @@
 //! fsync) instead of queueing for the write lock. A job's caller hears back
 //! only after the batch is durably committed. Readers open their own
 //! connections with [`open`].
+//!
+//! A job nobody is waiting on at the other end of a connection (the
+//! pipeline's outcome commits) is *deferred*: it waits up to [`LINGER`] for
+//! company, and rides with the next job a client waits for (an upload's
+//! journal row) or with other deferred jobs. One session uploading file
+//! after file then pays one commit per file instead of two, and the
+//! pages both touch (the journal's, the events') are written once.
 
 pub mod api;
 pub mod conversations;
@@ -56,8 +63,17 @@ pub fn open(path: &Path) -> Result<Connection> {
     )?;
     migrations::migrate(&conn)?;
     make_private(path);
+    // The writer cycles through every statement of the journal, the
+    // conversation commit and the events outbox; rusqlite's default cache
+    // (16) is smaller than that set, and a least-recently-used cache
+    // cycled through a larger set misses every time: each statement would
+    // be parsed again on every use.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
+
+/// Prepared statements kept per connection: more than the writer uses.
+const STATEMENT_CACHE: usize = 128;
 
 /// Creates the database file 0600 before SQLite does, whatever the umask:
 /// SQLite gives its WAL and shared-memory files the database's mode.
@@ -104,7 +120,18 @@ type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 /// A job runs with `alone` true when it is its batch's only job: it needs no
 /// savepoint then, its failure rolls the whole transaction back. It returns
 /// whether it succeeded, and what tells its caller once the batch is done.
-type Job = Box<dyn FnOnce(&Connection, bool) -> (bool, Finish) + Send>;
+type Work = Box<dyn FnOnce(&Connection, bool) -> (bool, Finish) + Send>;
+
+struct Job {
+    work: Work,
+    /// May wait up to [`LINGER`] to share a commit.
+    deferred: bool,
+}
+
+/// Longest a deferred job waits for company before its batch commits. An
+/// outcome committed this much later is still far inside what the
+/// upload-to-conversation latency allows.
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Handle to the single writer thread. Cheap to clone.
 #[derive(Clone)]
@@ -155,7 +182,18 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let rx = self.submit(f)?;
+        let rx = self.submit(f, false)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Writer::run`] for a job no client waits on: its batch may wait up
+    /// to [`LINGER`] for more jobs before it commits.
+    pub(crate) async fn run_deferred<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let rx = self.submit(f, true)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -165,17 +203,17 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let rx = self.submit(f)?;
+        let rx = self.submit(f, false)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
-    fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<Result<T>>>
+    fn submit<T, F>(&self, f: F, deferred: bool) -> Result<oneshot::Receiver<Result<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn, alone| {
+        let work: Work = Box::new(move |conn, alone| {
             let outcome = match alone {
                 true => f(conn),
                 false => in_savepoint(conn, f),
@@ -190,7 +228,9 @@ impl Writer {
             });
             (ok, finish)
         });
-        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
+        self.jobs
+            .send(Job { work, deferred })
+            .map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }
 }
@@ -215,19 +255,38 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
     }
 }
 
+/// The jobs of one batch: `first`, whatever is queued behind it, and, while
+/// every job so far is deferred, what arrives within [`LINGER`] of `first`.
+fn gather(rx: &std_mpsc::Receiver<Job>, first: Job) -> Vec<Job> {
+    let deadline = std::time::Instant::now() + LINGER;
+    let mut waiting = first.deferred;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        let next = match rx.try_recv() {
+            Ok(j) => j,
+            Err(std_mpsc::TryRecvError::Disconnected) => break,
+            Err(std_mpsc::TryRecvError::Empty) if waiting => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(j) => j,
+                    Err(_) => break,
+                }
+            }
+            Err(std_mpsc::TryRecvError::Empty) => break,
+        };
+        waiting &= next.deferred;
+        batch.push(next);
+    }
+    batch
+}
+
 fn writer_loop(
     conn: Connection,
     rx: std_mpsc::Receiver<Job>,
     committed: tokio::sync::watch::Sender<u64>,
 ) {
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
+        let batch = gather(&rx, first);
         if let Err(e) = framing(&conn, "BEGIN IMMEDIATE") {
             let msg = e.to_string();
             tracing::error!(error = %msg, "cannot begin a database transaction");
@@ -239,8 +298,10 @@ fn writer_loop(
         }
         let changes_before = conn.total_changes();
         let alone = batch.len() == 1;
-        let (oks, finishers): (Vec<bool>, Vec<Finish>) =
-            batch.into_iter().map(|job| job(&conn, alone)).unzip();
+        let (oks, finishers): (Vec<bool>, Vec<Finish>) = batch
+            .into_iter()
+            .map(|job| (job.work)(&conn, alone))
+            .unzip();
         if alone && !oks[0] {
             // The only job failed without a savepoint: undo what it did.
             // Its caller hears its own error.
@@ -337,6 +398,57 @@ mod tests {
             .map(|r| r.unwrap())
             .collect();
         assert_eq!(xs, vec![2]);
+    }
+
+    fn job(deferred: bool) -> Job {
+        let work: Work = Box::new(|_, _| (true, Box::new(|_| ())));
+        Job { work, deferred }
+    }
+
+    /// A deferred job waits for company and takes everything up to the
+    /// first job a client waits for; a client's job never waits.
+    #[test]
+    fn a_deferred_job_waits_for_company_an_urgent_one_never() {
+        let (tx, rx) = std_mpsc::channel::<Job>();
+        for deferred in [true, true, false, true] {
+            tx.send(job(deferred)).unwrap();
+        }
+        let first = rx.recv().unwrap();
+        let batch = gather(&rx, first);
+        let kinds: Vec<bool> = batch.iter().map(|j| j.deferred).collect();
+        assert_eq!(
+            kinds,
+            [true, true, false, true],
+            "what was queued rides along"
+        );
+        // Alone and deferred: it waits out the linger, no more.
+        tx.send(job(true)).unwrap();
+        let started = std::time::Instant::now();
+        let first = rx.recv().unwrap();
+        assert_eq!(gather(&rx, first).len(), 1);
+        assert!(started.elapsed() >= LINGER);
+        // An urgent job does not wait.
+        tx.send(job(false)).unwrap();
+        let started = std::time::Instant::now();
+        let first = rx.recv().unwrap();
+        assert_eq!(gather(&rx, first).len(), 1);
+        assert!(started.elapsed() < LINGER, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_deferred_job_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, w, handle) = with_table(&dir).await;
+        w.run_deferred(|c| Ok(c.execute("INSERT INTO t VALUES (7)", [])?))
+            .await
+            .unwrap();
+        drop(w);
+        handle.join().unwrap();
+        let n: i64 = open(&db)
+            .unwrap()
+            .query_row("SELECT x FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 7);
     }
 
     #[tokio::test]
