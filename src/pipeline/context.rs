@@ -36,6 +36,8 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     pub limits: PipelineLimits,
     pub crm: CrmCache,
+    /// Connections the blocking steps read what the store knows through.
+    pub(crate) readers: Arc<Readers>,
     /// Held while a CRM snapshot is loaded into [`Pipeline::crm`].
     pub crm_loading: tokio::sync::Mutex<()>,
     pub(super) timer_busy: AtomicBool,
@@ -54,6 +56,7 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         limits: PipelineLimits,
     ) -> Arc<Pipeline> {
+        let readers = Arc::new(Readers::new(writer.path()));
         Arc::new(Pipeline {
             accounts,
             writer,
@@ -63,6 +66,7 @@ impl Pipeline {
             metrics,
             limits,
             crm: Mutex::new(HashMap::new()),
+            readers,
             crm_loading: tokio::sync::Mutex::new(()),
             timer_busy: AtomicBool::new(false),
             sweep_busy: AtomicBool::new(false),
@@ -99,6 +103,52 @@ impl From<Rejection> for Failure {
 /// Turns any error into a transient failure: `.map_err(transient)`.
 pub(crate) fn transient<E: Into<anyhow::Error>>(e: E) -> Failure {
     Failure::Transient(e.into())
+}
+
+/// Read connections of the pipeline's blocking steps: reading what the
+/// store knows of a deposit (WAL readers see every committed batch) needs
+/// no trip through the writer thread, and runs beside its commits. A
+/// connection is opened on first need; at most [`Readers::IDLE`] are kept.
+pub(crate) struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl Readers {
+    /// As many as the pipeline ingests deposits at once.
+    const IDLE: usize = 16;
+
+    pub(crate) fn new(path: &std::path::Path) -> Readers {
+        Readers {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` in one read transaction (one consistent snapshot). Blocks:
+    /// call it off the async threads.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> crate::store::Result<T>,
+    ) -> crate::store::Result<T> {
+        let taken = lock(&self.idle).pop();
+        let conn = match taken {
+            Some(c) => c,
+            None => crate::store::open(&self.path)?,
+        };
+        let out = {
+            let tx = conn.unchecked_transaction()?;
+            let out = f(&tx);
+            // Read only: ending it either way releases the snapshot.
+            drop(tx);
+            out
+        };
+        let mut idle = lock(&self.idle);
+        if idle.len() < Self::IDLE {
+            idle.push(conn);
+        }
+        out
+    }
 }
 
 /// A set behind a mutex; a panic elsewhere cannot poison these sets.
