@@ -2,7 +2,7 @@
 //! file-system handler that works inside each account's jail.
 //!
 //! Data flow: TCP accept (ban check, [`admission`] of the unauthenticated) →
-//! [`conn::serve`] (login grace time) → [`ssh::Connection`] (auth, session
+//! one of the connection [`threads`] → [`conn::serve`] (login grace time) → [`ssh::Connection`] (auth, session
 //! limits) → `sftp` subsystem → [`channel`] pump → [`fs::SftpSession`], whose
 //! CLOSE/RENAME produce upload completions: fsync, a journal row committed,
 //! then OK to the client and the entry handed to the pipeline.
@@ -16,6 +16,7 @@ mod fs;
 mod policy;
 mod quota;
 mod ssh;
+mod threads;
 mod upload;
 
 use crate::config::{Account, Settings};
@@ -262,6 +263,12 @@ pub(crate) async fn run(
         });
     }
     drop(conn_tx);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads::Threads::start(cores)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cannot start the connection threads; connections share the main runtime")
+        })
+        .ok();
     let (close_tx, close_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
     loop {
@@ -269,7 +276,15 @@ pub(crate) async fn run(
             _ = shutdown.changed() => break,
             Some((stream, peer)) = conn_rx.recv() => {
                 if let Some(task) = admit(&shared, &config, stream, peer, &close_rx) {
-                    sessions.spawn(task);
+                    match threads.as_ref().and_then(|t| t.pick()) {
+                        Some((thread, served)) => {
+                            sessions.spawn_on(async move {
+                                let _served = served;
+                                task.await
+                            }, &thread);
+                        }
+                        None => { sessions.spawn(task); }
+                    }
                 }
             }
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
@@ -279,6 +294,9 @@ pub(crate) async fn run(
     acceptors.shutdown().await;
     drop(conn_rx);
     drain_sessions(&shared, close_tx, sessions).await;
+    if let Some(t) = threads {
+        t.stop().await;
+    }
 }
 
 /// Tells every connection to close, then waits for them (each cuts its
@@ -314,13 +332,24 @@ fn admit(
     }
     let (pending, verdict) = shared.unauthenticated.admit(peer.ip()).ok()?;
     let _ = stream.set_nodelay(true);
-    Some(conn::serve(
-        shared.clone(),
-        config.clone(),
-        stream,
-        peer,
-        pending,
-        verdict,
-        close.clone(),
-    ))
+    // The socket is registered again with the reactor of the thread the
+    // task runs on: its readiness then wakes that thread, not this one.
+    let stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(ip = %peer.ip(), error = %e, "cannot hand the connection over; closed");
+            return None;
+        }
+    };
+    let (shared, config, close) = (shared.clone(), config.clone(), close.clone());
+    Some(async move {
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(ip = %peer.ip(), error = %e, "cannot serve the connection; closed");
+                return;
+            }
+        };
+        conn::serve(shared, config, stream, peer, pending, verdict, close).await
+    })
 }
