@@ -176,36 +176,41 @@ fn stamp(file: &Path, refs: &[PathBuf]) -> [u8; 32] {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Interest {
     accounts_dir: PathBuf,
-    dirs: BTreeSet<PathBuf>,
     files: BTreeSet<PathBuf>,
 }
 
 impl Interest {
     fn of(dir: &Path, accounts: &BTreeMap<String, Arc<Account>>) -> Interest {
-        let mut dirs = BTreeSet::from([dir.to_path_buf()]);
         let mut files = BTreeSet::new();
         for file in account_files(dir).unwrap_or_default() {
             let linked = std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink());
             if let Some(target) = linked.then(|| std::fs::canonicalize(&file).ok()).flatten() {
-                if let Some(p) = target.parent().filter(|p| p.is_dir()) {
-                    dirs.insert(p.to_path_buf());
-                    files.insert(target.clone());
+                if target.parent().is_some_and(Path::is_dir) {
+                    files.insert(target);
                 }
             }
         }
         for a in accounts.values() {
             for f in &a.referenced_files {
-                if let Some(p) = f.parent().filter(|p| p.is_dir()) {
-                    dirs.insert(p.to_path_buf());
+                if f.parent().is_some_and(Path::is_dir) {
                     files.insert(f.clone());
                 }
             }
         }
         Interest {
             accounts_dir: dir.to_path_buf(),
-            dirs,
             files,
         }
+    }
+
+    /// The directories to watch: the accounts directory and the parent of
+    /// every file of interest.
+    fn dirs(&self) -> BTreeSet<PathBuf> {
+        let parents = self.files.iter().filter_map(|f| f.parent());
+        std::iter::once(self.accounts_dir.as_path())
+            .chain(parents)
+            .map(Path::to_path_buf)
+            .collect()
     }
 
     /// True when an event about `paths` may change an account (an event
@@ -269,11 +274,7 @@ pub fn spawn(
             Err(e) => tracing::warn!(error = %e, "account file watcher error"),
         })?;
     let mut watched = BTreeSet::new();
-    let wanted = interest
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .dirs
-        .clone();
+    let wanted = interest.lock().unwrap_or_else(|p| p.into_inner()).dirs();
     sync_watches(&mut watcher, &mut watched, wanted);
     let reloader = Arc::new(Mutex::new(Reloader::new(&dir, &initial)));
     Ok(tokio::spawn(async move {
@@ -305,7 +306,7 @@ pub fn spawn(
             log(&changes);
             if let Some(next) = next {
                 let next_interest = Interest::of(&dir, &next);
-                let wanted = next_interest.dirs.clone();
+                let wanted = next_interest.dirs();
                 *interest.lock().unwrap_or_else(|p| p.into_inner()) = next_interest;
                 sync_watches(&mut watcher, &mut watched, wanted);
                 tx.send_replace(Arc::new(next));
@@ -439,7 +440,7 @@ mod tests {
         let current = super::super::load_accounts(&dir, false).accounts;
         let interest = Interest::of(&dir, &current);
         let managed = std::fs::canonicalize(&managed).unwrap();
-        assert!(interest.dirs.contains(&managed), "{interest:?}");
+        assert!(interest.dirs().contains(&managed), "{interest:?}");
         assert!(interest.counts(&[managed.join("a.toml")]));
         assert!(!interest.counts(&[managed.join("other.toml")]));
     }
@@ -460,7 +461,7 @@ mod tests {
         let current = super::super::load_accounts(&dir, false).accounts;
         assert!(current.contains_key("a"), "the test account loads");
         let interest = Interest::of(&dir, &current);
-        assert!(interest.dirs.contains(&keys), "{interest:?}");
+        assert!(interest.dirs().contains(&keys), "{interest:?}");
         assert!(interest.counts(&[keys.join("a.pub")]));
         assert!(!interest.counts(&[keys.join("server.log")]));
         assert!(interest.counts(&[dir.join("new.toml")]));

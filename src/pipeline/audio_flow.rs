@@ -4,8 +4,9 @@
 //! then one stored conversation.
 
 use super::call::{apply, crm_for, empty_draft};
-use super::context::Readers;
-use super::context::{mark, not_as_acknowledged, settle, today_date, transient, Failure, Pipeline};
+use super::context::{
+    mark, not_as_acknowledged, settle, today_date, transient, Failure, Pipeline, Readers,
+};
 use super::evaluate::{evaluate, Deposit, Evaluation, Metadata};
 use super::{audio, fields};
 use crate::archive::{stage, Source, Staged};

@@ -131,7 +131,7 @@ struct Job {
 /// Longest a deferred job waits for company before its batch commits. An
 /// outcome committed this much later is still far inside what the
 /// upload-to-conversation latency allows.
-pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Handle to the single writer thread. Cheap to clone.
 #[derive(Clone)]
@@ -405,8 +405,8 @@ mod tests {
         Job { work, deferred }
     }
 
-    /// A deferred job waits for company and takes everything up to the
-    /// first job a client waits for; a client's job never waits.
+    /// A batch takes every job already queued; a deferred job alone waits
+    /// out the linger for company; a client's job never waits.
     #[test]
     fn a_deferred_job_waits_for_company_an_urgent_one_never() {
         let (tx, rx) = std_mpsc::channel::<Job>();
