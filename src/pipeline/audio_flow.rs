@@ -30,14 +30,10 @@ struct Known {
     broken: Option<String>,
 }
 
-/// The CSV row is looked up under the name's Unicode form first (a Mac
-/// sends NFD, a spreadsheet holds NFC), then as the bytes arrived.
-fn known(
-    c: &rusqlite::Connection,
-    account: &Account,
-    entry: &Entry,
-    file_name: &str,
-) -> crate::store::Result<Known> {
+/// The names a deposit's CSV row is looked up under: the name's Unicode
+/// form first (a Mac sends NFD, a spreadsheet holds NFC), then as the
+/// bytes arrived.
+fn csv_names(account: &Account, file_name: &str) -> Vec<String> {
     let mut names = vec![file_name.to_string()];
     if let Some(a) = &account.audio {
         let normal = fields::normalise(a.normalize, file_name);
@@ -45,6 +41,37 @@ fn known(
             names.insert(0, normal);
         }
     }
+    names
+}
+
+/// True when the deposit's CSV row, or why it was refused, is stored now.
+fn row_known(
+    c: &rusqlite::Connection,
+    account: &str,
+    names: &[String],
+) -> crate::store::Result<bool> {
+    for name in names {
+        if snapshots::metadata_row(c, account, name)?.is_some() {
+            return Ok(true);
+        }
+    }
+    match names.last() {
+        Some(last) => Ok(snapshots::row_error(c, account, last)?.is_some()),
+        None => Ok(false),
+    }
+}
+
+/// How many times a call found awaiting is evaluated again because its CSV
+/// row arrived between the read and the commit.
+const ROW_RACES: usize = 3;
+
+fn known(
+    c: &rusqlite::Connection,
+    account: &Account,
+    entry: &Entry,
+    file_name: &str,
+) -> crate::store::Result<Known> {
+    let names = csv_names(account, file_name);
     let (acc, path) = (&account.name, &entry.path);
     let (redone, current) = match entry.redo {
         Some(redo) => (conversations::redoable(c, redo.conversation)?, None),
@@ -104,69 +131,89 @@ pub async fn audio(
     // The CRM snapshot comes from a cache; taken here, where loading it may
     // wait, and used below only when the call is enriched.
     let crm = crm_for(p, account).await?;
-    let job = Job {
-        account: account.clone(),
-        entry: entry.clone(),
-        path: path.clone(),
-        file_name: path.file_name().unwrap_or_default().to_string(),
-        deposit_date,
-        crm,
-        jail_root: p.jail_root(&account.name),
-        archive_root: p.archive_root(&account.name),
-        sealed: p.seals.source(entry.id),
-    };
-    // What the store knows, the evaluation, the archive copy and its probe
-    // in one step off the async threads: the read goes through a reader
-    // connection of its own, not through the writer thread.
-    let readers = p.readers.clone();
-    let prepared = tokio::task::spawn_blocking(move || prepare(&readers, job))
-        .await
-        .map_err(transient)??;
-    let draft = match prepared {
-        Prepared::Unchanged(id) => {
-            return mark(p, entry, Outcome::Unchanged(id))
-                .await
-                .map_err(Failure::Transient)
-        }
-        Prepared::Rejected(r) => return Err(r.into()),
-        Prepared::NotAsAcknowledged(sha) => {
-            return not_as_acknowledged(p, account, entry, sha.as_deref()).await
-        }
-        Prepared::Ready(draft) => draft,
-    };
-    let tmp = draft.archive.as_ref().map(|a| a.staged.clone());
-    let awaiting = draft.wait_until.is_some();
-    let drop_staged = || {
-        if let Some(t) = &tmp {
-            let _ = std::fs::remove_file(t);
-        }
-    };
-    match settle(p, entry, move |c| {
-        super::commit::store_conversation(c, &draft)
-    })
-    .await
-    {
-        Ok(Stored::Conversation { id, picked }) => {
-            // A call waiting for its CSV row is counted when it completes
-            // (it may still end as a rejection): counters count outcomes.
-            if !awaiting {
-                Metrics::add(&p.metrics.conversations, 1);
+    let file_name = path.file_name().unwrap_or_default().to_string();
+    let mut races = 0;
+    loop {
+        let job = Job {
+            account: account.clone(),
+            entry: entry.clone(),
+            path: path.clone(),
+            file_name: file_name.clone(),
+            deposit_date,
+            crm: crm.clone(),
+            jail_root: p.jail_root(&account.name),
+            archive_root: p.archive_root(&account.name),
+            sealed: p.seals.source(entry.id),
+        };
+        // What the store knows, the evaluation, the archive copy and its
+        // probe in one step off the async threads: the read goes through a
+        // reader connection of its own, not through the writer thread.
+        let readers = p.readers.clone();
+        let prepared = tokio::task::spawn_blocking(move || prepare(&readers, job))
+            .await
+            .map_err(transient)??;
+        let draft = match prepared {
+            Prepared::Unchanged(id) => {
+                return mark(p, entry, Outcome::Unchanged(id))
+                    .await
+                    .map_err(Failure::Transient)
             }
-            if awaiting {
-                tracing::info!(account = %account.name, conversation_id = id, path = %entry.path, "conversation awaiting its metadata CSV row");
-            } else {
-                tracing::info!(account = %account.name, conversation_id = id, path = %entry.path, picked, "conversation stored");
+            Prepared::Rejected(r) => return Err(r.into()),
+            Prepared::NotAsAcknowledged(sha) => {
+                return not_as_acknowledged(p, account, entry, sha.as_deref()).await
             }
-            Ok(())
-        }
-        Ok(Stored::Unchanged { .. }) => {
-            drop_staged();
-            Ok(())
-        }
-        Err(e) => {
-            drop_staged();
-            Err(transient(e))
-        }
+            Prepared::Ready(draft) => draft,
+        };
+        let tmp = draft.archive.as_ref().map(|a| a.staged.clone());
+        let awaiting = draft.wait_until.is_some();
+        let drop_staged = || {
+            if let Some(t) = &tmp {
+                let _ = std::fs::remove_file(t);
+            }
+        };
+        // A call found awaiting its CSV row is committed so only if the row
+        // (or why it was refused) is still not stored: the CSV's flow looks
+        // for awaiting calls after storing its rows, so a row stored
+        // between this deposit's read and its commit would otherwise be
+        // seen by neither. The check runs in the commit's transaction.
+        let recheck = (awaiting && races < ROW_RACES)
+            .then(|| (account.name.clone(), csv_names(account, &file_name)));
+        let committed = settle(p, entry, move |c| {
+            if let Some((acc, names)) = &recheck {
+                if row_known(c, acc, names)? {
+                    return Ok(None);
+                }
+            }
+            super::commit::store_conversation(c, &draft).map(Some)
+        })
+        .await;
+        return match committed {
+            Ok(None) => {
+                drop_staged();
+                races += 1;
+                continue;
+            }
+            Ok(Some(Stored::Conversation { id, picked })) => {
+                // A call waiting for its CSV row is counted when it
+                // completes (it may still end as a rejection): counters
+                // count outcomes.
+                if awaiting {
+                    tracing::info!(account = %account.name, conversation_id = id, path = %entry.path, "conversation awaiting its metadata CSV row");
+                } else {
+                    Metrics::add(&p.metrics.conversations, 1);
+                    tracing::info!(account = %account.name, conversation_id = id, path = %entry.path, picked, "conversation stored");
+                }
+                Ok(())
+            }
+            Ok(Some(Stored::Unchanged { .. })) => {
+                drop_staged();
+                Ok(())
+            }
+            Err(e) => {
+                drop_staged();
+                Err(transient(e))
+            }
+        };
     }
 }
 
