@@ -5,7 +5,7 @@
 
 use super::call::{apply, crm_for, empty_draft};
 use super::context::{
-    mark, not_as_acknowledged, settle, today_date, transient, Failure, Pipeline, Readers,
+    mark, not_as_acknowledged, today_date, transient, Failure, Pipeline, Readers,
 };
 use super::evaluate::{evaluate, Deposit, Evaluation, Metadata};
 use super::{audio, fields};
@@ -178,15 +178,17 @@ pub async fn audio(
         // seen by neither. The check runs in the commit's transaction.
         let recheck = (awaiting && races < ROW_RACES)
             .then(|| (account.name.clone(), csv_names(account, &file_name)));
-        let committed = settle(p, entry, move |c| {
-            if let Some((acc, names)) = &recheck {
-                if row_known(c, acc, names)? {
-                    return Ok(None);
+        let committed = p
+            .writer
+            .run(move |c| {
+                if let Some((acc, names)) = &recheck {
+                    if row_known(c, acc, names)? {
+                        return Ok(None);
+                    }
                 }
-            }
-            super::commit::store_conversation(c, &draft).map(Some)
-        })
-        .await;
+                super::commit::store_conversation(c, &draft).map(Some)
+            })
+            .await;
         return match committed {
             Ok(None) => {
                 drop_staged();

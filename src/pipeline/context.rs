@@ -12,7 +12,7 @@ use crate::config::{Account, PipelineLimits};
 use crate::deposit::Seals;
 use crate::metrics::Metrics;
 use crate::store::conversations::{DepositRejections, Recorded, ReportRow};
-use crate::store::journal::{self, Entry, Outcome, Source};
+use crate::store::journal::{self, Entry, Outcome};
 use crate::store::Writer;
 use chrono::Utc;
 use std::collections::HashMap;
@@ -159,23 +159,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Commits an outcome that writes no rows (ignored, unchanged, superseded).
 pub(crate) async fn mark(p: &Pipeline, entry: &Entry, outcome: Outcome) -> anyhow::Result<()> {
     let id = entry.id;
-    settle(p, entry, move |c| commit(c, id, Commit::Outcome(outcome))).await?;
+    p.writer
+        .run(move |c| commit(c, id, Commit::Outcome(outcome)))
+        .await?;
     Ok(())
-}
-
-/// Runs the job that commits `entry`'s outcome. An SFTP upload's outcome
-/// may wait for the next upload's journal row and share its commit (the
-/// writer's deferred jobs); the rows of an import, a scan or a reprocess
-/// come with no uploads to ride with, and commit in batches of their own.
-pub(crate) async fn settle<T, F>(p: &Pipeline, entry: &Entry, f: F) -> crate::store::Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&rusqlite::Connection) -> crate::store::Result<T> + Send + 'static,
-{
-    match entry.source == Source::Sftp.as_str() {
-        true => p.writer.run_deferred(f).await,
-        false => p.writer.run(f).await,
-    }
 }
 
 /// Today in the account's timezone (names the rejection report file).
@@ -207,20 +194,22 @@ pub async fn reject(
         p.limits.max_rejections_per_deposit,
     );
     let r2 = r.clone();
-    let recorded = settle(p, entry, move |c| {
-        let what = Commit::Rejection(DepositRejections {
-            account: &acc,
-            path: &path,
-            journal_id: id,
-            sha256: &sha,
-            rejections: std::slice::from_ref(&r2),
-            more: 0,
-            cap,
-            day: &day2,
-        });
-        commit(c, id, what)
-    })
-    .await?;
+    let recorded = p
+        .writer
+        .run(move |c| {
+            let what = Commit::Rejection(DepositRejections {
+                account: &acc,
+                path: &path,
+                journal_id: id,
+                sha256: &sha,
+                rejections: std::slice::from_ref(&r2),
+                more: 0,
+                cap,
+                day: &day2,
+            });
+            commit(c, id, what)
+        })
+        .await?;
     let Committed::Rejection(Some(recorded)) = recorded else {
         return Ok(());
     };

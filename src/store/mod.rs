@@ -7,13 +7,6 @@
 //! fsync) instead of queueing for the write lock. A job's caller hears back
 //! only after the batch is durably committed. Readers open their own
 //! connections with [`open`].
-//!
-//! A job nobody is waiting on at the other end of a connection (the
-//! pipeline's outcome commits) is *deferred*: it waits up to [`LINGER`] for
-//! company, and rides with the next job a client waits for (an upload's
-//! journal row) or with other deferred jobs. One session uploading file
-//! after file then pays one commit per file instead of two, and the
-//! pages both touch (the journal's, the events') are written once.
 
 pub mod api;
 pub mod conversations;
@@ -120,18 +113,7 @@ type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 /// A job runs with `alone` true when it is its batch's only job: it needs no
 /// savepoint then, its failure rolls the whole transaction back. It returns
 /// whether it succeeded, and what tells its caller once the batch is done.
-type Work = Box<dyn FnOnce(&Connection, bool) -> (bool, Finish) + Send>;
-
-struct Job {
-    work: Work,
-    /// May wait up to [`LINGER`] to share a commit.
-    deferred: bool,
-}
-
-/// Longest a deferred job waits for company before its batch commits. An
-/// outcome committed this much later is still far inside what the
-/// upload-to-conversation latency allows.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+type Job = Box<dyn FnOnce(&Connection, bool) -> (bool, Finish) + Send>;
 
 /// Handle to the single writer thread. Cheap to clone.
 #[derive(Clone)]
@@ -182,18 +164,7 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let rx = self.submit(f, false)?;
-        rx.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// [`Writer::run`] for a job no client waits on: its batch may wait up
-    /// to [`LINGER`] for more jobs before it commits.
-    pub(crate) async fn run_deferred<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        let rx = self.submit(f, true)?;
+        let rx = self.submit(f)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -203,17 +174,17 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let rx = self.submit(f, false)?;
+        let rx = self.submit(f)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
-    fn submit<T, F>(&self, f: F, deferred: bool) -> Result<oneshot::Receiver<Result<T>>>
+    fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<Result<T>>>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let work: Work = Box::new(move |conn, alone| {
+        let job: Job = Box::new(move |conn, alone| {
             let outcome = match alone {
                 true => f(conn),
                 false => in_savepoint(conn, f),
@@ -228,9 +199,7 @@ impl Writer {
             });
             (ok, finish)
         });
-        self.jobs
-            .send(Job { work, deferred })
-            .map_err(|_| StoreError::Closed)?;
+        self.jobs.send(job).map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }
 }
@@ -255,27 +224,14 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
     }
 }
 
-/// The jobs of one batch: `first`, whatever is queued behind it, and, while
-/// every job so far is deferred, what arrives within [`LINGER`] of `first`.
+/// The jobs of one batch: `first` and whatever is queued behind it.
 fn gather(rx: &std_mpsc::Receiver<Job>, first: Job) -> Vec<Job> {
-    let deadline = std::time::Instant::now() + LINGER;
-    let mut waiting = first.deferred;
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
-        let next = match rx.try_recv() {
-            Ok(j) => j,
-            Err(std_mpsc::TryRecvError::Disconnected) => break,
-            Err(std_mpsc::TryRecvError::Empty) if waiting => {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                match rx.recv_timeout(left) {
-                    Ok(j) => j,
-                    Err(_) => break,
-                }
-            }
-            Err(std_mpsc::TryRecvError::Empty) => break,
-        };
-        waiting &= next.deferred;
-        batch.push(next);
+        match rx.try_recv() {
+            Ok(j) => batch.push(j),
+            Err(_) => break,
+        }
     }
     batch
 }
@@ -298,10 +254,8 @@ fn writer_loop(
         }
         let changes_before = conn.total_changes();
         let alone = batch.len() == 1;
-        let (oks, finishers): (Vec<bool>, Vec<Finish>) = batch
-            .into_iter()
-            .map(|job| (job.work)(&conn, alone))
-            .unzip();
+        let (oks, finishers): (Vec<bool>, Vec<Finish>) =
+            batch.into_iter().map(|job| job(&conn, alone)).unzip();
         if alone && !oks[0] {
             // The only job failed without a savepoint: undo what it did.
             // Its caller hears its own error.
@@ -400,55 +354,19 @@ mod tests {
         assert_eq!(xs, vec![2]);
     }
 
-    fn job(deferred: bool) -> Job {
-        let work: Work = Box::new(|_, _| (true, Box::new(|_| ())));
-        Job { work, deferred }
-    }
-
-    /// A batch takes every job already queued; a deferred job alone waits
-    /// out the linger for company; a client's job never waits.
+    /// A batch takes every job already queued, and waits for no more.
     #[test]
-    fn a_deferred_job_waits_for_company_an_urgent_one_never() {
+    fn a_batch_takes_what_is_queued() {
         let (tx, rx) = std_mpsc::channel::<Job>();
-        for deferred in [true, true, false, true] {
-            tx.send(job(deferred)).unwrap();
+        let job = || -> Job { Box::new(|_, _| (true, Box::new(|_| ()))) };
+        for _ in 0..3 {
+            tx.send(job()).unwrap();
         }
         let first = rx.recv().unwrap();
-        let batch = gather(&rx, first);
-        let kinds: Vec<bool> = batch.iter().map(|j| j.deferred).collect();
-        assert_eq!(
-            kinds,
-            [true, true, false, true],
-            "what was queued rides along"
-        );
-        // Alone and deferred: it waits out the linger, no more.
-        tx.send(job(true)).unwrap();
-        let started = std::time::Instant::now();
+        assert_eq!(gather(&rx, first).len(), 3);
+        tx.send(job()).unwrap();
         let first = rx.recv().unwrap();
         assert_eq!(gather(&rx, first).len(), 1);
-        assert!(started.elapsed() >= LINGER);
-        // An urgent job does not wait.
-        tx.send(job(false)).unwrap();
-        let started = std::time::Instant::now();
-        let first = rx.recv().unwrap();
-        assert_eq!(gather(&rx, first).len(), 1);
-        assert!(started.elapsed() < LINGER, "{:?}", started.elapsed());
-    }
-
-    #[tokio::test]
-    async fn a_deferred_job_commits() {
-        let dir = tempfile::tempdir().unwrap();
-        let (db, w, handle) = with_table(&dir).await;
-        w.run_deferred(|c| Ok(c.execute("INSERT INTO t VALUES (7)", [])?))
-            .await
-            .unwrap();
-        drop(w);
-        handle.join().unwrap();
-        let n: i64 = open(&db)
-            .unwrap()
-            .query_row("SELECT x FROM t", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(n, 7);
     }
 
     #[tokio::test]
