@@ -23,7 +23,10 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
 /// Packets decoded to prove the stream is real audio (decoding the whole
-/// file would cost far more than it tells).
+/// file would cost far more than it tells). A container that states its
+/// length (WAV) stops after the first decoded packet: only the first
+/// decode decides anything (a later failure is not a rejection), and its
+/// channels come from the header.
 const PACKETS_TO_DECODE: usize = 8;
 
 /// How far into a file an MPEG frame sync is looked for (ID3 tags and
@@ -126,8 +129,8 @@ pub fn probe(file: File, extension: &str) -> Result<AudioInfo, Rejection> {
             continue;
         }
         // A container that states its length (WAV) needs no count of the
-        // packets: once enough are decoded, the rest is not read.
-        if decoded >= PACKETS_TO_DECODE && params.n_frames.is_some() {
+        // packets: once one is decoded, the rest is not read.
+        if decoded >= 1 && params.n_frames.is_some() {
             break;
         }
         frames += packet.dur;
