@@ -44,21 +44,36 @@ fn csv_names(account: &Account, file_name: &str) -> Vec<String> {
     names
 }
 
+/// The deposit's CSV row under the first of `names` that has one, else
+/// why its row was refused (looked up under the name as it arrived, the
+/// last of `names`).
+type StoredRow = (Option<BTreeMap<String, String>>, Option<String>);
+
+fn stored_row(
+    c: &rusqlite::Connection,
+    account: &str,
+    names: &[String],
+) -> crate::store::Result<StoredRow> {
+    for name in names {
+        if let Some(row) = snapshots::metadata_row(c, account, name)? {
+            return Ok((Some(row), None));
+        }
+    }
+    let broken = match names.last() {
+        Some(last) => snapshots::row_error(c, account, last)?,
+        None => None,
+    };
+    Ok((None, broken))
+}
+
 /// True when the deposit's CSV row, or why it was refused, is stored now.
 fn row_known(
     c: &rusqlite::Connection,
     account: &str,
     names: &[String],
 ) -> crate::store::Result<bool> {
-    for name in names {
-        if snapshots::metadata_row(c, account, name)?.is_some() {
-            return Ok(true);
-        }
-    }
-    match names.last() {
-        Some(last) => Ok(snapshots::row_error(c, account, last)?.is_some()),
-        None => Ok(false),
-    }
+    let (row, broken) = stored_row(c, account, names)?;
+    Ok(row.is_some() || broken.is_some())
 }
 
 /// How many times a call found awaiting is evaluated again because its CSV
@@ -77,18 +92,10 @@ fn known(
         Some(redo) => (conversations::redoable(c, redo.conversation)?, None),
         None => (None, conversations::current(c, acc, path)?),
     };
-    let (mut row, mut broken) = (None, None);
-    if account.metadata_csv.is_some() {
-        for name in &names {
-            row = snapshots::metadata_row(c, acc, name)?;
-            if row.is_some() {
-                break;
-            }
-        }
-        if row.is_none() {
-            broken = snapshots::row_error(c, acc, &names[names.len() - 1])?;
-        }
-    }
+    let (row, broken) = match account.metadata_csv {
+        Some(_) => stored_row(c, acc, &names)?,
+        None => (None, None),
+    };
     Ok(Known {
         redone,
         current,
